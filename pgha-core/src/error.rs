@@ -1,0 +1,70 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in `pgha-core`.
+///
+/// Variants carry data, not prose; [`Error::kind`] groups them for retry
+/// decisions and metrics.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A connection to a backend could not be made or broke.
+    #[error("node {node}: connection failed: {source}")]
+    Connect {
+        /// The node's name.
+        node: String,
+        /// What the driver said.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A backend did not answer within its deadline.
+    #[error("node {node}: no answer within {after:?}")]
+    Timeout {
+        /// The node's name.
+        node: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// A query on a backend failed.
+    #[error("node {node}: query failed: {source}")]
+    Query {
+        /// The node's name.
+        node: String,
+        /// What the driver said.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A local file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A coarse grouping of [`Error`]s: what a caller should do about one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The node may be down or unreachable; retrying later may work.
+    Unavailable,
+    /// The request itself failed; retrying the same thing will fail again.
+    Failed,
+    /// A local problem (disk, process spawn).
+    Local,
+}
+
+impl Error {
+    /// Which [`ErrorKind`] this error belongs to.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Connect { .. } | Error::Timeout { .. } => ErrorKind::Unavailable,
+            Error::Query { .. } => ErrorKind::Failed,
+            Error::Io { .. } => ErrorKind::Local,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! # pgha-core
+//!
+//! The heart of pgha: the model of a PostgreSQL streaming-replication
+//! cluster, health probes, pure failover decisions and the controllers that
+//! carry them out.
+//!
+//! With the `testing` feature, [`testing`] holds the harness every pgha test
+//! is built on: real PostgreSQL clusters on loopback ports, fault injection
+//! (kill, freeze, cut a connection) and Linux network namespaces.
+//!
+//! ```
+//! use pgha_core::{Error, ErrorKind};
+//! use std::time::Duration;
+//!
+//! let e = Error::Timeout { node: "node0".into(), after: Duration::from_secs(1) };
+//! assert_eq!(e.kind(), ErrorKind::Unavailable);
+//! assert_eq!(e.to_string(), "node node0: no answer within 1s");
+//! ```
+
+mod error;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{Error, ErrorKind};
