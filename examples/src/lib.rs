@@ -1,0 +1,3 @@
+//! Shared code of the reference binaries (`pgha`, `pgha-ctl`).
+
+pub mod demo;
