@@ -11,13 +11,19 @@ use tokio::net::{TcpListener, TcpStream};
 
 type R = Result<(), HarnessError>;
 
-/// An echo server on `ip:7000`, inside the host's namespace.
-fn echo_server(lab: &NetLab, host: &str) -> Result<NetnsTask<()>, HarnessError> {
-    let ip = lab.ip(host);
-    lab.spawn(host, move || async move {
+/// An echo server on `ip:7000` inside the host's namespace; returns once
+/// it listens.
+async fn echo_server(
+    lab: &NetLab,
+    host: &str,
+    ip: Ipv4Addr,
+) -> Result<NetnsTask<()>, HarnessError> {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let task = lab.spawn(host, move || async move {
         let listener = TcpListener::bind((ip, 7000))
             .await
             .expect("bind in namespace");
+        let _ = ready_tx.send(());
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
@@ -31,7 +37,9 @@ fn echo_server(lab: &NetLab, host: &str) -> Result<NetnsTask<()>, HarnessError> 
                 }
             });
         }
-    })
+    })?;
+    ready_rx.await.expect("echo server listening");
+    Ok(task)
 }
 
 /// From `host`, can we reach `target:7000` and get an echo within 1 s?
@@ -63,7 +71,7 @@ async fn partition_blocks_traffic_between_two_hosts_and_heal_restores_it() -> R 
         return Ok(());
     }
     let lab = NetLab::builder().hosts(["a", "b"]).build()?;
-    let _server = echo_server(&lab, "a")?;
+    let _server = echo_server(&lab, "a", lab.ip("a")).await?;
     assert!(
         reaches(&lab, "b", lab.ip("a")).await,
         "b reaches a before the partition"
@@ -98,17 +106,7 @@ async fn a_partition_covers_addresses_added_later_like_a_virtual_ip() -> R {
         "a",
         &["ip", "addr", "add", &format!("{vip}/24"), "dev", "eth0"],
     )?;
-    let _server = echo_server(&lab, "a")?;
-    // The server is bound to a's own address; serve the VIP too.
-    let _vip_server = lab.spawn("a", move || async move {
-        let listener = TcpListener::bind((vip, 7000)).await.expect("bind vip");
-        while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = [0u8; 4];
-            if s.read_exact(&mut buf).await.is_ok() {
-                let _ = s.write_all(&buf).await;
-            }
-        }
-    })?;
+    let _server = echo_server(&lab, "a", vip).await?;
     assert!(reaches(&lab, "b", vip).await);
     lab.partition("a", "b")?;
     assert!(
@@ -156,7 +154,7 @@ async fn kill_host_ends_its_processes_and_tasks_and_drop_removes_namespaces() ->
                 what: "spawn sleep".into(),
                 source: e,
             })?;
-    let server = echo_server(&lab, "a")?;
+    let server = echo_server(&lab, "a", lab.ip("a")).await?;
     assert!(reaches(&lab, "b", lab.ip("a")).await);
     lab.kill_host("a")?;
     // The sleeper was killed (and reaped by the lab, or by us here).
