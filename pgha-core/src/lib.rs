@@ -4,6 +4,12 @@
 //! cluster, health probes, pure failover decisions and the controllers that
 //! carry them out.
 //!
+//! The failover core is pure (no IO, no clock): a [`ClusterState`] owns the
+//! current [`Topology`], takes [`Event`]s (probe results, session hints,
+//! operator commands, coordinator permission, failed actions) and returns
+//! the [`Action`]s a [`FailoverPolicy`] decided, already recorded in the
+//! next snapshot.
+//!
 //! With the `testing` feature, [`testing`] holds the harness every pgha test
 //! is built on: real PostgreSQL clusters on loopback ports, fault injection
 //! (kill, freeze, cut a connection) and Linux network namespaces.
@@ -18,7 +24,9 @@
 //! ```
 
 mod error;
+mod lsn;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::{Error, ErrorKind};
+pub use lsn::Lsn;
