@@ -23,10 +23,24 @@
 //! assert_eq!(e.to_string(), "node node0: no answer within 1s");
 //! ```
 
+mod action;
+mod cluster_state;
+mod default_policy;
 mod error;
+mod event;
 mod lsn;
+mod node;
+mod policy;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod topology;
 
+pub use action::{Action, QuarantineReason};
+pub use cluster_state::ClusterState;
+pub use default_policy::DefaultPolicy;
 pub use error::{Error, ErrorKind};
+pub use event::{Command, Event, FailureReason, Health, Observation};
 pub use lsn::Lsn;
+pub use node::{NodeId, NodeState, Role, Status};
+pub use policy::FailoverPolicy;
+pub use topology::{Permission, Topology};

@@ -1,0 +1,530 @@
+//! The failover policy pgha ships with.
+
+use std::cmp::Reverse;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Action, Command, Event, FailoverPolicy, Health, Lsn, NodeId, NodeState, Observation,
+    QuarantineReason, Role, Status, Topology,
+};
+
+/// Promote the best healthy standby when the primary is confirmed down;
+/// detach failed standbys; quarantine and fence stale primaries.
+///
+/// # Rules
+///
+/// * **Confirmed down**: a node is acted on after `failures_before_down`
+///   consecutive failed observations. A session error (`SessionHint`) only
+///   asks for a probe.
+/// * **Candidates** are standbys that are up, have a priority above 0 and
+///   are at most `maximum_lag_bytes` behind the most advanced WAL position
+///   the cluster is known to have reached
+///   ([`Topology::bytes_behind`]). A standby over the limit that would
+///   otherwise have been chosen is reported with
+///   [`Action::RefusePromotion`] (all of them when none can be promoted).
+/// * **Choice**: the highest priority wins; among equal priorities the most
+///   advanced (received, then replayed LSN); then the smallest id. The lag
+///   limit is the data-loss budget, priority is the operator's preference
+///   inside it.
+/// * **Failover**: `Promote` (term + 1), `Follow` for every other standby
+///   that is up or detached, `Fence` the old primary, `Rejoin` quarantined
+///   nodes when `auto_rejoin`. With no candidate: the refusals,
+///   `NoPromotionCandidate`, and the primary is detached; every further
+///   failed observation of it (and every healthy observation of a standby)
+///   tries again.
+/// * **Standby down**: `Detach`, never a promotion. Back, following the
+///   primary and within the lag limit: `Attach`; following another node:
+///   `Follow` first.
+/// * **Stale primary** (not in recovery, not the primary of the current
+///   term): `Quarantine` + `Fence`, then `Rejoin` when `auto_rejoin` and a
+///   primary is up.
+/// * **Failed actions**: a failed promotion fences that node and fails over
+///   to the next candidate; a failed follow or attach detaches; a failed
+///   fence or rejoin quarantines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefaultPolicy {
+    /// Consecutive failed observations before a node counts as down.
+    /// Default: 2.
+    pub failures_before_down: u32,
+    /// Never promote (nor attach) a standby further behind than this many
+    /// bytes; `None` for no limit. Default: 1 MiB (Patroni's
+    /// `maximum_lag_on_failover`).
+    pub maximum_lag_bytes: Option<u64>,
+    /// Rewind and re-point a stale or fenced primary automatically.
+    /// Default: true.
+    pub auto_rejoin: bool,
+}
+
+/// How a candidate ranks: priority, received LSN, replayed LSN, then the
+/// smallest id.
+type Rank<'a> = (u32, Lsn, Lsn, Reverse<&'a NodeId>);
+
+/// The standby to promote, and why better-ranked ones were not.
+struct Chosen {
+    node: NodeId,
+    refusals: Vec<Action>,
+}
+
+impl Default for DefaultPolicy {
+    fn default() -> Self {
+        DefaultPolicy {
+            failures_before_down: 2,
+            maximum_lag_bytes: Some(1024 * 1024),
+            auto_rejoin: true,
+        }
+    }
+}
+
+impl FailoverPolicy for DefaultPolicy {
+    fn decide(&self, topology: &Topology, event: &Event) -> Vec<Action> {
+        match event {
+            Event::Observed {
+                node, observation, ..
+            } => {
+                let Some(node) = topology.node(node) else {
+                    return Vec::new();
+                };
+                if node.status == Status::Maintenance {
+                    return Vec::new();
+                }
+                match observation {
+                    Observation::Healthy(health) => self.on_healthy(topology, node, health),
+                    Observation::Failed { .. } => self.on_failed(topology, node),
+                }
+            }
+            Event::SessionHint { node, sqlstate, .. } => {
+                let known = topology
+                    .node(node)
+                    .is_some_and(|n| n.status != Status::Maintenance);
+                // Class 57 (operator intervention: admin shutdown, crash
+                // shutdown, cannot connect now) and class 08 (connection
+                // exception) say something about the node; others do not.
+                if known && (sqlstate.starts_with("57") || sqlstate.starts_with("08")) {
+                    vec![Action::Probe { node: node.clone() }]
+                } else {
+                    Vec::new()
+                }
+            }
+            Event::Command { command, .. } => self.on_command(topology, command),
+            Event::Permission { granted: true, .. } => self.reconcile(topology),
+            Event::Permission { granted: false, .. } => Vec::new(),
+            Event::ActionFailed { action, .. } => self.on_action_failed(topology, action),
+        }
+    }
+
+    fn name(&self) -> &str {
+        "default"
+    }
+}
+
+impl DefaultPolicy {
+    fn confirmed_down(&self, node: &NodeState) -> bool {
+        node.consecutive_failures >= self.failures_before_down.max(1)
+    }
+
+    fn on_healthy(&self, topology: &Topology, node: &NodeState, health: &Health) -> Vec<Action> {
+        let id = node.id.clone();
+        let is_primary = topology.primary_id() == Some(&node.id);
+        if !health.in_recovery {
+            if is_primary {
+                // The primary of the term is back before anyone replaced it.
+                return match node.status {
+                    Status::Up => Vec::new(),
+                    _ => vec![Action::Attach { node: id }],
+                };
+            }
+            let term = topology.term();
+            if matches!(node.status, Status::Quarantined | Status::Rejoining) {
+                // Already handled; fencing is idempotent, insist.
+                return vec![Action::Fence { node: id, term }];
+            }
+            let mut actions = vec![
+                Action::Quarantine {
+                    node: id.clone(),
+                    reason: QuarantineReason::StalePrimary,
+                },
+                Action::Fence {
+                    node: id.clone(),
+                    term,
+                },
+            ];
+            if self.auto_rejoin {
+                if let Some(primary) = topology.usable_primary() {
+                    actions.push(Action::Rejoin {
+                        node: id,
+                        primary: primary.id.clone(),
+                    });
+                }
+            }
+            return actions;
+        }
+        if is_primary {
+            // A promotion not visible yet; the next probe will tell.
+            return Vec::new();
+        }
+        if node.role == Role::Unknown || node.status == Status::Quarantined {
+            return self.rejoin(topology, node);
+        }
+        if node.status == Status::Up {
+            return self.elect_if_needed(topology);
+        }
+        // Down, detached or rejoining, and back.
+        match topology.usable_primary() {
+            Some(primary) if node.upstream.as_ref() != Some(&primary.id) => {
+                vec![Action::Follow {
+                    node: id,
+                    primary: primary.id.clone(),
+                    term: topology.term(),
+                }]
+            }
+            Some(primary) if self.caught_up(node, primary) => vec![Action::Attach { node: id }],
+            Some(_) => Vec::new(),
+            None => {
+                // No primary to compare with: make it a candidate if it
+                // could be promoted.
+                let behind = topology.bytes_behind(&node.id).unwrap_or(u64::MAX);
+                if self.within_limit(behind) {
+                    vec![Action::Attach { node: id }]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+
+    fn on_failed(&self, topology: &Topology, node: &NodeState) -> Vec<Action> {
+        if !self.confirmed_down(node) {
+            return Vec::new();
+        }
+        if topology.primary_id() == Some(&node.id) {
+            return match node.status {
+                Status::Up | Status::Detached => self.failover(topology, Some(&node.id)),
+                _ => Vec::new(),
+            };
+        }
+        if node.status == Status::Up {
+            return vec![Action::Detach {
+                node: node.id.clone(),
+            }];
+        }
+        Vec::new()
+    }
+
+    fn on_command(&self, topology: &Topology, command: &Command) -> Vec<Action> {
+        match command {
+            Command::Promote { node } => self.promote_by_hand(topology, node, false),
+            Command::Switchover { target: Some(node) } => {
+                self.promote_by_hand(topology, node, true)
+            }
+            Command::Switchover { target: None } => {
+                let old = topology.primary_id();
+                match self.choose(topology, old) {
+                    Ok(chosen) => {
+                        let mut actions = chosen.refusals;
+                        actions.extend(self.promotion(topology, &chosen.node, old, true));
+                        actions
+                    }
+                    Err(refusals) => refusals,
+                }
+            }
+            Command::Attach { node } => {
+                let Some(node) = topology.node(node) else {
+                    return Vec::new();
+                };
+                if node.role == Role::Unknown || node.status == Status::Quarantined {
+                    // A fenced node comes back only through a rejoin.
+                    let Some(primary) = topology.usable_primary() else {
+                        return Vec::new();
+                    };
+                    return vec![Action::Rejoin {
+                        node: node.id.clone(),
+                        primary: primary.id.clone(),
+                    }];
+                }
+                match node.status {
+                    Status::Up => Vec::new(),
+                    _ => vec![Action::Attach {
+                        node: node.id.clone(),
+                    }],
+                }
+            }
+            Command::Detach { node } => {
+                let Some(state) = topology.node(node) else {
+                    return Vec::new();
+                };
+                if topology.primary_id() == Some(node) {
+                    // pgpool semantics: detaching the primary fails over.
+                    return self.failover(topology, Some(node));
+                }
+                match state.status {
+                    Status::Detached => Vec::new(),
+                    _ => vec![Action::Detach { node: node.clone() }],
+                }
+            }
+            Command::Maintenance { node, enabled } => {
+                let Some(state) = topology.node(node) else {
+                    return Vec::new();
+                };
+                if (state.status == Status::Maintenance) == *enabled {
+                    return Vec::new();
+                }
+                vec![Action::Maintenance {
+                    node: node.clone(),
+                    enabled: *enabled,
+                }]
+            }
+        }
+    }
+
+    fn on_action_failed(&self, topology: &Topology, action: &Action) -> Vec<Action> {
+        let status = |node: &NodeId| topology.node(node).map(|n| n.status);
+        match action {
+            Action::Promote { node, term }
+                if *term == topology.term() && topology.primary_id() == Some(node) =>
+            {
+                // It may be half-promoted: fence it, then try the next one.
+                let mut actions = self.failover(topology, Some(node));
+                if !actions.iter().any(|a| matches!(a, Action::Promote { .. })) {
+                    actions.retain(|a| !matches!(a, Action::Detach { .. }));
+                    actions.push(Action::Fence {
+                        node: node.clone(),
+                        term: topology.term(),
+                    });
+                }
+                actions
+            }
+            Action::Follow { node, .. } | Action::Attach { node }
+                if status(node) == Some(Status::Up) =>
+            {
+                vec![Action::Detach { node: node.clone() }]
+            }
+            Action::Fence { node, .. } if status(node).is_some() => vec![Action::Quarantine {
+                node: node.clone(),
+                reason: QuarantineReason::FenceFailed,
+            }],
+            Action::Rejoin { node, .. } if status(node).is_some() => vec![Action::Quarantine {
+                node: node.clone(),
+                reason: QuarantineReason::RejoinFailed,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// What a newly granted permission makes due: whatever was confirmed
+    /// while the policy could not act.
+    fn reconcile(&self, topology: &Topology) -> Vec<Action> {
+        let mut actions = match topology.primary() {
+            Some(p)
+                if self.confirmed_down(p) && matches!(p.status, Status::Up | Status::Detached) =>
+            {
+                self.failover(topology, Some(&p.id))
+            }
+            Some(_) => Vec::new(),
+            None => self.failover(topology, None),
+        };
+        for node in topology.nodes() {
+            let handled = actions.iter().any(|a| a.node() == Some(&node.id));
+            if !handled
+                && topology.primary_id() != Some(&node.id)
+                && node.status == Status::Up
+                && self.confirmed_down(node)
+            {
+                actions.push(Action::Detach {
+                    node: node.id.clone(),
+                });
+            }
+        }
+        actions
+    }
+
+    fn elect_if_needed(&self, topology: &Topology) -> Vec<Action> {
+        match topology.primary() {
+            None => self.failover(topology, None),
+            Some(p)
+                if matches!(p.status, Status::Detached | Status::Down)
+                    && self.confirmed_down(p) =>
+            {
+                self.failover(topology, Some(&p.id))
+            }
+            Some(_) => Vec::new(),
+        }
+    }
+
+    fn rejoin(&self, topology: &Topology, node: &NodeState) -> Vec<Action> {
+        let gave_up = node.quarantined_for == Some(QuarantineReason::RejoinFailed);
+        match topology.usable_primary() {
+            Some(primary) if self.auto_rejoin && !gave_up => vec![Action::Rejoin {
+                node: node.id.clone(),
+                primary: primary.id.clone(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Replace `failed` (the primary, if any) by the best candidate.
+    fn failover(&self, topology: &Topology, failed: Option<&NodeId>) -> Vec<Action> {
+        match self.choose(topology, failed) {
+            Ok(chosen) => {
+                let mut actions = chosen.refusals;
+                actions.extend(self.promotion(topology, &chosen.node, failed, false));
+                actions
+            }
+            Err(mut actions) => {
+                actions.push(Action::NoPromotionCandidate {
+                    failed: failed.cloned(),
+                });
+                if let Some(failed) = failed {
+                    if topology.node(failed).map(|n| n.status) == Some(Status::Up) {
+                        actions.push(Action::Detach {
+                            node: failed.clone(),
+                        });
+                    }
+                }
+                actions
+            }
+        }
+    }
+
+    /// The best candidate other than `exclude`, with the refusals of
+    /// standbys that would have ranked above it; or, when there is no
+    /// candidate, every refusal.
+    fn choose(&self, topology: &Topology, exclude: Option<&NodeId>) -> Result<Chosen, Vec<Action>> {
+        let mut refused = Vec::new();
+        let mut best: Option<Rank<'_>> = None;
+        for node in topology.nodes() {
+            if Some(&node.id) == exclude
+                || node.role != Role::Standby
+                || node.status != Status::Up
+                || node.priority == 0
+            {
+                continue;
+            }
+            let received = node.received_lsn.or(node.replayed_lsn).unwrap_or(Lsn::ZERO);
+            let replayed = node.replayed_lsn.unwrap_or(Lsn::ZERO);
+            let rank = (node.priority, received, replayed, Reverse(&node.id));
+            let behind = topology.bytes_behind(&node.id).unwrap_or(u64::MAX);
+            if let Some(refusal) = self.refusal(node, behind) {
+                refused.push((rank, refusal));
+                continue;
+            }
+            match &best {
+                Some(b) if *b >= rank => {}
+                _ => best = Some(rank),
+            }
+        }
+        match best {
+            Some(best) => Ok(Chosen {
+                node: best.3 .0.clone(),
+                refusals: refused
+                    .into_iter()
+                    .filter(|(rank, _)| *rank > best)
+                    .map(|(_, refusal)| refusal)
+                    .collect(),
+            }),
+            None => Err(refused.into_iter().map(|(_, refusal)| refusal).collect()),
+        }
+    }
+
+    fn within_limit(&self, behind: u64) -> bool {
+        match self.maximum_lag_bytes {
+            Some(limit) => behind <= limit,
+            None => true,
+        }
+    }
+
+    fn refusal(&self, node: &NodeState, behind: u64) -> Option<Action> {
+        let limit = self.maximum_lag_bytes?;
+        (behind > limit).then(|| Action::RefusePromotion {
+            candidate: node.id.clone(),
+            behind_bytes: behind,
+            limit,
+        })
+    }
+
+    /// A standby is caught up with `primary`: same timeline (when both are
+    /// known) and within the lag limit of its current position.
+    fn caught_up(&self, node: &NodeState, primary: &NodeState) -> bool {
+        if let (Some(mine), Some(theirs)) = (node.timeline, primary.timeline) {
+            if mine != theirs {
+                return false;
+            }
+        }
+        let position = node.received_lsn.or(node.replayed_lsn).unwrap_or(Lsn::ZERO);
+        let target = primary.current_lsn.unwrap_or(Lsn::ZERO);
+        self.within_limit(position.bytes_behind(target))
+    }
+
+    /// An operator's promotion of `node`: any priority, within the lag limit.
+    fn promote_by_hand(&self, topology: &Topology, node: &NodeId, planned: bool) -> Vec<Action> {
+        let Some(state) = topology.node(node) else {
+            return Vec::new();
+        };
+        if state.role != Role::Standby || state.status != Status::Up {
+            return Vec::new();
+        }
+        let behind = topology.bytes_behind(node).unwrap_or(u64::MAX);
+        if let Some(refusal) = self.refusal(state, behind) {
+            return vec![refusal];
+        }
+        self.promotion(topology, node, topology.primary_id(), planned)
+    }
+
+    /// The actions making `new` the primary of the next term. `planned`
+    /// (a switchover) fences the old primary first and rejoins it after.
+    fn promotion(
+        &self,
+        topology: &Topology,
+        new: &NodeId,
+        old: Option<&NodeId>,
+        planned: bool,
+    ) -> Vec<Action> {
+        let term = topology.term() + 1;
+        let mut actions = Vec::new();
+        let old = old.filter(|old| *old != new);
+        if let (Some(old), true) = (old, planned) {
+            actions.push(Action::Fence {
+                node: old.clone(),
+                term,
+            });
+        }
+        actions.push(Action::Promote {
+            node: new.clone(),
+            term,
+        });
+        for node in topology.standbys() {
+            if &node.id != new && matches!(node.status, Status::Up | Status::Detached) {
+                actions.push(Action::Follow {
+                    node: node.id.clone(),
+                    primary: new.clone(),
+                    term,
+                });
+            }
+        }
+        match (old, planned) {
+            (Some(old), false) => actions.push(Action::Fence {
+                node: old.clone(),
+                term,
+            }),
+            (Some(old), true) if self.auto_rejoin => actions.push(Action::Rejoin {
+                node: old.clone(),
+                primary: new.clone(),
+            }),
+            _ => {}
+        }
+        if self.auto_rejoin {
+            for node in topology.nodes() {
+                let rejoinable = node.status == Status::Quarantined
+                    && node.quarantined_for != Some(QuarantineReason::RejoinFailed);
+                if rejoinable && Some(&node.id) != old {
+                    actions.push(Action::Rejoin {
+                        node: node.id.clone(),
+                        primary: new.clone(),
+                    });
+                }
+            }
+        }
+        actions
+    }
+}
