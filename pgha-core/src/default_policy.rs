@@ -38,7 +38,9 @@ use crate::{
 ///   `Follow` first.
 /// * **Stale primary** (not in recovery, not the primary of the current
 ///   term): `Quarantine` + `Fence`, then `Rejoin` when `auto_rejoin` and a
-///   primary is up.
+///   primary is up. Exception: when the term has no primary at all, such a
+///   node (priority above 0, within the lag limit) is promoted in the next
+///   term.
 /// * **Failed actions**: a failed promotion fences that node and fails over
 ///   to the next candidate; a failed follow or attach detaches; a failed
 ///   fence or rejoin quarantines.
@@ -134,6 +136,15 @@ impl DefaultPolicy {
                     Status::Up => Vec::new(),
                     _ => vec![Action::Attach { node: id }],
                 };
+            }
+            if topology.primary_id().is_none() && node.priority > 0 {
+                // Nobody is primary of this term (a promotion failed with no
+                // alternative) and this node already is one: adopt it in
+                // the next term rather than leave the cluster without one.
+                let behind = topology.bytes_behind(&node.id).unwrap_or(u64::MAX);
+                if self.within_limit(behind) {
+                    return self.promotion(topology, &id, None, false);
+                }
             }
             let term = topology.term();
             if matches!(node.status, Status::Quarantined | Status::Rejoining) {
@@ -517,7 +528,7 @@ impl DefaultPolicy {
             for node in topology.nodes() {
                 let rejoinable = node.status == Status::Quarantined
                     && node.quarantined_for != Some(QuarantineReason::RejoinFailed);
-                if rejoinable && Some(&node.id) != old {
+                if rejoinable && Some(&node.id) != old && &node.id != new {
                     actions.push(Action::Rejoin {
                         node: node.id.clone(),
                         primary: new.clone(),

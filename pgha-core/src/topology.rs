@@ -175,12 +175,13 @@ impl Topology {
     }
 
     /// How many bytes of WAL `id` lacks to reach
-    /// [`most_advanced_lsn`](Self::most_advanced_lsn); a node with no known
-    /// position is counted from `0/0`. `None` for an unknown node.
+    /// [`most_advanced_lsn`](Self::most_advanced_lsn), from its own
+    /// [`known_lsn`](NodeState::known_lsn); a node with no known position is
+    /// counted from `0/0`. `None` for an unknown node.
     pub fn bytes_behind(&self, id: &NodeId) -> Option<u64> {
         let node = self.node(id)?;
         let reference = self.most_advanced_lsn().unwrap_or(Lsn::ZERO);
-        let position = node.received_lsn.or(node.replayed_lsn).unwrap_or(Lsn::ZERO);
+        let position = node.known_lsn().unwrap_or(Lsn::ZERO);
         Some(position.bytes_behind(reference))
     }
 

@@ -489,6 +489,18 @@ fn a_failed_promotion_without_alternative_leaves_no_primary_until_a_standby_is_b
         ]
     );
     assert_eq!(cluster.snapshot().primary_id(), None);
+
+    // The old primary comes back still primary: with nobody primary of the
+    // term, it is adopted in a new term rather than quarantined.
+    let actions = cluster.handle(healthy("a", Health::primary(Lsn(10 * MIB))));
+    assert_eq!(
+        actions,
+        vec![Action::Promote {
+            node: id("a"),
+            term: 3
+        }]
+    );
+    assert!(cluster.snapshot().is_writable(&id("a")));
 }
 
 #[test]
