@@ -44,6 +44,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Text that should be a PostgreSQL WAL position (`X/Y`, hexadecimal)
+    /// is not one.
+    #[error("invalid LSN {input:?}: {problem}")]
+    InvalidLsn {
+        /// The text that was given.
+        input: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
 }
 
 /// A coarse grouping of [`Error`]s: what a caller should do about one.
@@ -65,6 +74,7 @@ impl Error {
             Error::Connect { .. } | Error::Timeout { .. } => ErrorKind::Unavailable,
             Error::Query { .. } => ErrorKind::Failed,
             Error::Io { .. } => ErrorKind::Local,
+            Error::InvalidLsn { .. } => ErrorKind::Failed,
         }
     }
 }

@@ -4,6 +4,12 @@
 //! cluster, health probes, pure failover decisions and the controllers that
 //! carry them out.
 //!
+//! The failover core is pure (no IO, no clock): a [`ClusterState`] owns the
+//! current [`Topology`], takes [`Event`]s (probe results, session hints,
+//! operator commands, coordinator permission, failed actions) and returns
+//! the [`Action`]s a [`FailoverPolicy`] decided, already recorded in the
+//! next snapshot.
+//!
 //! With the `testing` feature, [`testing`] holds the harness every pgha test
 //! is built on: real PostgreSQL clusters on loopback ports, fault injection
 //! (kill, freeze, cut a connection) and Linux network namespaces.
@@ -17,8 +23,24 @@
 //! assert_eq!(e.to_string(), "node node0: no answer within 1s");
 //! ```
 
+mod action;
+mod cluster_state;
+mod default_policy;
 mod error;
+mod event;
+mod lsn;
+mod node;
+mod policy;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod topology;
 
+pub use action::{Action, QuarantineReason};
+pub use cluster_state::ClusterState;
+pub use default_policy::DefaultPolicy;
 pub use error::{Error, ErrorKind};
+pub use event::{Command, Event, FailureReason, Health, Observation};
+pub use lsn::Lsn;
+pub use node::{NodeId, NodeState, Role, Status};
+pub use policy::FailoverPolicy;
+pub use topology::{Permission, Topology};
