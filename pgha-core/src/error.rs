@@ -44,6 +44,32 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A controller cannot carry out this kind of action.
+    #[error("{controller} cannot {operation}")]
+    Unsupported {
+        /// The controller's name.
+        controller: String,
+        /// What was asked (`follow`, `rejoin`, …).
+        operation: &'static str,
+    },
+    /// An operator command (failover script, pg_ctl, pg_rewind) failed.
+    #[error("`{command}` failed ({status}): {output}")]
+    Command {
+        /// The command line as run.
+        command: String,
+        /// Its exit status, or "timed out after …".
+        status: String,
+        /// The tail of what it printed.
+        output: String,
+    },
+    /// The monitor's state file could not be read or written.
+    #[error("state file {path}: {problem}")]
+    StateFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// Text that should be a PostgreSQL WAL position (`X/Y`, hexadecimal)
     /// is not one.
     #[error("invalid LSN {input:?}: {problem}")]
@@ -74,7 +100,9 @@ impl Error {
             Error::Connect { .. } | Error::Timeout { .. } => ErrorKind::Unavailable,
             Error::Query { .. } => ErrorKind::Failed,
             Error::Io { .. } => ErrorKind::Local,
-            Error::InvalidLsn { .. } => ErrorKind::Failed,
+            Error::InvalidLsn { .. } | Error::Unsupported { .. } => ErrorKind::Failed,
+            Error::Command { .. } => ErrorKind::Failed,
+            Error::StateFile { .. } => ErrorKind::Local,
         }
     }
 }

@@ -10,7 +10,7 @@
 //! the [`Action`]s a [`FailoverPolicy`] decided, already recorded in the
 //! next snapshot.
 //!
-//! With the `testing` feature, [`testing`] holds the harness every pgha test
+//! With the `testing` feature, the `testing` module holds the harness every pgha test
 //! is built on: real PostgreSQL clusters on loopback ports, fault injection
 //! (kill, freeze, cut a connection) and Linux network namespaces.
 //!
@@ -25,22 +25,26 @@
 
 mod action;
 mod cluster_state;
+mod controller;
 mod default_policy;
 mod error;
 mod event;
 mod lsn;
 mod node;
 mod policy;
+mod probe;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod topology;
 
 pub use action::{Action, QuarantineReason};
 pub use cluster_state::ClusterState;
+pub use controller::{Fenced, NodeController};
 pub use default_policy::DefaultPolicy;
 pub use error::{Error, ErrorKind};
 pub use event::{Command, Event, FailureReason, Health, Observation};
 pub use lsn::Lsn;
 pub use node::{NodeId, NodeState, Role, Status};
 pub use policy::FailoverPolicy;
+pub use probe::HealthProbe;
 pub use topology::{Permission, Topology};

@@ -1,0 +1,38 @@
+//! Health probes: how pgha learns the state of each backend.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::{NodeId, NodeState, Observation};
+
+/// Looks at one backend and says what it saw.
+///
+/// # Contract
+///
+/// * [`probe`](HealthProbe::probe) returns within `timeout`; a probe that
+///   cannot get an answer in time returns
+///   `Observation::Failed { reason: FailureReason::Timeout }`. (The monitor
+///   also enforces this: a probe that overruns counts as failed.)
+/// * It never panics on what a backend sends.
+/// * Probes may keep state (a monitoring connection per node); they are
+///   called concurrently for different nodes, never twice at once for the
+///   same node.
+#[async_trait]
+pub trait HealthProbe: Send + Sync {
+    /// Probes `node`.
+    async fn probe(&self, node: &NodeState, timeout: Duration) -> Observation;
+
+    /// Gives the probe a way to ask for an immediate probe of a node (for
+    /// example when its monitoring connection drops). Called once by the
+    /// monitor before the first probe. The default ignores it.
+    fn set_wake(&self, wake: mpsc::UnboundedSender<NodeId>) {
+        let _ = wake;
+    }
+
+    /// A short name for logs.
+    fn name(&self) -> &str {
+        "custom probe"
+    }
+}
