@@ -10,7 +10,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// A connection to a backend could not be made or broke.
-    #[error("node {node}: connection failed: {source}")]
+    #[error("node {node}: connection failed: {}", describe_pg(source))]
     Connect {
         /// The node's name.
         node: String,
@@ -27,7 +27,7 @@ pub enum Error {
         after: Duration,
     },
     /// A query on a backend failed.
-    #[error("node {node}: query failed: {source}")]
+    #[error("node {node}: query failed: {}", describe_pg(source))]
     Query {
         /// The node's name.
         node: String,
@@ -43,6 +43,14 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// A backend answered with something pgha did not expect.
+    #[error("node {node}: unexpected reply: {what}")]
+    UnexpectedReply {
+        /// The node's name.
+        node: String,
+        /// What came back.
+        what: String,
     },
     /// A controller cannot carry out this kind of action.
     #[error("{controller} cannot {operation}")]
@@ -101,8 +109,20 @@ impl Error {
             Error::Query { .. } => ErrorKind::Failed,
             Error::Io { .. } => ErrorKind::Local,
             Error::InvalidLsn { .. } | Error::Unsupported { .. } => ErrorKind::Failed,
-            Error::Command { .. } => ErrorKind::Failed,
+            Error::Command { .. } | Error::UnexpectedReply { .. } => ErrorKind::Failed,
             Error::StateFile { .. } => ErrorKind::Local,
         }
+    }
+}
+
+/// A driver error with the server's SQLSTATE and message when there is
+/// one (the driver's own `Display` says only "db error").
+pub fn describe_pg(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }

@@ -25,26 +25,40 @@
 
 mod action;
 mod cluster_state;
+mod connect;
 mod controller;
 mod default_policy;
+pub mod duration_serde;
 mod error;
 mod event;
+mod local_controller;
 mod lsn;
+mod monitor;
 mod node;
 mod policy;
 mod probe;
+mod sql_controller;
+mod sql_probe;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod topology;
 
 pub use action::{Action, QuarantineReason};
 pub use cluster_state::ClusterState;
+pub use connect::ConnectConfig;
 pub use controller::{Fenced, NodeController};
 pub use default_policy::DefaultPolicy;
-pub use error::{Error, ErrorKind};
+pub use error::{describe_pg, Error, ErrorKind};
 pub use event::{Command, Event, FailureReason, Health, Observation};
+pub use local_controller::{LocalControllerConfig, LocalNodeController, LocalService};
 pub use lsn::Lsn;
+pub use monitor::{
+    state_file, ClusterMonitor, MonitorBuilder, MonitorConfig, MonitorEvent, MonitorEventKind,
+    MonitorHandle, SwitchoverHook,
+};
 pub use node::{NodeId, NodeState, Role, Status};
 pub use policy::FailoverPolicy;
 pub use probe::HealthProbe;
+pub use sql_controller::{SqlControllerConfig, SqlNodeController};
+pub use sql_probe::SqlProbe;
 pub use topology::{Permission, Topology};

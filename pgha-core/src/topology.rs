@@ -91,6 +91,28 @@ impl Topology {
         self
     }
 
+    /// The same nodes as they were durably recorded: `term`, with
+    /// `primary` as the primary (any other node configured as primary
+    /// becomes a standby, so a restarted monitor never forgets a failover).
+    pub fn restored(self, term: u64, primary: Option<&NodeId>) -> Self {
+        let permission = self.permission;
+        let nodes = self.nodes.into_iter().map(|mut node| {
+            if Some(&node.id) == primary {
+                node.role = Role::Primary;
+                node.upstream = None;
+            } else if node.role == Role::Primary {
+                node.role = Role::Standby;
+                node.upstream = None;
+            } else if node.role == Role::Standby {
+                node.upstream = None;
+            }
+            node
+        });
+        let mut topology = Topology::new(nodes).with_term(term);
+        topology.permission = permission;
+        topology
+    }
+
     /// The same topology behind a coordinator that has not yet granted
     /// permission to act ([`Permission::Denied`]).
     pub fn gated(mut self) -> Self {

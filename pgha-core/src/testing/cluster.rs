@@ -116,9 +116,12 @@ impl PgClusterBuilder {
                 append_as(
                     &data.join("postgresql.auto.conf"),
                     &format!(
-                        "primary_conninfo = 'host={} port={} user=postgres application_name={name}'\nprimary_slot_name = '{name}'\n",
+                        "primary_conninfo = 'host={} port={} user=postgres application_name={name}'\nprimary_slot_name = '{name}'\n{}",
                         primary.host(),
-                        primary.port()
+                        primary.port(),
+                        // Real deployments share one configuration: a
+                        // promoted standby would wait for a sync partner.
+                        if self.synchronous { "synchronous_standby_names = '*'\n" } else { "" }
                     ),
                     run_as,
                 )?;

@@ -60,7 +60,7 @@ pub enum HarnessError {
         after: Duration,
     },
     /// A SQL command through the harness failed.
-    #[error("node {node}: {source}")]
+    #[error("node {node}: {}", crate::error::describe_pg(source))]
     Sql {
         /// The node's name.
         node: String,

@@ -33,6 +33,7 @@ mod node;
 mod os_user;
 mod pg_bin;
 mod procs;
+mod service;
 mod sweep;
 mod template;
 

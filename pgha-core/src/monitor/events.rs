@@ -1,0 +1,54 @@
+//! What the monitor tells embedders, on a broadcast channel.
+
+use std::time::Duration;
+
+use crate::{Action, Event};
+
+/// One thing the monitor did, with its time since the monitor started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorEvent {
+    /// Time since the monitor started.
+    pub at: Duration,
+    /// What happened.
+    pub kind: MonitorEventKind,
+}
+
+/// The kinds of [`MonitorEvent`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MonitorEventKind {
+    /// The policy decided `actions` about `event`; `term` is the term after.
+    Decided {
+        /// What triggered the decision.
+        event: Event,
+        /// What was decided.
+        actions: Vec<Action>,
+        /// The term once the actions are recorded.
+        term: u64,
+    },
+    /// A controller carried out an action.
+    Executed {
+        /// The action.
+        action: Action,
+        /// How long it took.
+        took: Duration,
+    },
+    /// A controller could not carry out an action.
+    ActionFailed {
+        /// The action.
+        action: Action,
+        /// Why.
+        error: String,
+    },
+    /// A fence could not be confirmed (the node was unreachable): it stays
+    /// quarantined and is fenced again when it is seen.
+    FenceNotConfirmed {
+        /// The node.
+        node: String,
+        /// Why.
+        why: String,
+    },
+    /// A planned switchover paused new transactions (`true`) or resumed
+    /// them (`false`).
+    Paused(bool),
+}
