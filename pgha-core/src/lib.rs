@@ -25,6 +25,7 @@
 
 mod action;
 mod cluster_state;
+mod command_controller;
 mod controller;
 mod default_policy;
 mod error;
@@ -39,6 +40,9 @@ mod topology;
 
 pub use action::{Action, QuarantineReason};
 pub use cluster_state::ClusterState;
+pub use command_controller::{
+    CommandControllerConfig, CommandNode, CommandNodeController, CommandTemplate, CommandValues,
+};
 pub use controller::{Fenced, NodeController};
 pub use default_policy::DefaultPolicy;
 pub use error::{Error, ErrorKind};
