@@ -34,6 +34,7 @@ mod lsn;
 mod node;
 mod policy;
 mod probe;
+mod tcp_probe;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod topology;
@@ -51,4 +52,5 @@ pub use lsn::Lsn;
 pub use node::{NodeId, NodeState, Role, Status};
 pub use policy::FailoverPolicy;
 pub use probe::HealthProbe;
+pub use tcp_probe::TcpProbe;
 pub use topology::{Permission, Topology};
