@@ -159,8 +159,10 @@ mod tests {
     #[test]
     fn primary_conninfo_quotes_every_value() {
         let primary = NodeState::new("a", Role::Primary, "10.0.0.1", 5433);
-        let mut config = ConnectConfig::default();
-        config.replication_password = Some("it's".into());
+        let config = ConnectConfig {
+            replication_password: Some("it's".into()),
+            ..ConnectConfig::default()
+        };
         assert_eq!(
             config.primary_conninfo(&primary, "b"),
             "host='10.0.0.1' port=5433 user='postgres' application_name='b' password='it\\'s'"

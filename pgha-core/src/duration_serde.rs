@@ -57,8 +57,10 @@ mod tests {
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse("5").is_err());
-        assert!(parse("5 parsecs").is_err());
+        assert_eq!(parse("60 s"), Ok(Duration::from_secs(60)));
+        for bad in ["5", "5 parsecs", "s", "-1s", "1d", ""] {
+            assert!(parse(bad).is_err(), "{bad:?} must be refused");
+        }
         assert_eq!(format(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format(Duration::from_secs(3)), "3s");
     }

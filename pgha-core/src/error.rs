@@ -78,6 +78,13 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// A configuration value is invalid (found when it is loaded, never
+    /// when it is first used).
+    #[error("invalid configuration: {what}")]
+    Config {
+        /// What is wrong, naming the setting.
+        what: String,
+    },
     /// Text that should be a PostgreSQL WAL position (`X/Y`, hexadecimal)
     /// is not one.
     #[error("invalid LSN {input:?}: {problem}")]
@@ -108,7 +115,9 @@ impl Error {
             Error::Connect { .. } | Error::Timeout { .. } => ErrorKind::Unavailable,
             Error::Query { .. } => ErrorKind::Failed,
             Error::Io { .. } => ErrorKind::Local,
-            Error::InvalidLsn { .. } | Error::Unsupported { .. } => ErrorKind::Failed,
+            Error::InvalidLsn { .. } | Error::Unsupported { .. } | Error::Config { .. } => {
+                ErrorKind::Failed
+            }
             Error::Command { .. } | Error::UnexpectedReply { .. } => ErrorKind::Failed,
             Error::StateFile { .. } => ErrorKind::Local,
         }

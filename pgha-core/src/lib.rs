@@ -25,6 +25,7 @@
 
 mod action;
 mod cluster_state;
+mod command_controller;
 mod connect;
 mod controller;
 mod default_policy;
@@ -39,12 +40,16 @@ mod policy;
 mod probe;
 mod sql_controller;
 mod sql_probe;
+mod tcp_probe;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod topology;
 
 pub use action::{Action, QuarantineReason};
 pub use cluster_state::ClusterState;
+pub use command_controller::{
+    CommandControllerConfig, CommandNode, CommandNodeController, CommandTemplate, CommandValues,
+};
 pub use connect::ConnectConfig;
 pub use controller::{Fenced, NodeController};
 pub use default_policy::DefaultPolicy;
@@ -61,4 +66,5 @@ pub use policy::FailoverPolicy;
 pub use probe::HealthProbe;
 pub use sql_controller::{SqlControllerConfig, SqlNodeController};
 pub use sql_probe::SqlProbe;
+pub use tcp_probe::TcpProbe;
 pub use topology::{Permission, Topology};

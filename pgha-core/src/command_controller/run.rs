@@ -1,0 +1,183 @@
+//! Running one operator command: `sh -c`, bounded in time, output kept.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use crate::{Error, NodeId};
+
+/// How many lines of output an error carries.
+const TAIL_LINES: usize = 20;
+/// How much output is kept in memory (the end of it).
+const KEEP_BYTES: usize = 64 * 1024;
+/// After the shell exits, how long to wait for the rest of its output. A
+/// daemon the script started (`pg_ctl start` without `-l`) may hold the
+/// pipe open for its whole life; it must not hold up the failover.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+
+/// What a command is run for, for logs and errors.
+pub(crate) struct Purpose<'a> {
+    pub(crate) operation: &'static str,
+    pub(crate) node: &'a NodeId,
+}
+
+/// Runs `line` with `sh -c` in its own process group; `Ok` on exit status
+/// 0. On timeout (or if this future is dropped) the whole process group is
+/// killed, so a hung script's children do not live on.
+pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> Result<(), Error> {
+    let Purpose { operation, node } = purpose;
+    tracing::info!(%node, operation, command = line, "running command");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| Error::Io {
+            what: format!("{operation} of node {node}: starting sh"),
+            source,
+        })?;
+    let mut group = GroupKiller(child.id());
+    let mut output = Output::default();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let status = loop {
+        tokio::select! {
+            read = read_some(&mut stdout) => output.push(read, &mut stdout),
+            read = read_some(&mut stderr) => output.push(read, &mut stderr),
+            status = child.wait() => break Some(status),
+            () = &mut deadline => break None,
+        }
+    };
+    let status = match status {
+        Some(status) => {
+            // Reaped: the pid may be reused, never signal its group again.
+            group.0 = None;
+            status.map_err(|source| Error::Io {
+                what: format!("{operation} of node {node}: waiting for sh"),
+                source,
+            })?
+        }
+        None => {
+            group.kill();
+            let _ = child.wait().await;
+            drain(&mut output, &mut stdout, &mut stderr).await;
+            let error = Error::Command {
+                command: line.to_string(),
+                status: format!("timed out after {timeout:?}"),
+                output: output.tail(),
+            };
+            tracing::warn!(%node, operation, command = line, status = "timed out", output = %output.tail(), "command killed");
+            return Err(error);
+        }
+    };
+    drain(&mut output, &mut stdout, &mut stderr).await;
+    if status.success() {
+        tracing::info!(%node, operation, command = line, %status, output = %output.tail(), "command succeeded");
+        Ok(())
+    } else {
+        tracing::warn!(%node, operation, command = line, %status, output = %output.tail(), "command failed");
+        Err(Error::Command {
+            command: line.to_string(),
+            status: status.to_string(),
+            output: output.tail(),
+        })
+    }
+}
+
+/// Reads what is left in the pipes for a short while.
+async fn drain<R: tokio::io::AsyncRead + Unpin, E: tokio::io::AsyncRead + Unpin>(
+    output: &mut Output,
+    stdout: &mut Option<R>,
+    stderr: &mut Option<E>,
+) {
+    let grace = tokio::time::sleep(DRAIN_GRACE);
+    tokio::pin!(grace);
+    while stdout.is_some() || stderr.is_some() {
+        tokio::select! {
+            read = read_some(stdout) => output.push(read, stdout),
+            read = read_some(stderr) => output.push(read, stderr),
+            () = &mut grace => break,
+        }
+    }
+}
+
+/// One read from a pipe; never completes once the pipe is closed (`None`).
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+) -> std::io::Result<Vec<u8>> {
+    match pipe {
+        Some(pipe) => {
+            let mut buf = vec![0; 4096];
+            let n = pipe.read(&mut buf).await?;
+            buf.truncate(n);
+            Ok(buf)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The end of what a command printed, stdout and stderr in arrival order.
+#[derive(Default)]
+struct Output(Vec<u8>);
+
+impl Output {
+    /// Keeps what was read; closes the pipe at end of file or on error.
+    fn push<R>(&mut self, read: std::io::Result<Vec<u8>>, pipe: &mut Option<R>) {
+        match read {
+            Ok(bytes) if !bytes.is_empty() => {
+                self.0.extend_from_slice(&bytes);
+                if self.0.len() > KEEP_BYTES {
+                    let excess = self.0.len() - KEEP_BYTES;
+                    self.0.drain(..excess);
+                }
+            }
+            _ => *pipe = None,
+        }
+    }
+
+    /// The last [`TAIL_LINES`] lines.
+    fn tail(&self) -> String {
+        let text = String::from_utf8_lossy(&self.0);
+        let lines: Vec<&str> = text.trim_end().lines().collect();
+        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+    }
+}
+
+/// SIGKILLs a process group: on [`kill`](Self::kill), or on drop while
+/// armed (the caller gave up on the command).
+struct GroupKiller(Option<u32>);
+
+impl GroupKiller {
+    fn kill(&mut self) {
+        let Some(group) = self.0.take() else {
+            return;
+        };
+        // No libc (unsafe is forbidden): the shell's `kill` takes a negative
+        // pid for a process group. It returns at once; waiting reaps it.
+        let result = std::process::Command::new("sh")
+            .args(["-c", "kill -s KILL -- \"-$1\"", "kill"])
+            .arg(group.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Err(error) = result {
+            tracing::warn!(group, %error, "could not kill a command's process group");
+        }
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
