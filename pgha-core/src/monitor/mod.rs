@@ -1,10 +1,11 @@
 //! The async shell around the pure [`ClusterState`]: probes in, actions out.
 
+mod builder;
 mod events;
+mod execute;
 mod handle;
 pub mod state_file;
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,13 +14,13 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+pub use builder::MonitorBuilder;
 pub use events::{MonitorEvent, MonitorEventKind};
 pub use handle::MonitorHandle;
 
 use crate::{
-    Action, ClusterState, Command, ConnectConfig, DefaultPolicy, Error, Event, FailoverPolicy,
-    FailureReason, Fenced, HealthProbe, NodeController, NodeId, Observation, SqlNodeController,
-    SqlProbe, Topology,
+    Action, ClusterState, Command, Error, Event, FailureReason, HealthProbe, NodeController,
+    NodeId, Observation, Topology,
 };
 
 /// How often and how patiently the monitor probes, and where it keeps its
@@ -80,86 +81,6 @@ pub(crate) enum Request {
     },
 }
 
-/// Builds a [`ClusterMonitor`].
-pub struct MonitorBuilder {
-    topology: Topology,
-    policy: Arc<dyn FailoverPolicy>,
-    probe: Option<Arc<dyn HealthProbe>>,
-    controller: Option<Arc<dyn NodeController>>,
-    hook: Option<Arc<dyn SwitchoverHook>>,
-    config: MonitorConfig,
-}
-
-impl MonitorBuilder {
-    /// The failover policy (default [`DefaultPolicy`]).
-    pub fn policy(mut self, policy: impl FailoverPolicy + 'static) -> Self {
-        self.policy = Arc::new(policy);
-        self
-    }
-
-    /// The health probe (default [`SqlProbe`] as user `postgres`).
-    pub fn probe(mut self, probe: Arc<dyn HealthProbe>) -> Self {
-        self.probe = Some(probe);
-        self
-    }
-
-    /// The node controller (default [`SqlNodeController`]).
-    pub fn controller(mut self, controller: Arc<dyn NodeController>) -> Self {
-        self.controller = Some(controller);
-        self
-    }
-
-    /// A hook paused and resumed around planned switchovers.
-    pub fn switchover_hook(mut self, hook: Arc<dyn SwitchoverHook>) -> Self {
-        self.hook = Some(hook);
-        self
-    }
-
-    /// Timing and state file.
-    pub fn config(mut self, config: MonitorConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Builds the monitor, restoring the term and primary from the state
-    /// file if there is one. Run it with [`ClusterMonitor::run`]; talk to it
-    /// through the returned handle.
-    pub fn build(self) -> Result<(ClusterMonitor, MonitorHandle), Error> {
-        let mut topology = self.topology;
-        if let Some(path) = &self.config.state_file {
-            if let Some(saved) = state_file::load(path)? {
-                tracing::info!(term = saved.term, primary = ?saved.primary, "restored state");
-                topology = topology.restored(saved.term, saved.primary.as_ref());
-            }
-        }
-        let state = ClusterState::with_shared_policy(topology, self.policy);
-        let (topology_tx, _) = watch::channel(state.snapshot());
-        let (events_tx, _) = broadcast::channel(256);
-        let (requests_tx, requests) = mpsc::unbounded_channel();
-        let (wake_tx, wake) = mpsc::unbounded_channel();
-        let probe = self
-            .probe
-            .unwrap_or_else(|| Arc::new(SqlProbe::new(ConnectConfig::default())));
-        probe.set_wake(wake_tx);
-        let handle = MonitorHandle::new(topology_tx.subscribe(), events_tx.clone(), requests_tx);
-        let monitor = ClusterMonitor {
-            state,
-            probe,
-            controller: self
-                .controller
-                .unwrap_or_else(|| Arc::new(SqlNodeController::default())),
-            hook: self.hook,
-            config: self.config,
-            topology_tx,
-            events_tx,
-            requests,
-            wake,
-            started: Instant::now(),
-        };
-        Ok((monitor, handle))
-    }
-}
-
 /// Ties probes, the failover policy and the node controller together and
 /// publishes every new [`Topology`] on a `watch` channel.
 ///
@@ -207,14 +128,7 @@ impl std::fmt::Debug for ClusterMonitor {
 impl ClusterMonitor {
     /// A builder starting from the configured nodes.
     pub fn builder(topology: Topology) -> MonitorBuilder {
-        MonitorBuilder {
-            topology,
-            policy: Arc::new(DefaultPolicy::default()),
-            probe: None,
-            controller: None,
-            hook: None,
-            config: MonitorConfig::default(),
-        }
+        MonitorBuilder::new(topology)
     }
 
     /// Runs until `shutdown` completes.
@@ -331,162 +245,6 @@ impl ClusterMonitor {
         if let Err(e) = self.feed_planned(event, false).await {
             tracing::error!(error = %e, "monitor step failed");
         }
-    }
-
-    /// Feeds one event, executes what it decided, and feeds back failures
-    /// until nothing is left to do.
-    async fn feed_planned(&mut self, event: Event, planned: bool) -> Result<Vec<Action>, Error> {
-        let mut queue = VecDeque::from([event]);
-        let mut all = Vec::new();
-        while let Some(event) = queue.pop_front() {
-            let term_before = self.state.topology().term();
-            let actions = self.state.handle(event.clone());
-            if actions.is_empty() {
-                self.publish();
-                continue;
-            }
-            self.emit(MonitorEventKind::Decided {
-                event,
-                actions: actions.clone(),
-                term: self.state.topology().term(),
-            });
-            if self.state.topology().term() != term_before {
-                // Record the decision before acting on it.
-                self.persist()?;
-            }
-            let mut fenced_old = None;
-            for action in &actions {
-                if planned {
-                    if let (Action::Promote { node, .. }, Some(old)) = (action, &fenced_old) {
-                        self.wait_caught_up(old, node).await;
-                    }
-                }
-                match self.execute(action).await {
-                    Some(next) => queue.push_back(next),
-                    // The new primary takes writes now: say so before the
-                    // slower follow/fence/rejoin steps.
-                    None if matches!(action, Action::Promote { .. }) => self.publish(),
-                    None => {}
-                }
-                if let Action::Fence { node, .. } = action {
-                    fenced_old = Some(node.clone());
-                }
-            }
-            // Published once carried out: a proxy must not send writes to a
-            // node that the model calls primary before it really is one.
-            // (A failed action was fed back above and repairs the model
-            // before anyone sees it.)
-            if !queue
-                .iter()
-                .any(|e| matches!(e, Event::ActionFailed { .. }))
-            {
-                self.publish();
-            }
-            all.extend(actions);
-        }
-        Ok(all)
-    }
-
-    /// Carries out one action; returns the event to feed back, if any.
-    async fn execute(&mut self, action: &Action) -> Option<Event> {
-        let started = Instant::now();
-        let topology = self.state.snapshot();
-        let node = |id: &NodeId| topology.node(id).cloned();
-        let result: Result<(), Error> = match action {
-            Action::Promote { node: id, term } => match node(id) {
-                Some(n) => self.controller.promote(&n, *term).await,
-                None => Ok(()),
-            },
-            Action::Follow {
-                node: id, primary, ..
-            }
-            | Action::Rejoin { node: id, primary } => match (node(id), node(primary)) {
-                (Some(n), Some(p)) if matches!(action, Action::Follow { .. }) => {
-                    self.controller.follow(&n, &p).await
-                }
-                (Some(n), Some(p)) => self.controller.rejoin(&n, &p).await,
-                _ => Ok(()),
-            },
-            Action::Fence { node: id, .. } => match node(id) {
-                Some(n) => match self.controller.fence(&n).await {
-                    Ok(Fenced::Confirmed) => Ok(()),
-                    Ok(Fenced::NotConfirmed { why }) => {
-                        tracing::warn!(node = %id, %why, "fence not confirmed; the node stays quarantined");
-                        self.emit(MonitorEventKind::FenceNotConfirmed {
-                            node: id.to_string(),
-                            why,
-                        });
-                        return None;
-                    }
-                    Err(e) => Err(e),
-                },
-                None => Ok(()),
-            },
-            Action::Probe { node: id } => {
-                let node = id.clone();
-                let timeout = self.config.probe_timeout;
-                let seen = match topology.node(&node) {
-                    Some(n) => self.probe.probe(n, timeout).await,
-                    None => return None,
-                };
-                return Some(Event::Observed {
-                    node,
-                    at: self.now(),
-                    observation: seen,
-                });
-            }
-            // The rest only change the model, which already records them.
-            _ => return None,
-        };
-        match result {
-            Ok(()) => {
-                tracing::info!(?action, took = ?started.elapsed(), "action done");
-                self.emit(MonitorEventKind::Executed {
-                    action: action.clone(),
-                    took: started.elapsed(),
-                });
-                None
-            }
-            Err(e) => {
-                tracing::error!(?action, error = %e, "action failed");
-                self.emit(MonitorEventKind::ActionFailed {
-                    action: action.clone(),
-                    error: e.to_string(),
-                });
-                Some(Event::ActionFailed {
-                    at: self.now(),
-                    action: action.clone(),
-                    error: e.to_string(),
-                })
-            }
-        }
-    }
-
-    /// Before a planned promotion: wait until `target` has replayed the
-    /// fenced primary's last WAL position, so the switchover loses nothing.
-    async fn wait_caught_up(&self, old: &NodeId, target: &NodeId) {
-        let topology = self.state.snapshot();
-        let (Some(old), Some(target)) = (topology.node(old), topology.node(target)) else {
-            return;
-        };
-        let timeout = self.config.probe_timeout;
-        let goal = match self.probe.probe(old, timeout).await {
-            Observation::Healthy(h) => h.current_lsn,
-            // A stopped primary shipped its WAL on the way down.
-            Observation::Failed { .. } => None,
-        };
-        let Some(goal) = goal else { return };
-        let deadline = Instant::now() + self.config.catch_up_timeout;
-        while Instant::now() < deadline {
-            if let Observation::Healthy(h) = self.probe.probe(target, timeout).await {
-                if h.replayed_lsn.is_some_and(|l| l >= goal) {
-                    tracing::info!(target = %target.id, %goal, "switchover target caught up");
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tracing::warn!(target = %target.id, %goal, "switchover target did not catch up in time; promoting anyway");
     }
 
     fn publish(&self) {
