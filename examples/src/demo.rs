@@ -1,51 +1,235 @@
-//! The local demo cluster behind `pgha demo`.
+//! The local demo behind `pgha demo`: a real primary and standby, the
+//! cluster monitor in front, a fault injected, and every step timed.
 
 use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pgha_core::testing::{PgCluster, PgNode};
+use pgha_core::testing::PgCluster;
+use pgha_core::{
+    Action, ClusterMonitor, LocalNodeController, MonitorConfig, MonitorEventKind, MonitorHandle,
+    NodeController, NodeId, Role, SqlNodeController, Status, Topology,
+};
+use tokio::sync::oneshot;
 
-/// Starts a primary and `standbys` streaming standbys on loopback.
-pub async fn start_cluster(standbys: usize) -> anyhow::Result<PgCluster> {
-    let cluster = PgCluster::builder().standbys(standbys).start().await?;
-    cluster.wait_streaming().await?;
-    Ok(cluster)
+/// The fault the demo injects into the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// `kill -9` of the postmaster and all its children: a crash.
+    Kill,
+    /// SIGSTOP of every server process: a hung server whose kernel still
+    /// accepts connections.
+    Freeze,
 }
 
-/// One line per node: name, role, address, timeline, WAL position, lag.
-pub async fn topology_table(cluster: &PgCluster) -> anyhow::Result<String> {
+/// Starts a primary and `standbys` streaming standbys on loopback.
+pub async fn start_cluster(standbys: usize) -> anyhow::Result<Arc<PgCluster>> {
+    let cluster = PgCluster::builder().standbys(standbys).start().await?;
+    cluster.wait_streaming().await?;
+    Ok(Arc::new(cluster))
+}
+
+/// A running monitor with pgha's default timing (1 s probes, 1 s timeout,
+/// down after 2 failures) and local control of the demo's servers.
+pub struct Monitor {
+    /// Talks to the monitor.
+    pub handle: MonitorHandle,
+    _stop: oneshot::Sender<()>,
+}
+
+/// Starts the monitor over `cluster`.
+pub fn start_monitor(cluster: &Arc<PgCluster>) -> anyhow::Result<Monitor> {
+    let controller: Arc<dyn NodeController> = Arc::new(LocalNodeController::new(
+        SqlNodeController::default(),
+        cluster.clone(),
+        cluster.local_controller_config(),
+    ));
+    let config = MonitorConfig {
+        state_file: Some(cluster.dir().join("pgha-state.json")),
+        ..MonitorConfig::default()
+    };
+    let (monitor, handle) = ClusterMonitor::builder(cluster.topology())
+        .controller(controller)
+        .config(config)
+        .build()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(monitor.run(async {
+        let _ = stopped.await;
+    }));
+    Ok(Monitor {
+        handle,
+        _stop: stop,
+    })
+}
+
+/// Waits until every node is probed and up.
+pub async fn wait_healthy(handle: &MonitorHandle) -> anyhow::Result<Arc<Topology>> {
+    Ok(handle
+        .wait_for(Duration::from_secs(30), |t| {
+            t.primary().is_some()
+                && t.nodes()
+                    .iter()
+                    .all(|n| n.status == Status::Up && n.in_recovery.is_some())
+        })
+        .await?)
+}
+
+/// Injects `fault` into node0 and narrates the failover and the rejoin
+/// through `say`, each step with its time since the fault.
+pub async fn failover(
+    cluster: &Arc<PgCluster>,
+    handle: &MonitorHandle,
+    fault: Fault,
+    mut say: impl FnMut(String),
+) -> anyhow::Result<()> {
+    let mut events = handle.events();
+    let old = &cluster.nodes()[0];
+    old.execute("CREATE TABLE IF NOT EXISTS demo (at timestamptz DEFAULT now()); INSERT INTO demo DEFAULT VALUES")
+        .await?;
+    let t0 = Instant::now();
+    let mut step = |what: String| say(format!("{:>8.3}s  {what}", t0.elapsed().as_secs_f64()));
+    match fault {
+        Fault::Kill => old.kill9()?,
+        Fault::Freeze => old.freeze()?,
+    }
+    step(format!(
+        "node0 (primary) {}",
+        match fault {
+            Fault::Kill => "killed: kill -9 of every server process",
+            Fault::Freeze => "frozen: SIGSTOP, its TCP port still accepts",
+        }
+    ));
+    let new_primary = loop {
+        let event = events.recv().await.context("monitor events")?;
+        match event.kind {
+            MonitorEventKind::Decided { actions, term, .. } => {
+                if let Some(Action::Promote { node, .. }) =
+                    actions.iter().find(|a| matches!(a, Action::Promote { .. }))
+                {
+                    step(format!(
+                        "failure confirmed; decided: promote {node}, term {term}"
+                    ));
+                }
+            }
+            MonitorEventKind::Executed {
+                action: Action::Promote { node, .. },
+                took,
+            } => {
+                step(format!("{node} promoted (pg_promote took {took:.1?})"));
+                break node;
+            }
+            _ => {}
+        }
+    };
+    let promoted = cluster
+        .node(new_primary.as_str())
+        .context("promoted node is in the cluster")?;
+    promoted.execute("INSERT INTO demo DEFAULT VALUES").await?;
+    step(format!("write committed on {new_primary}"));
+
+    // The old primary is fenced right after the promotion.
+    loop {
+        match events.recv().await.context("monitor events")?.kind {
+            MonitorEventKind::Executed {
+                action: Action::Fence { node, .. },
+                ..
+            } => {
+                step(format!("{node} fenced (stopped)"));
+                break;
+            }
+            MonitorEventKind::FenceNotConfirmed { node, why } => {
+                step(format!(
+                    "{node} fence not confirmed ({why}); it stays quarantined"
+                ));
+                break;
+            }
+            _ => {}
+        }
+    }
+    if fault == Fault::Freeze {
+        old.thaw()?;
+    }
+    if old.pid().is_none() {
+        // Killed, or stopped by the fence while it hung: start it again.
+        old.start().await?;
+    }
+    step("node0 back (it still believes it is the primary)".into());
+    let deadline = Duration::from_secs(60);
+    let rejoined = tokio::time::timeout(deadline, async {
+        loop {
+            let event = events.recv().await?;
+            match event.kind {
+                MonitorEventKind::Decided { actions, .. }
+                    if actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Quarantine { .. })) =>
+                {
+                    step("node0 seen as a stale primary: quarantined, never routed, fenced".into());
+                }
+                MonitorEventKind::Executed {
+                    action: Action::Rejoin { node, primary },
+                    took,
+                } => {
+                    step(format!(
+                        "{node} rewound and streaming from {primary} (rejoin took {took:.1?})"
+                    ));
+                    return Ok::<_, anyhow::Error>(());
+                }
+                MonitorEventKind::ActionFailed { action, error } => {
+                    step(format!("{action:?} failed: {error}"));
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    rejoined.context("node0 did not rejoin within 60 s")??;
+    handle
+        .wait_for(Duration::from_secs(30), |t| {
+            t.node(&NodeId::new("node0"))
+                .is_some_and(|n| n.role == Role::Standby && n.status == Status::Up)
+        })
+        .await?;
+    step("node0 attached as a standby".into());
+    Ok(())
+}
+
+/// One line per node: role, status, address, timeline, WAL position, lag.
+pub fn topology_table(topology: &Topology) -> anyhow::Result<String> {
     let mut out = String::new();
+    writeln!(out, "term {}", topology.term())?;
     writeln!(
         out,
-        "{:<7} {:<8} {:<16} {:>8} {:>12} {:>10}",
-        "node", "role", "address", "timeline", "wal_lsn", "lag_bytes"
+        "{:<7} {:<8} {:<8} {:<16} {:>8} {:>12} {:>10}",
+        "node", "role", "status", "address", "timeline", "wal_lsn", "behind"
     )?;
-    let primary_lsn = cluster.primary().current_wal_lsn().await?;
-    for node in cluster.nodes() {
-        let standby = node.is_in_recovery().await?;
-        let (role, lsn) = if standby {
-            ("standby", node.replay_lsn().await?)
-        } else {
-            ("primary", node.current_wal_lsn().await?)
+    for node in topology.nodes() {
+        let lsn = node.current_lsn.or(node.replayed_lsn);
+        let role = match node.role {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+            Role::Unknown => "unknown",
         };
-        let lag = lag_bytes(node, &primary_lsn, &lsn).await?;
         writeln!(
             out,
-            "{:<7} {:<8} {:<16} {:>8} {:>12} {:>10}",
-            node.name(),
+            "{:<7} {:<8} {:<8} {:<16} {:>8} {:>12} {:>10}",
+            node.id.as_str(),
             role,
-            format!("{}:{}", node.host(), node.port()),
-            node.timeline().await?,
-            lsn,
-            lag
+            format!("{:?}", node.status).to_lowercase(),
+            format!("{}:{}", node.host, node.port),
+            node.timeline
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
+            lsn.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+            match node.role {
+                Role::Primary => "-".into(),
+                _ => topology
+                    .bytes_behind(&node.id)
+                    .map(|b| format!("{b} B"))
+                    .unwrap_or_else(|| "-".into()),
+            },
         )?;
     }
     Ok(out)
-}
-
-async fn lag_bytes(node: &PgNode, primary_lsn: &str, lsn: &str) -> anyhow::Result<String> {
-    let sql = format!("SELECT pg_wal_lsn_diff('{primary_lsn}', '{lsn}')::bigint::text");
-    node.query_one_text(&sql)
-        .await?
-        .context("pg_wal_lsn_diff returned NULL")
 }

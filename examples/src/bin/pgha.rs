@@ -1,16 +1,16 @@
 //! `pgha`: the reference daemon.
 //!
-//! Today it has one subcommand, `demo`, which starts a local cluster of
-//! real PostgreSQL servers (a primary and a streaming standby) and prints
-//! its topology. Later issues grow it into the full failover demo and the
-//! daemon proper.
+//! Today it has one subcommand, `demo`: a local cluster of real PostgreSQL
+//! servers (a primary and a streaming standby) watched by pgha's cluster
+//! monitor; the primary is killed (or frozen), the standby promoted, and
+//! the old primary rewound and re-attached — each step timed.
 #![allow(clippy::print_stdout)] // a command-line tool talks on stdout
 
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pgha::demo;
+use pgha::demo::{self, Fault};
 
 #[derive(Parser)]
 #[command(name = "pgha", version, about = "PostgreSQL high availability")]
@@ -21,11 +21,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a local demo cluster (primary + standbys) and show it.
+    /// Start a local demo cluster, fail its primary over, rejoin it.
     Demo {
         /// How many standbys to start.
         #[arg(long, default_value_t = 1)]
         standbys: usize,
+        /// The fault injected into the primary.
+        #[arg(long, value_enum, default_value_t = Fault::Kill)]
+        fault: Fault,
+        /// Only start the cluster and show it; no fault.
+        #[arg(long)]
+        no_failover: bool,
         /// Keep the cluster running until Ctrl-C instead of stopping it.
         #[arg(long)]
         keep_running: bool,
@@ -36,29 +42,43 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Demo {
-            standbys,
-            keep_running,
-        } => {
-            let started = Instant::now();
-            println!("pgha demo: starting a local cluster (1 primary, {standbys} standby)…");
-            let cluster = demo::start_cluster(standbys)
-                .await
-                .context("starting the demo cluster")?;
-            println!("cluster up in {:.1?}\n", started.elapsed());
-            print!("{}", demo::topology_table(&cluster).await?);
-            if keep_running {
-                println!("\nconnect with: psql \"{}\"", cluster.primary().conninfo());
-                println!("Ctrl-C stops the cluster.");
-                tokio::signal::ctrl_c().await?;
-            }
-            println!("\nstopping the cluster (every server and data directory is removed)");
-        }
+    let Command::Demo {
+        standbys,
+        fault,
+        no_failover,
+        keep_running,
+    } = Cli::parse().command;
+    let started = Instant::now();
+    println!("pgha demo: starting a local cluster (1 primary, {standbys} standby)…");
+    let cluster = demo::start_cluster(standbys)
+        .await
+        .context("starting the demo cluster")?;
+    let monitor = demo::start_monitor(&cluster)?;
+    let topology = demo::wait_healthy(&monitor.handle).await?;
+    println!("cluster up and monitored in {:.1?}\n", started.elapsed());
+    print!("{}", demo::topology_table(&topology)?);
+    if !no_failover {
+        println!("\nfailover ({fault:?}; probes every 1 s, 1 s timeout, down after 2 failures):");
+        demo::failover(&cluster, &monitor.handle, fault, |line| println!("{line}")).await?;
+        println!();
+        print!("{}", demo::topology_table(&monitor.handle.current())?);
     }
+    if keep_running {
+        let primary = monitor
+            .handle
+            .current()
+            .primary()
+            .map(|p| format!("host={} port={} user=postgres", p.host, p.port));
+        println!("\nprimary: psql \"{}\"", primary.unwrap_or_default());
+        println!("Ctrl-C stops the cluster.");
+        tokio::signal::ctrl_c().await?;
+    }
+    drop(monitor);
+    println!("\nstopping the cluster (every server and data directory is removed)");
     Ok(())
 }
