@@ -79,6 +79,13 @@ pub enum HarnessError {
         #[source]
         source: nix::Error,
     },
+    /// An implementation broke its trait's contract in a conformance suite;
+    /// the report says which clauses and what was seen.
+    #[error("contract violated: {report}")]
+    Contract {
+        /// Every check of the suite and its outcome.
+        report: Box<super::conformance::Report>,
+    },
     /// The operation needs root (network namespaces).
     #[error("needs root: {what}")]
     NotRoot {
