@@ -209,11 +209,24 @@ impl NodeController for LocalNodeController {
         if self.data_dir(node).is_none() {
             return self.sql.fence(node).await;
         }
+        // Stopping a server that is already down proves nothing: it may be
+        // restarted by a service manager, or be another host's. Only a stop
+        // of a server we could reach confirms the fence.
+        let reachable = self
+            .sql
+            .config()
+            .connect
+            .connect(node, self.sql.config().connect_timeout)
+            .await
+            .is_ok();
         match self.service.stop(node).await {
-            Ok(()) => {
+            Ok(()) if reachable => {
                 tracing::warn!(node = %node.id, "fenced: server stopped");
                 Ok(Fenced::Confirmed)
             }
+            Ok(()) => Ok(Fenced::NotConfirmed {
+                why: "unreachable before the stop; stopped locally if it was running".into(),
+            }),
             Err(e) => {
                 tracing::error!(node = %node.id, error = %e, "could not stop; fencing over SQL");
                 self.sql.fence(node).await

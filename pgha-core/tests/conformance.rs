@@ -61,25 +61,11 @@ fn local(cluster: &Arc<PgCluster>) -> Arc<dyn NodeController> {
     ))
 }
 
-/// Every check but `fence_unreachable`, a known violation (below).
 #[tokio::test]
 async fn local_node_controller_promotes_follows_fences_and_rejoins() -> R {
     init_tracing();
-    let mut checks = conformance::CONTROLLER_CHECKS.to_vec();
-    checks.retain(|c| *c != "fence_unreachable");
-    let report = suite(conformance::node_controller_checks(&checks, local).await);
-    assert_checks(&report, &checks, &[]);
-    Ok(())
-}
-
-#[tokio::test]
-#[ignore = "known violation: LocalNodeController fences a killed node by `LocalService::stop`, \
-            which is Ok for a server that is not running, and so returns Confirmed"]
-async fn local_node_controller_does_not_confirm_the_fence_of_a_killed_node() -> R {
-    init_tracing();
-    let checks = ["fence_unreachable"];
-    let report = suite(conformance::node_controller_checks(&checks, local).await);
-    assert_checks(&report, &checks, &[]);
+    let report = suite(conformance::node_controller(local).await);
+    assert_checks(&report, &conformance::CONTROLLER_CHECKS, &[]);
     Ok(())
 }
 
