@@ -14,6 +14,51 @@
 //! is built on: real PostgreSQL clusters on loopback ports, fault injection
 //! (kill, freeze, cut a connection) and Linux network namespaces.
 //!
+//! ## Embedding: always know the primary
+//!
+//! ```no_run
+//! use pgha_core::{ClusterMonitor, MonitorConfig, NodeState, Role, Topology};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), pgha_core::Error> {
+//!     let topology = Topology::new([
+//!         NodeState::new("db1", Role::Primary, "10.0.0.1", 5432),
+//!         NodeState::new("db2", Role::Standby, "10.0.0.2", 5432),
+//!     ]);
+//!     let config = MonitorConfig {
+//!         state_file: Some("/var/lib/pgha/state.json".into()),
+//!         ..MonitorConfig::default()
+//!     };
+//!     // Defaults: SqlProbe, SqlNodeController, DefaultPolicy.
+//!     let (monitor, handle) = ClusterMonitor::builder(topology).config(config).build()?;
+//!     tokio::spawn(monitor.run(std::future::pending()));
+//!
+//!     let mut topology = handle.topology();
+//!     loop {
+//!         let now = topology.borrow_and_update().clone();
+//!         if let Some(primary) = now.usable_primary() {
+//!             tracing::info!(term = now.term(), "writes go to {}:{}", primary.host, primary.port);
+//!         }
+//!         if topology.changed().await.is_err() {
+//!             return Ok(());
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! A custom failover rule is a [`FailoverPolicy`]: see its docs for a
+//! plugin that wraps [`DefaultPolicy`] and vetoes some promotions.
+//!
+//! ## Pieces
+//!
+//! | trait | default | others |
+//! |---|---|---|
+//! | [`HealthProbe`] | [`SqlProbe`] | [`TcpProbe`] |
+//! | [`NodeController`] | [`SqlNodeController`] | [`LocalNodeController`] (fence by stop, rejoin by pg_rewind), [`CommandNodeController`] (pgpool-style scripts) |
+//! | [`FailoverPolicy`] | [`DefaultPolicy`] | yours |
+//!
+//! Errors are one enum:
+//!
 //! ```
 //! use pgha_core::{Error, ErrorKind};
 //! use std::time::Duration;
