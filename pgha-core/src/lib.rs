@@ -56,6 +56,7 @@
 //! | [`HealthProbe`] | [`SqlProbe`] | [`TcpProbe`] |
 //! | [`NodeController`] | [`SqlNodeController`] | [`LocalNodeController`] (fence by stop, rejoin by pg_rewind), [`CommandNodeController`] (pgpool-style scripts) |
 //! | [`FailoverPolicy`] | [`DefaultPolicy`] | yours |
+//! | [`Coordinator`] | none (act alone) | [`ManualCoordinator`]; the watchdog's quorum |
 //!
 //! Errors are one enum:
 //!
@@ -73,6 +74,7 @@ mod cluster_state;
 mod command_controller;
 mod connect;
 mod controller;
+mod coordinator;
 mod default_policy;
 pub mod duration_serde;
 mod error;
@@ -97,6 +99,7 @@ pub use command_controller::{
 };
 pub use connect::ConnectConfig;
 pub use controller::{Fenced, NodeController};
+pub use coordinator::{Coordinator, ManualCoordinator};
 pub use default_policy::DefaultPolicy;
 pub use error::{describe_pg, Error, ErrorKind};
 pub use event::{Command, Event, FailureReason, Health, Observation};

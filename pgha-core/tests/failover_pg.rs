@@ -357,3 +357,40 @@ async fn a_restarted_monitor_keeps_the_term_and_primary_from_its_state_file() ->
     drop(monitor);
     Ok(())
 }
+
+#[tokio::test]
+async fn without_the_coordinators_permission_nothing_is_promoted_until_it_is_granted() -> R {
+    let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
+    cluster.wait_streaming().await?;
+    let gate = Arc::new(pgha_core::ManualCoordinator::new(false));
+    let (monitor, handle) = ClusterMonitor::builder(cluster.topology())
+        .controller(local(&cluster))
+        .coordinator(gate.clone())
+        .config(fast_config(None))
+        .build()?;
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(monitor.run(async {
+        let _ = stopped.await;
+    }));
+    healthy(&handle).await?;
+    cluster.nodes()[0].kill9()?;
+    // Many probe rounds: the failure is seen, but nothing is done.
+    handle
+        .wait_for(WAIT, |t| {
+            t.node(&id("node0"))
+                .is_some_and(|n| n.consecutive_failures >= 3)
+        })
+        .await?;
+    let gated = handle.current();
+    assert_eq!(gated.term(), 1);
+    assert_eq!(gated.primary_id(), Some(&id("node0")));
+    assert!(
+        cluster.nodes()[1].is_in_recovery().await?,
+        "no promotion without permission"
+    );
+    gate.grant(true);
+    let after = primary_is(&handle, "node1").await?;
+    assert_eq!(after.term(), 2);
+    assert!(!cluster.nodes()[1].is_in_recovery().await?);
+    Ok(())
+}

@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{state_file, ClusterMonitor, MonitorConfig, MonitorHandle, SwitchoverHook};
+use crate::Coordinator;
 use crate::{
     ClusterState, ConnectConfig, DefaultPolicy, Error, FailoverPolicy, HealthProbe, NodeController,
     SqlNodeController, SqlProbe, Topology,
@@ -18,6 +19,7 @@ pub struct MonitorBuilder {
     probe: Option<Arc<dyn HealthProbe>>,
     controller: Option<Arc<dyn NodeController>>,
     hook: Option<Arc<dyn SwitchoverHook>>,
+    coordinator: Option<Arc<dyn Coordinator>>,
     config: MonitorConfig,
 }
 
@@ -29,6 +31,7 @@ impl MonitorBuilder {
             probe: None,
             controller: None,
             hook: None,
+            coordinator: None,
             config: MonitorConfig::default(),
         }
     }
@@ -57,6 +60,13 @@ impl MonitorBuilder {
         self
     }
 
+    /// A gate (quorum) that must grant permission before any failover
+    /// action; without one the monitor acts on its own judgement.
+    pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Self {
+        self.coordinator = Some(coordinator);
+        self
+    }
+
     /// Timing and state file.
     pub fn config(mut self, config: MonitorConfig) -> Self {
         self.config = config;
@@ -73,6 +83,11 @@ impl MonitorBuilder {
                 tracing::info!(term = saved.term, primary = ?saved.primary, "restored state");
                 topology = topology.restored(saved.term, saved.primary.as_ref());
             }
+        }
+        let permission = self.coordinator.as_ref().map(|c| c.permission());
+        if permission.is_some() {
+            // Closed until the coordinator's first answer is fed in.
+            topology = topology.gated();
         }
         let state = ClusterState::with_shared_policy(topology, self.policy);
         let (topology_tx, _) = watch::channel(state.snapshot());
@@ -91,6 +106,7 @@ impl MonitorBuilder {
                 .controller
                 .unwrap_or_else(|| Arc::new(SqlNodeController::default())),
             hook: self.hook,
+            permission,
             config: self.config,
             topology_tx,
             events_tx,

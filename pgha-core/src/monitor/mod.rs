@@ -106,6 +106,7 @@ pub struct ClusterMonitor {
     probe: Arc<dyn HealthProbe>,
     controller: Arc<dyn NodeController>,
     hook: Option<Arc<dyn SwitchoverHook>>,
+    permission: Option<watch::Receiver<bool>>,
     config: MonitorConfig,
     topology_tx: watch::Sender<Arc<Topology>>,
     events_tx: broadcast::Sender<MonitorEvent>,
@@ -134,6 +135,9 @@ impl ClusterMonitor {
     /// Runs until `shutdown` completes.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        if let Some(granted) = self.permission.as_mut().map(|p| *p.borrow_and_update()) {
+            self.grant(granted).await;
+        }
         let mut tick = tokio::time::interval(self.config.probe_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -145,9 +149,16 @@ impl ClusterMonitor {
                 }
                 Some(node) = self.wake.recv() => self.probe_nodes(vec![node]).await,
                 Some(request) = self.requests.recv() => self.serve(request).await,
+                Some(granted) = permission_changed(&mut self.permission) => self.grant(granted).await,
             }
         }
         tracing::info!("cluster monitor stopped");
+    }
+
+    async fn grant(&mut self, granted: bool) {
+        tracing::info!(granted, "coordinator permission");
+        let at = self.now();
+        self.feed(Event::Permission { at, granted }).await;
     }
 
     fn now(&self) -> Duration {
@@ -274,4 +285,16 @@ impl ClusterMonitor {
             kind,
         });
     }
+}
+
+/// The next permission change; never resolves without a coordinator (or
+/// once it is gone: a vanished coordinator keeps the last answer, and the
+/// contract makes a lost quorum announce `false` first).
+async fn permission_changed(permission: &mut Option<watch::Receiver<bool>>) -> Option<bool> {
+    if let Some(rx) = permission {
+        if rx.changed().await.is_ok() {
+            return Some(*rx.borrow_and_update());
+        }
+    }
+    std::future::pending().await
 }
