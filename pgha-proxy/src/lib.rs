@@ -12,6 +12,9 @@
 //! assert_eq!(e.sqlstate(), "08P01");
 //! ```
 
+pub mod auth;
+pub mod classify;
+
 /// Everything that can go wrong in the proxy.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -1,0 +1,1 @@
+//! Client authentication (being written).
