@@ -1,11 +1,41 @@
 //! # pgha-proxy
 //!
-//! The PostgreSQL wire-protocol proxy of pgha: client authentication,
-//! server pools, read/write routing over the topology published by
-//! `pgha-core`, and failover-aware client handling.
+//! The PostgreSQL wire-protocol proxy of pgha: the one address clients
+//! connect to. Today (first slice) it
 //!
-//! Status: the crate is being built (issue "pgha-proxy"); today it holds
-//! only its error type.
+//! * handles the startup phase (SSLRequest and GSSENCRequest answered `N`,
+//!   CancelRequest, StartupMessage 3.0; other versions get a clear error),
+//!   with a deadline and a length check before any allocation;
+//! * logs in to the server with the configured credentials (SCRAM-SHA-256,
+//!   md5 or cleartext, via postgres-protocol) and relays whole messages as
+//!   bytes — simple and extended protocol, COPY, notices;
+//! * sends every session to the primary of the current term, from a
+//!   `watch` of [`pgha_core::Topology`]: a client between transactions keeps
+//!   its connection across a failover and its next statement goes to the new
+//!   primary (held up to [`ProxyConfig::no_primary_wait`] while there is
+//!   none); a client whose statement was running gets `08006` and keeps its
+//!   connection;
+//! * issues its own cancel keys and forwards a CancelRequest to the server
+//!   connection the client uses at that moment.
+//!
+//! Client authentication is trust for now; pools, read routing and the
+//! admin console come next (see the crate's issue).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use pgha_core::{NodeState, Role, Topology};
+//! use pgha_proxy::{Proxy, ProxyConfig};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let topology = Topology::new([NodeState::new("db1", Role::Primary, "127.0.0.1", 5432)]);
+//! let (_publish, topology) = tokio::sync::watch::channel(Arc::new(topology));
+//! let proxy = Proxy::new(ProxyConfig::default(), topology);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:6432").await?;
+//! proxy.serve(listener, std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+//!
+//! Errors carry the SQLSTATE a client is sent:
 //!
 //! ```
 //! let e = pgha_proxy::Error::Protocol("message length 3 is below 4".into());
@@ -14,21 +44,17 @@
 
 pub mod auth;
 pub mod classify;
+mod config;
+mod error;
+pub mod frame;
+pub mod messages;
+mod proxy;
+pub mod server;
+mod session;
+pub mod startup;
 
-/// Everything that can go wrong in the proxy.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A client sent bytes that are not valid protocol.
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-}
-
-impl Error {
-    /// The SQLSTATE a client is sent for this error.
-    pub fn sqlstate(&self) -> &'static str {
-        match self {
-            Error::Protocol(_) => "08P01",
-        }
-    }
-}
+pub use config::ProxyConfig;
+pub use error::Error;
+pub(crate) use proxy::Shared;
+pub use proxy::{CancelTarget, Proxy};
+pub use server::ServerAuth;

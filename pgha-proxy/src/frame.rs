@@ -1,0 +1,125 @@
+//! Framing: whole protocol messages out of a byte stream, with the length
+//! checked before anything is allocated.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::Error;
+
+/// A tagged message's header: one tag byte, then a 4-byte length that
+/// counts itself but not the tag.
+const HEADER: usize = 5;
+
+/// Reads tagged messages into one reused buffer.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    max_message: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader refusing messages longer than `max_message` bytes.
+    pub fn new(inner: R, max_message: usize) -> Self {
+        Self {
+            inner,
+            buf: BytesMut::new(),
+            max_message,
+        }
+    }
+
+    /// The next whole message (tag, length and body) as it arrived, or
+    /// `None` at a clean end of stream between messages.
+    pub async fn next(&mut self) -> Result<Option<BytesMut>, Error> {
+        loop {
+            if let Some(total) = complete_length(&self.buf, self.max_message)? {
+                return Ok(Some(self.buf.split_to(total)));
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(8192);
+            }
+            let n = self
+                .inner
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(Error::Io)?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(Error::Protocol(
+                        "connection closed in the middle of a message".into(),
+                    ))
+                };
+            }
+        }
+    }
+
+    /// Bytes already read past the last message (none in the normal case).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The underlying reader.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+/// The full length of the first message in `buf` once all of it is there.
+pub fn complete_length(buf: &[u8], max_message: usize) -> Result<Option<usize>, Error> {
+    if buf.len() < HEADER {
+        return Ok(None);
+    }
+    let declared = (&buf[1..5]).get_u32() as usize;
+    if declared < 4 {
+        return Err(Error::Protocol(format!(
+            "message length {declared} is below 4"
+        )));
+    }
+    if declared > max_message {
+        return Err(Error::Protocol(format!(
+            "message of {declared} bytes is over the limit of {max_message}"
+        )));
+    }
+    let total = declared + 1;
+    Ok((buf.len() >= total).then_some(total))
+}
+
+/// The body of a whole message (after tag and length).
+pub fn body(message: &[u8]) -> &[u8] {
+    message.get(HEADER..).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_are_checked_before_allocation() {
+        assert_eq!(complete_length(b"Q\0\0", 100).ok(), Some(None));
+        assert_eq!(complete_length(b"Q\0\0\0\x05x", 100).ok(), Some(Some(6)));
+        assert_eq!(complete_length(b"Q\0\0\0\x05", 100).ok(), Some(None));
+        assert!(complete_length(b"Q\0\0\0\x03", 100).is_err());
+        assert!(complete_length(b"Q\x7f\xff\xff\xff", 1 << 20).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_split_into_whole_messages() {
+        let bytes: &[u8] = b"Q\0\0\0\x09abcd\0Z\0\0\0\x05I";
+        let mut reader = FrameReader::new(bytes, 1024);
+        let first = reader.next().await.ok().flatten().unwrap_or_default();
+        assert_eq!(&first[..], b"Q\0\0\0\x09abcd\0");
+        assert_eq!(body(&first), b"abcd\0");
+        let second = reader.next().await.ok().flatten().unwrap_or_default();
+        assert_eq!(&second[..], b"Z\0\0\0\x05I");
+        assert!(matches!(reader.next().await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn a_truncated_message_is_an_error() {
+        let bytes: &[u8] = b"Q\0\0\0\x09ab";
+        let mut reader = FrameReader::new(bytes, 1024);
+        assert!(reader.next().await.is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! One client session: startup, authentication, then relaying messages to
+//! the current primary — across failovers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use pgha_core::{NodeId, Topology};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use crate::frame::FrameReader;
+use crate::startup::{self, StartupRequest, MAX_STARTUP};
+use crate::{messages, server, CancelTarget, Error, Shared};
+
+/// The server side of a session, bound to one node in one term.
+struct Backend {
+    reader: FrameReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    node: NodeId,
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    let params = match tokio::time::timeout(
+        shared.config.startup_timeout,
+        startup_phase(&shared, &mut client),
+    )
+    .await
+    {
+        Ok(Ok(Some(params))) => params,
+        Ok(Ok(None)) => return, // a cancel request, served
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "startup failed");
+            let _ = send_fatal(&mut client, &e).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "startup timed out");
+            let e = Error::Protocol("startup not finished in time".into());
+            let _ = send_fatal(&mut client, &e).await;
+            return;
+        }
+    };
+    if let Err(e) = session(&shared, client, &params).await {
+        tracing::debug!(%peer, error = %e, "session ended");
+    }
+}
+
+async fn send_fatal(client: &mut TcpStream, e: &Error) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    messages::error(&mut out, "FATAL", e.sqlstate(), &e.client_message());
+    client.write_all(&out).await
+}
+
+/// Reads startup packets until a StartupMessage (returned) or a cancel
+/// request (served; `None`).
+async fn startup_phase(
+    shared: &Shared,
+    client: &mut TcpStream,
+) -> Result<Option<Vec<(String, String)>>, Error> {
+    loop {
+        let len = client.read_u32().await.map_err(Error::Io)? as usize;
+        if !(8..=MAX_STARTUP).contains(&len) {
+            return Err(Error::Protocol(format!(
+                "startup packet length {len} out of range"
+            )));
+        }
+        let mut body = vec![0u8; len - 4];
+        client.read_exact(&mut body).await.map_err(Error::Io)?;
+        match startup::parse(&body)? {
+            // TLS and GSS encryption are not offered (yet): the client
+            // continues in plain text or gives up, as libpq does.
+            StartupRequest::Ssl | StartupRequest::GssEnc => {
+                client.write_all(b"N").await.map_err(Error::Io)?;
+            }
+            StartupRequest::Cancel { pid, secret } => {
+                shared.cancel(pid, secret).await;
+                return Ok(None);
+            }
+            StartupRequest::Startup(params) => return Ok(Some(params)),
+        }
+    }
+}
+
+async fn session(
+    shared: &Arc<Shared>,
+    client: TcpStream,
+    params: &[(String, String)],
+) -> Result<(), Error> {
+    let (client_read, mut client_write) = client.into_split();
+    let mut out = BytesMut::with_capacity(512);
+    let mut topology = shared.topology.clone();
+    let (backend, target, server_params) =
+        match connect_primary(shared, &mut topology, params).await {
+            Ok(connected) => connected,
+            Err(e) => {
+                messages::error(&mut out, "FATAL", e.sqlstate(), &e.client_message());
+                let _ = client_write.write_all(&out).await;
+                return Err(e);
+            }
+        };
+    let (pid, secret) = shared.register_client();
+    let _registration = shared.client_guard(pid);
+    shared.set_cancel_target(pid, secret, target);
+    messages::auth_ok(&mut out);
+    for (name, value) in &server_params {
+        messages::parameter_status(&mut out, name, value);
+    }
+    messages::backend_key(&mut out, pid, secret);
+    messages::ready(&mut out, b'I');
+    client_write.write_all(&out).await.map_err(Error::Io)?;
+
+    let mut client_frames = FrameReader::new(client_read, shared.config.max_message);
+    let mut current = Some(backend);
+    // A request is in flight from the first message forwarded until the
+    // server's ReadyForQuery.
+    let mut busy = false;
+    // After an error of the proxy's own in the extended protocol, the
+    // client's messages are dropped until its Sync, as a server does.
+    let mut discarding = false;
+    loop {
+        tokio::select! {
+            message = client_frames.next() => {
+                let Some(message) = message? else { return Ok(()) };
+                let tag = message[0];
+                if tag == b'X' {
+                    return Ok(());
+                }
+                if discarding {
+                    if tag == b'S' {
+                        discarding = false;
+                        out.clear();
+                        messages::ready(&mut out, b'I');
+                        client_write.write_all(&out).await.map_err(Error::Io)?;
+                    }
+                    continue;
+                }
+                let stale = current.as_ref().is_none_or(|b| !topology.borrow().is_writable(&b.node));
+                if !busy && stale {
+                    // Between transactions: the next statement goes to the
+                    // primary of the current term (held while there is none).
+                    current = None;
+                    match connect_primary(shared, &mut topology, params).await {
+                        Ok((fresh, target, _)) => {
+                            shared.set_cancel_target(pid, secret, target);
+                            current = Some(fresh);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no primary for a waiting client");
+                            out.clear();
+                            messages::error(&mut out, "ERROR", e.sqlstate(), &e.client_message());
+                            if tag == b'Q' || tag == b'S' {
+                                messages::ready(&mut out, b'I');
+                            } else {
+                                discarding = true;
+                            }
+                            client_write.write_all(&out).await.map_err(Error::Io)?;
+                            continue;
+                        }
+                    }
+                }
+                let Some(b) = current.as_mut() else { continue };
+                if b.writer.write_all(&message).await.is_err() {
+                    lose(shared, &mut current);
+                    tell_lost(&mut out, &mut client_write, true).await?;
+                    busy = false;
+                    continue;
+                }
+                busy = true;
+            }
+            message = next_server(&mut current) => {
+                match message {
+                    Ok(Some(message)) => {
+                        if message[0] == b'Z' {
+                            busy = false;
+                        }
+                        client_write.write_all(&message).await.map_err(Error::Io)?;
+                    }
+                    Ok(None) | Err(_) => {
+                        lose(shared, &mut current);
+                        tell_lost(&mut out, &mut client_write, busy).await?;
+                        busy = false;
+                    }
+                }
+            }
+            changed = topology.changed(), if !busy => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let stale = current.as_ref().is_some_and(|b| !topology.borrow_and_update().is_writable(&b.node));
+                if stale {
+                    tracing::info!("new term: closing the idle connection to the old primary");
+                    current = None;
+                }
+            }
+        }
+    }
+}
+
+/// Drops a server connection that broke, and tells the monitor (a hint:
+/// it probes the node before believing anything).
+fn lose(shared: &Shared, current: &mut Option<Backend>) {
+    if let Some(b) = current.take() {
+        if let Some(hint) = &shared.hint {
+            hint(&b.node, "08006");
+        }
+    }
+}
+
+/// Tells a client whose request was running that its server is gone. An
+/// idle client is told nothing: its next statement gets a new server.
+async fn tell_lost(
+    out: &mut BytesMut,
+    client: &mut OwnedWriteHalf,
+    busy: bool,
+) -> Result<(), Error> {
+    if busy {
+        out.clear();
+        let e = Error::ServerLost;
+        messages::error(out, "ERROR", e.sqlstate(), &e.client_message());
+        messages::ready(out, b'I');
+        client.write_all(out).await.map_err(Error::Io)?;
+    }
+    Ok(())
+}
+
+async fn next_server(current: &mut Option<Backend>) -> Result<Option<BytesMut>, Error> {
+    match current {
+        Some(b) => b.reader.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Connects to the primary of the current term, waiting (up to the
+/// configured time) while there is none or it does not answer.
+async fn connect_primary(
+    shared: &Shared,
+    topology: &mut tokio::sync::watch::Receiver<Arc<Topology>>,
+    params: &[(String, String)],
+) -> Result<(Backend, CancelTarget, Vec<(String, String)>), Error> {
+    let deadline = tokio::time::Instant::now() + shared.config.no_primary_wait;
+    loop {
+        let target = {
+            let t = topology.borrow_and_update();
+            t.usable_primary()
+                .map(|p| (p.id.clone(), p.host.clone(), p.port))
+        };
+        if let Some((node, host, port)) = target {
+            let config = &shared.config;
+            match server::connect(
+                &host,
+                port,
+                params,
+                &config.server_auth,
+                config.connect_timeout,
+            )
+            .await
+            {
+                Ok(conn) => {
+                    if !conn.leftover.is_empty() {
+                        return Err(Error::Protocol(
+                            "server sent data after ReadyForQuery".into(),
+                        ));
+                    }
+                    let cancel = CancelTarget {
+                        host,
+                        port,
+                        key: conn.key,
+                    };
+                    let (read, writer) = conn.stream.into_split();
+                    let reader = FrameReader::new(read, config.max_message);
+                    return Ok((
+                        Backend {
+                            reader,
+                            writer,
+                            node,
+                        },
+                        cancel,
+                        conn.params,
+                    ));
+                }
+                // The server answered and said no (bad password, unknown
+                // database): waiting will not change that.
+                Err(e @ Error::ServerRefused { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(%node, error = %e, "primary not reachable; waiting for the topology")
+                }
+            }
+        }
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return Err(Error::NoPrimary {
+                waited: shared.config.no_primary_wait,
+            });
+        }
+        // Retry on the next topology, or after a short pause.
+        let _ = tokio::time::timeout(
+            remaining.min(Duration::from_millis(250)),
+            topology.changed(),
+        )
+        .await;
+    }
+}

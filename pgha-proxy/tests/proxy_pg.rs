@@ -1,0 +1,228 @@
+//! The proxy with real clients in front and real servers behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgha_core::testing::PgCluster;
+use pgha_core::{ClusterMonitor, LocalNodeController, MonitorConfig, SqlNodeController, Topology};
+use pgha_proxy::{Proxy, ProxyConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+use tokio_postgres::{Client, NoTls};
+
+type R = Result<(), Box<dyn std::error::Error>>;
+
+/// A proxy on a free loopback port; stops when dropped.
+struct Running {
+    port: u16,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_proxy(config: ProxyConfig, topology: watch::Receiver<Arc<Topology>>) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let proxy = Proxy::new(config, topology);
+        proxy
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Running { port, _stop: stop }
+}
+
+async fn client(port: u16) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10"),
+        NoTls,
+    )
+    .await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn server_port(client: &Client) -> Result<i32, tokio_postgres::Error> {
+    client
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .map(|r| r.get(0))
+}
+
+#[tokio::test]
+async fn tokio_postgres_works_through_the_proxy_with_both_protocols() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let proxy = start_proxy(ProxyConfig::default(), topology).await;
+    let c = client(proxy.port).await?;
+    // Simple protocol, several statements.
+    c.batch_execute("CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, 'a')")
+        .await?;
+    // Extended protocol with parameters and a prepared statement.
+    let insert = c.prepare("INSERT INTO t VALUES ($1, $2)").await?;
+    for i in 2..=10 {
+        c.execute(&insert, &[&i, &format!("v{i}")]).await?;
+    }
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM t WHERE id > $1", &[&0i32])
+        .await?
+        .get(0);
+    assert_eq!(n, 10);
+    // A transaction, and an error inside one that leaves the session usable.
+    c.batch_execute("BEGIN; INSERT INTO t VALUES (11, 'x')")
+        .await?;
+    let err = c
+        .batch_execute("SELECT * FROM missing")
+        .await
+        .expect_err("no such table");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+    );
+    c.batch_execute("ROLLBACK").await?;
+    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await?.get(0);
+    assert_eq!(n, 10);
+    assert_eq!(server_port(&c).await?, i32::from(cluster.primary().port()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn psql_works_through_the_proxy_including_copy() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let proxy = start_proxy(ProxyConfig::default(), topology).await;
+    let psql = cluster.primary().bins().bin("psql");
+    let port = proxy.port.to_string();
+    let mut child = tokio::process::Command::new(psql)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-At",
+        ])
+        .args([
+            "-c",
+            "CREATE TABLE p (v int)",
+            "-c",
+            "COPY p FROM STDIN",
+            "-c",
+            "SELECT sum(v) FROM p",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(b"1\n2\n3\n\\.\n").await?;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await??;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines().any(|l| l == "6"),
+        "COPY and SELECT through the proxy: {text}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancel_request_reaches_the_running_query() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let proxy = start_proxy(ProxyConfig::default(), topology).await;
+    let c = client(proxy.port).await?;
+    let token = c.cancel_token();
+    let slow = tokio::spawn(async move { c.batch_execute("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token.cancel_query(NoTls).await?;
+    let result = tokio::time::timeout(Duration::from_secs(5), slow).await??;
+    let err = result.expect_err("cancelled");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_startups_get_clear_errors_and_the_proxy_keeps_serving() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let config = ProxyConfig {
+        startup_timeout: Duration::from_millis(300),
+        ..ProxyConfig::default()
+    };
+    let proxy = start_proxy(config, topology).await;
+    // Protocol 2.0: refused with 08P01, not a panic.
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).await?;
+    s.write_all(&[0, 0, 0, 8, 0, 2, 0, 0]).await?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).await?;
+    assert_eq!(reply.first(), Some(&b'E'));
+    assert!(String::from_utf8_lossy(&reply).contains("08P01"));
+    // An absurd length: refused before anything is allocated.
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).await?;
+    s.write_all(&[0x7f, 0xff, 0xff, 0xff]).await?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).await?;
+    assert_eq!(reply.first(), Some(&b'E'));
+    // A client that never finishes its startup is dropped.
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).await?;
+    s.write_all(&[0, 0, 0, 40]).await?;
+    let mut reply = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut reply)).await;
+    assert!(closed.is_ok(), "the slow client was not dropped");
+    // Others are still served.
+    let c = client(proxy.port).await?;
+    assert_eq!(server_port(&c).await?, i32::from(cluster.primary().port()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idle_client_keeps_its_connection_across_a_failover() -> R {
+    let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
+    cluster.wait_streaming().await?;
+    let controller = Arc::new(LocalNodeController::new(
+        SqlNodeController::default(),
+        cluster.clone(),
+        cluster.local_controller_config(),
+    ));
+    let config = MonitorConfig {
+        probe_interval: Duration::from_millis(300),
+        probe_timeout: Duration::from_millis(500),
+        ..MonitorConfig::default()
+    };
+    let (monitor, handle) = ClusterMonitor::builder(cluster.topology())
+        .controller(controller)
+        .config(config)
+        .build()?;
+    let (_stop_monitor, stopped) = oneshot::channel::<()>();
+    tokio::spawn(monitor.run(async {
+        let _ = stopped.await;
+    }));
+    let proxy = start_proxy(ProxyConfig::default(), handle.topology()).await;
+    let c = client(proxy.port).await?;
+    c.batch_execute("CREATE TABLE f (v int); INSERT INTO f VALUES (1)")
+        .await?;
+    assert_eq!(server_port(&c).await?, i32::from(cluster.nodes()[0].port()));
+
+    cluster.nodes()[0].kill9()?;
+    // The same client connection: its next statements reach the new primary
+    // (held while the failover runs).
+    c.batch_execute("INSERT INTO f VALUES (2)").await?;
+    assert_eq!(server_port(&c).await?, i32::from(cluster.nodes()[1].port()));
+    let n: i64 = c.query_one("SELECT count(*) FROM f", &[]).await?.get(0);
+    assert_eq!(n, 2);
+    Ok(())
+}
