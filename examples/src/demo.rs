@@ -31,15 +31,18 @@ pub async fn start_cluster(standbys: usize) -> anyhow::Result<Arc<PgCluster>> {
 }
 
 /// A running monitor with pgha's default timing (1 s probes, 1 s timeout,
-/// down after 2 failures) and local control of the demo's servers.
+/// down after 2 failures) and local control of the demo's servers, and the
+/// proxy in front.
 pub struct Monitor {
     /// Talks to the monitor.
     pub handle: MonitorHandle,
+    /// Where clients connect.
+    pub proxy: std::net::SocketAddr,
     _stop: oneshot::Sender<()>,
 }
 
 /// Starts the monitor over `cluster`.
-pub fn start_monitor(cluster: &Arc<PgCluster>) -> anyhow::Result<Monitor> {
+pub async fn start_monitor(cluster: &Arc<PgCluster>) -> anyhow::Result<Monitor> {
     let controller: Arc<dyn NodeController> = Arc::new(LocalNodeController::new(
         SqlNodeController::default(),
         cluster.clone(),
@@ -57,8 +60,15 @@ pub fn start_monitor(cluster: &Arc<PgCluster>) -> anyhow::Result<Monitor> {
     tokio::spawn(monitor.run(async {
         let _ = stopped.await;
     }));
+    let proxy = crate::daemon::serve_proxy(
+        "127.0.0.1:0".parse()?,
+        &handle,
+        pgha_proxy::ServerAuth::default(),
+    )
+    .await?;
     Ok(Monitor {
         handle,
+        proxy,
         _stop: stop,
     })
 }
@@ -79,20 +89,48 @@ pub async fn wait_healthy(handle: &MonitorHandle) -> anyhow::Result<Arc<Topology
 /// through `say`, each step with its time since the fault.
 pub async fn failover(
     cluster: &Arc<PgCluster>,
-    handle: &MonitorHandle,
+    monitor: &Monitor,
     fault: Fault,
     mut say: impl FnMut(String),
 ) -> anyhow::Result<()> {
+    let handle = &monitor.handle;
     let mut events = handle.events();
+    // One client connection through pgha, kept across the failover.
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user=postgres dbname=postgres",
+            monitor.proxy.ip(),
+            monitor.proxy.port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .context("connecting through pgha")?;
+    tokio::spawn(connection);
     let old = &cluster.nodes()[0];
     old.execute("CREATE TABLE IF NOT EXISTS demo (at timestamptz DEFAULT now()); INSERT INTO demo DEFAULT VALUES")
         .await?;
     let t0 = Instant::now();
     let mut step = |what: String| say(format!("{:>8.3}s  {what}", t0.elapsed().as_secs_f64()));
+    client.batch_execute("SELECT 1").await?;
     match fault {
         Fault::Kill => old.kill9()?,
         Fault::Freeze => old.freeze()?,
     }
+    let write = tokio::spawn(async move {
+        // Held by pgha until there is a primary again. A statement already
+        // running on the old primary fails (08006) rather than being
+        // acknowledged from there; an application retries it.
+        let insert = "INSERT INTO demo DEFAULT VALUES RETURNING inet_server_port()";
+        let mut failed = None;
+        for _ in 0..2 {
+            match client.query_one(insert, &[]).await {
+                Ok(row) => return Ok((t0.elapsed(), row.get::<_, i32>(0), failed)),
+                Err(e) => failed = Some(pgha_core::describe_pg(&e)),
+            }
+        }
+        Err(anyhow::anyhow!("the write failed twice: {failed:?}"))
+    });
     step(format!(
         "node0 (primary) {}",
         match fault {
@@ -122,11 +160,26 @@ pub async fn failover(
             _ => {}
         }
     };
-    let promoted = cluster
-        .node(new_primary.as_str())
-        .context("promoted node is in the cluster")?;
-    promoted.execute("INSERT INTO demo DEFAULT VALUES").await?;
-    step(format!("write committed on {new_primary}"));
+    let (committed_at, port, failed) = write.await.context("write task")??;
+    if let Some(error) = failed {
+        step(format!(
+            "the write in flight on the old primary failed ({error}); the client retried it"
+        ));
+    }
+    let on = cluster
+        .nodes()
+        .iter()
+        .find(|n| i32::from(n.port()) == port)
+        .map(|n| n.name().to_string())
+        .unwrap_or_else(|| format!("port {port}"));
+    step(format!(
+        "the write sent through pgha at 0.0s (same client connection) committed on {on} at {:.3}s",
+        committed_at.as_secs_f64()
+    ));
+    anyhow::ensure!(
+        on == new_primary.as_str(),
+        "the write reached {on}, not the new primary"
+    );
 
     // The old primary is fenced right after the promotion.
     loop {

@@ -1,3 +1,4 @@
 //! Shared code of the reference binaries (`pgha`, `pgha-ctl`).
 
+pub mod daemon;
 pub mod demo;

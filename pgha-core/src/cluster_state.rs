@@ -124,6 +124,7 @@ fn record(topology: &mut Topology, event: &Event) {
                 Observation::Healthy(health) => {
                     state.consecutive_failures = 0;
                     state.last_failure = None;
+                    state.failing_since = None;
                     state.in_recovery = Some(health.in_recovery);
                     state.timeline = health.timeline.or(state.timeline);
                     state.current_lsn = health.current_lsn;
@@ -135,6 +136,7 @@ fn record(topology: &mut Topology, event: &Event) {
                 Observation::Failed { reason } => {
                     state.consecutive_failures = state.consecutive_failures.saturating_add(1);
                     state.last_failure = Some(*reason);
+                    state.failing_since.get_or_insert(*at);
                 }
             }
         }

@@ -110,6 +110,9 @@ pub struct NodeState {
     pub consecutive_failures: u32,
     /// Why the last observation failed, while `consecutive_failures > 0`.
     pub last_failure: Option<FailureReason>,
+    /// When the current run of failed observations began (`None` while
+    /// healthy).
+    pub failing_since: Option<Duration>,
     /// When (monitor's logical clock) the node was last observed at all.
     pub last_observed_at: Option<Duration>,
     /// Whether the node said it was in recovery (a standby), last time.
@@ -143,6 +146,7 @@ impl NodeState {
             quarantined_for: None,
             consecutive_failures: 0,
             last_failure: None,
+            failing_since: None,
             last_observed_at: None,
             in_recovery: None,
             timeline: None,

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use pgha_core::{
-    Action, ClusterState, Command, DefaultPolicy, Event, Health, Lsn, Role, Status, Topology,
+    Action, ClusterState, Command, DefaultPolicy, Event, FailureReason, Health, Lsn, Observation,
+    Role, Status, Topology,
 };
 
 #[test]
@@ -319,4 +320,31 @@ fn operator_detach_of_the_primary_fails_over() {
         }
     );
     assert_eq!(cluster.snapshot().primary_id(), Some(&id("c")));
+}
+
+/// Several signals of one crash (lost monitoring connection, a proxy's
+/// hint, a regular probe) arrive within milliseconds: they must not add up
+/// to "down" before the minimum down time, or a quick restart by a DBA
+/// would fail the primary over.
+#[test]
+fn failures_in_quick_succession_wait_for_the_minimum_down_time() {
+    let mut cluster = ClusterState::new(Topology::new(three_nodes()), DefaultPolicy::default());
+    let refused = |ms| Event::Observed {
+        node: id("a"),
+        at: Duration::from_millis(ms),
+        observation: Observation::Failed {
+            reason: FailureReason::ConnectRefused,
+        },
+    };
+    assert_eq!(cluster.handle(refused(1000)), vec![]);
+    assert_eq!(
+        cluster.handle(refused(1003)),
+        vec![],
+        "3 ms apart: not yet down"
+    );
+    let actions = cluster.handle(refused(1600));
+    assert!(
+        matches!(actions.first(), Some(Action::Promote { node, term: 2 }) if node == &id("c")),
+        "{actions:?}"
+    );
 }

@@ -74,6 +74,7 @@ struct History {
     priorities: Vec<u32>,
     lsns: Vec<u64>,
     failures_before_down: u32,
+    minimum_down_ms: u64,
     auto_rejoin: bool,
     gated: bool,
     steps: Vec<Step>,
@@ -113,16 +114,24 @@ fn history() -> impl Strategy<Value = History> {
         (
             prop::collection::vec(0..3u32, nodes),
             prop::collection::vec(0..3000u64, nodes),
-            1..=3u32,
+            (1..=3u32, prop::sample::select(vec![0u64, 100, 300])),
             any::<bool>(),
             any::<bool>(),
             prop::collection::vec(step(nodes), 1..60),
         )
             .prop_map(
-                |(priorities, lsns, failures_before_down, auto_rejoin, gated, steps)| History {
+                |(
+                    priorities,
+                    lsns,
+                    (failures_before_down, minimum_down_ms),
+                    auto_rejoin,
+                    gated,
+                    steps,
+                )| History {
                     priorities,
                     lsns,
                     failures_before_down,
+                    minimum_down_ms,
                     auto_rejoin,
                     gated,
                     steps,
@@ -182,6 +191,8 @@ fn run(
         failures_before_down: history.failures_before_down,
         maximum_lag_bytes: Some(LIMIT),
         auto_rejoin: history.auto_rejoin,
+        // Steps are 100 ms apart: spans of 0–300 ms exercise the rule.
+        minimum_down_time: Duration::from_millis(history.minimum_down_ms),
     };
     let mut cluster = ClusterState::new(topology, policy);
     let mut events = Vec::new();

@@ -186,14 +186,20 @@ async fn session(
                     }
                 }
             }
-            changed = topology.changed(), if !busy => {
+            changed = topology.changed() => {
                 if changed.is_err() {
                     return Ok(());
                 }
                 let stale = current.as_ref().is_some_and(|b| !topology.borrow_and_update().is_writable(&b.node));
                 if stale {
-                    tracing::info!("new term: closing the idle connection to the old primary");
+                    // A new term: whatever runs on the old primary must not
+                    // be acknowledged from there (it is being fenced). A
+                    // running statement fails; an idle client notices
+                    // nothing.
+                    tracing::info!(busy, "new term: dropping the connection to the old primary");
                     current = None;
+                    tell_lost(&mut out, &mut client_write, busy).await?;
+                    busy = false;
                 }
             }
         }

@@ -21,6 +21,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: monitor the nodes, fail over, and serve clients on
+    /// one address that always reaches the primary.
+    Run {
+        /// Address clients connect to.
+        #[arg(long, default_value = "127.0.0.1:6432")]
+        listen: std::net::SocketAddr,
+        /// A backend as NAME=HOST:PORT; repeat. The first is the primary
+        /// until the state file or the probes say otherwise.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        /// Where the term and primary are kept across restarts.
+        #[arg(long)]
+        state_file: Option<std::path::PathBuf>,
+        /// User the proxy logs in to servers as (default: the client's).
+        #[arg(long)]
+        server_user: Option<String>,
+        /// Password for that user (or set PGHA_SERVER_PASSWORD).
+        #[arg(long, env = "PGHA_SERVER_PASSWORD", hide_env_values = true)]
+        server_password: Option<String>,
+    },
     /// Start a local demo cluster, fail its primary over, rejoin it.
     Demo {
         /// How many standbys to start.
@@ -47,24 +67,53 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Demo {
-        standbys,
-        fault,
-        no_failover,
-        keep_running,
-    } = Cli::parse().command;
+    let (standbys, fault, no_failover, keep_running) = match Cli::parse().command {
+        Command::Run {
+            listen,
+            nodes,
+            state_file,
+            server_user,
+            server_password,
+        } => {
+            let nodes = nodes
+                .iter()
+                .map(|n| pgha::daemon::parse_node(n))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let auth = pgha_proxy::ServerAuth {
+                user: server_user,
+                password: server_password,
+            };
+            let (_handle, addr) =
+                pgha::daemon::start(listen, pgha::daemon::topology(&nodes), state_file, auth)
+                    .await?;
+            tracing::warn!(%addr, "pgha serving");
+            eprintln!("pgha: serving clients on {addr}");
+            tokio::signal::ctrl_c().await?;
+            return Ok(());
+        }
+        Command::Demo {
+            standbys,
+            fault,
+            no_failover,
+            keep_running,
+        } => (standbys, fault, no_failover, keep_running),
+    };
     let started = Instant::now();
     println!("pgha demo: starting a local cluster (1 primary, {standbys} standby)…");
     let cluster = demo::start_cluster(standbys)
         .await
         .context("starting the demo cluster")?;
-    let monitor = demo::start_monitor(&cluster)?;
+    let monitor = demo::start_monitor(&cluster).await?;
     let topology = demo::wait_healthy(&monitor.handle).await?;
-    println!("cluster up and monitored in {:.1?}\n", started.elapsed());
+    println!(
+        "cluster up and monitored in {:.1?}; pgha serves clients on {}\n",
+        started.elapsed(),
+        monitor.proxy
+    );
     print!("{}", demo::topology_table(&topology)?);
     if !no_failover {
         println!("\nfailover ({fault:?}; probes every 1 s, 1 s timeout, down after 2 failures):");
-        demo::failover(&cluster, &monitor.handle, fault, |line| println!("{line}")).await?;
+        demo::failover(&cluster, &monitor, fault, |line| println!("{line}")).await?;
         println!();
         print!("{}", demo::topology_table(&monitor.handle.current())?);
     }

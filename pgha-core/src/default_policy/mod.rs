@@ -2,6 +2,8 @@
 
 mod election;
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -57,6 +59,13 @@ pub struct DefaultPolicy {
     /// Rewind and re-point a stale or fenced primary automatically.
     /// Default: true.
     pub auto_rejoin: bool,
+    /// The failed observations must span at least this long (from the
+    /// first to the last) before a node counts as down. Several signals of
+    /// one event — a lost monitoring connection, a proxy's hint, a regular
+    /// probe — can arrive within milliseconds; without a span they would
+    /// fail over a server that a DBA merely restarted. Default: 500ms.
+    #[serde(with = "crate::duration_serde")]
+    pub minimum_down_time: Duration,
 }
 
 impl Default for DefaultPolicy {
@@ -65,6 +74,7 @@ impl Default for DefaultPolicy {
             failures_before_down: 2,
             maximum_lag_bytes: Some(1024 * 1024),
             auto_rejoin: true,
+            minimum_down_time: Duration::from_millis(500),
         }
     }
 }
@@ -113,7 +123,12 @@ impl FailoverPolicy for DefaultPolicy {
 
 impl DefaultPolicy {
     fn confirmed_down(&self, node: &NodeState) -> bool {
+        let span = match (node.failing_since, node.last_observed_at) {
+            (Some(first), Some(last)) => last.saturating_sub(first),
+            _ => Duration::ZERO,
+        };
         node.consecutive_failures >= self.failures_before_down.max(1)
+            && (self.failures_before_down <= 1 || span >= self.minimum_down_time)
     }
 
     fn on_healthy(&self, topology: &Topology, node: &NodeState, health: &Health) -> Vec<Action> {

@@ -22,8 +22,11 @@ pub fn standby(name: &str, lsn: u64) -> NodeState {
     NodeState::new(name, Role::Standby, format!("{name}.db"), 5432).with_lsn(Lsn(lsn))
 }
 
+/// A node whose failures began at 1 s (the events here come at 3 s or
+/// later, well past the minimum down time).
 pub fn failing(mut node: NodeState, failures: u32) -> NodeState {
     node.consecutive_failures = failures;
+    node.failing_since = (failures > 0).then_some(Duration::from_secs(1));
     node
 }
 
