@@ -17,6 +17,9 @@ pub struct ProxyConfig {
     pub startup_timeout: Duration,
     /// Deadline for connecting and logging in to a server (default 5 s).
     pub connect_timeout: Duration,
+    /// Who may connect and how they authenticate; `None` trusts every
+    /// client (for embedding behind your own authentication, and tests).
+    pub client_auth: Option<crate::ClientAuth>,
     /// How long a client is held while there is no primary before it gets
     /// an error (default 30 s).
     pub no_primary_wait: Duration,
@@ -26,6 +29,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
             server_auth: ServerAuth::default(),
+            client_auth: None,
             max_message: 256 << 20,
             startup_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),

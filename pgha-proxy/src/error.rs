@@ -41,6 +41,9 @@ pub enum Error {
     /// The server connection broke while a request was running.
     #[error("server connection lost")]
     ServerLost,
+    /// The client did not authenticate.
+    #[error("authentication: {0}")]
+    Auth(#[source] crate::auth::AuthError),
     /// No primary became available in time.
     #[error("no primary within {waited:?}")]
     NoPrimary {
@@ -56,6 +59,7 @@ impl Error {
             Error::Protocol(_) | Error::UnsupportedProtocol { .. } => "08P01",
             Error::Io(_) | Error::Server { .. } | Error::ServerLost => "08006",
             Error::ServerRefused { code, .. } => code,
+            Error::Auth(e) => e.sqlstate(),
             // "cannot connect now": the same class a restarting server uses.
             Error::NoPrimary { .. } => "57P03",
         }
@@ -71,6 +75,7 @@ impl Error {
             }
             Error::Io(_) | Error::Server { .. } => "pgha: cannot reach the database server".into(),
             Error::ServerRefused { message, .. } => message.clone(),
+            Error::Auth(e) => e.client_message(),
             Error::ServerLost => {
                 "pgha: the database server connection was lost; the running statement (and its transaction, if any) did not complete".into()
             }

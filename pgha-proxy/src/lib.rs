@@ -18,7 +18,8 @@
 //! * issues its own cancel keys and forwards a CancelRequest to the server
 //!   connection the client uses at that moment.
 //!
-//! Client authentication is trust for now; pools, read routing and the
+//! Client authentication: hba rules and an auth file ([`ClientAuth`]) with
+//! SCRAM-SHA-256, md5, cleartext, trust and reject. Pools, read routing and the
 //! admin console come next (see the crate's issue).
 //!
 //! ```no_run
@@ -44,6 +45,7 @@
 
 pub mod auth;
 pub mod classify;
+mod client_auth;
 mod config;
 mod error;
 pub mod frame;
@@ -53,6 +55,7 @@ pub mod server;
 mod session;
 pub mod startup;
 
+pub use client_auth::ClientAuth;
 pub use config::ProxyConfig;
 pub use error::Error;
 pub(crate) use proxy::Shared;

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) config: ProxyConfig,
     pub(crate) topology: watch::Receiver<Arc<Topology>>,
     pub(crate) hint: Option<Hint>,
+    /// Per-proxy secret for SCRAM exchanges with unknown users.
+    pub(crate) mock_key: [u8; 32],
     next_pid: AtomicI32,
     cancels: Mutex<HashMap<i32, (i32, CancelTarget)>>,
 }
@@ -137,6 +139,7 @@ impl Proxy {
                 topology,
                 hint,
                 // Distinct from real server pids in logs; wraps harmlessly.
+                mock_key: rand::random(),
                 next_pid: AtomicI32::new(1 << 24),
                 cancels: Mutex::new(HashMap::new()),
             }),

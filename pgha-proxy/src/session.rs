@@ -44,6 +44,27 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
             return;
         }
     };
+    if let Some(auth) = &shared.config.client_auth {
+        let exchange = crate::client_auth::authenticate(
+            &mut client,
+            auth,
+            peer.ip(),
+            &params,
+            &shared.mock_key,
+        );
+        let done = tokio::time::timeout(shared.config.startup_timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Protocol(
+                    "authentication not finished in time".into(),
+                ))
+            });
+        if let Err(e) = done {
+            tracing::info!(%peer, error = %e, "authentication failed");
+            let _ = send_fatal(&mut client, &e).await;
+            return;
+        }
+    }
     if let Err(e) = session(&shared, client, &params).await {
         tracing::debug!(%peer, error = %e, "session ended");
     }
