@@ -55,6 +55,39 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Every whole message already received (at least one), as one buffer
+    /// to forward with a single write; `None` at a clean end of stream.
+    /// A query's reply (RowDescription, DataRow…, CommandComplete,
+    /// ReadyForQuery) usually arrives together: one write instead of four.
+    pub async fn next_batch(&mut self) -> Result<Option<BytesMut>, Error> {
+        loop {
+            let mut total = 0;
+            while let Some(len) = complete_length(&self.buf[total..], self.max_message)? {
+                total += len;
+            }
+            if total > 0 {
+                return Ok(Some(self.buf.split_to(total)));
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(8192);
+            }
+            let n = self
+                .inner
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(Error::Io)?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(Error::Protocol(
+                        "connection closed in the middle of a message".into(),
+                    ))
+                };
+            }
+        }
+    }
+
     /// Bytes already read past the last message (none in the normal case).
     pub fn buffered(&self) -> &[u8] {
         &self.buf
@@ -86,6 +119,16 @@ pub fn complete_length(buf: &[u8], max_message: usize) -> Result<Option<usize>, 
     Ok((buf.len() >= total).then_some(total))
 }
 
+/// The whole messages in a batch from [`FrameReader::next_batch`].
+pub fn messages(mut batch: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let len = complete_length(batch, usize::MAX).ok().flatten()?;
+        let (message, rest) = batch.split_at(len);
+        batch = rest;
+        Some(message)
+    })
+}
+
 /// The body of a whole message (after tag and length).
 pub fn body(message: &[u8]) -> &[u8] {
     message.get(HEADER..).unwrap_or_default()
@@ -114,6 +157,19 @@ mod tests {
         let second = reader.next().await.ok().flatten().unwrap_or_default();
         assert_eq!(&second[..], b"Z\0\0\0\x05I");
         assert!(matches!(reader.next().await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_every_whole_message_received() {
+        let bytes: &[u8] = b"C\0\0\0\x05xZ\0\0\0\x05IQ\0\0";
+        let mut reader = FrameReader::new(bytes, 1024);
+        let batch = reader.next_batch().await.ok().flatten().unwrap_or_default();
+        let tags: Vec<u8> = messages(&batch).map(|m| m[0]).collect();
+        assert_eq!(tags, b"CZ");
+        assert!(
+            reader.next_batch().await.is_err(),
+            "a truncated tail is an error"
+        );
     }
 
     #[tokio::test]

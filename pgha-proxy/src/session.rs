@@ -137,8 +137,10 @@ async fn session(
     let mut client_frames = FrameReader::new(client_read, shared.config.max_message);
     let mut current = Some(backend);
     // A request is in flight from the first message forwarded until the
-    // server's ReadyForQuery.
+    // server's ReadyForQuery; `syncs` counts the ReadyForQuery still owed
+    // (one per Query, Sync or FunctionCall: clients may pipeline).
     let mut busy = false;
+    let mut syncs: usize = 0;
     // After an error of the proxy's own in the extended protocol, the
     // client's messages are dropped until its Sync, as a server does.
     let mut discarding = false;
@@ -186,24 +188,35 @@ async fn session(
                 let Some(b) = current.as_mut() else { continue };
                 if b.writer.write_all(&message).await.is_err() {
                     lose(shared, &mut current);
-                    tell_lost(&mut out, &mut client_write, true).await?;
+                    // This message was not sent; count it as the server would.
+                    let owed = syncs + usize::from(matches!(tag, b'Q' | b'S' | b'F'));
+                    discarding = tell_lost(&mut out, &mut client_write, true, owed).await?;
                     busy = false;
+                    syncs = 0;
                     continue;
                 }
+                tracing::trace!(tag = %char::from(tag), syncs, "to server");
                 busy = true;
+                if matches!(tag, b'Q' | b'S' | b'F') {
+                    syncs += 1;
+                }
             }
             message = next_server(&mut current) => {
                 match message {
-                    Ok(Some(message)) => {
-                        if message[0] == b'Z' {
-                            busy = false;
+                    Ok(Some(batch)) => {
+                        let ready = crate::frame::messages(&batch).filter(|m| m[0] == b'Z').count();
+                        if ready > 0 {
+                            syncs = syncs.saturating_sub(ready);
+                            busy = syncs > 0;
                         }
-                        client_write.write_all(&message).await.map_err(Error::Io)?;
+                        tracing::trace!(tags = ?crate::frame::messages(&batch).map(|m| char::from(m[0])).collect::<String>(), syncs, "to client");
+                        client_write.write_all(&batch).await.map_err(Error::Io)?;
                     }
                     Ok(None) | Err(_) => {
                         lose(shared, &mut current);
-                        tell_lost(&mut out, &mut client_write, busy).await?;
+                        discarding = tell_lost(&mut out, &mut client_write, busy, syncs).await?;
                         busy = false;
+                        syncs = 0;
                     }
                 }
             }
@@ -219,8 +232,9 @@ async fn session(
                     // nothing.
                     tracing::info!(busy, "new term: dropping the connection to the old primary");
                     current = None;
-                    tell_lost(&mut out, &mut client_write, busy).await?;
+                    discarding = tell_lost(&mut out, &mut client_write, busy, syncs).await?;
                     busy = false;
+                    syncs = 0;
                 }
             }
         }
@@ -230,6 +244,7 @@ async fn session(
 /// Drops a server connection that broke, and tells the monitor (a hint:
 /// it probes the node before believing anything).
 fn lose(shared: &Shared, current: &mut Option<Backend>) {
+    tracing::debug!(node = ?current.as_ref().map(|b| &b.node), "server connection lost");
     if let Some(b) = current.take() {
         if let Some(hint) = &shared.hint {
             hint(&b.node, "08006");
@@ -237,26 +252,35 @@ fn lose(shared: &Shared, current: &mut Option<Backend>) {
     }
 }
 
-/// Tells a client whose request was running that its server is gone. An
-/// idle client is told nothing: its next statement gets a new server.
+/// Tells a client whose request was running that its server is gone, the
+/// way a server reports an error: one ErrorResponse, then a ReadyForQuery
+/// for every Query/Sync already sent. With none sent yet (an extended-
+/// protocol batch in progress), returns true: drop the client's messages
+/// until its Sync, then answer ReadyForQuery. An idle client is told
+/// nothing: its next statement gets a new server.
 async fn tell_lost(
     out: &mut BytesMut,
     client: &mut OwnedWriteHalf,
     busy: bool,
-) -> Result<(), Error> {
-    if busy {
-        out.clear();
-        let e = Error::ServerLost;
-        messages::error(out, "ERROR", e.sqlstate(), &e.client_message());
-        messages::ready(out, b'I');
-        client.write_all(out).await.map_err(Error::Io)?;
+    syncs: usize,
+) -> Result<bool, Error> {
+    tracing::debug!(busy, syncs, "telling the client its server is gone");
+    if !busy {
+        return Ok(false);
     }
-    Ok(())
+    out.clear();
+    let e = Error::ServerLost;
+    messages::error(out, "ERROR", e.sqlstate(), &e.client_message());
+    for _ in 0..syncs {
+        messages::ready(out, b'I');
+    }
+    client.write_all(out).await.map_err(Error::Io)?;
+    Ok(syncs == 0)
 }
 
 async fn next_server(current: &mut Option<Backend>) -> Result<Option<BytesMut>, Error> {
     match current {
-        Some(b) => b.reader.next().await,
+        Some(b) => b.reader.next_batch().await,
         None => std::future::pending().await,
     }
 }
