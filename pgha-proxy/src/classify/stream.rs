@@ -111,6 +111,9 @@ impl<'a> Stream<'a> {
                 self.eof = true;
                 return None;
             };
+            if token.is_punct(b')') {
+                self.depth = self.depth.saturating_sub(1);
+            }
             let depth = self.depth;
             match token.kind {
                 TokenKind::LineComment | TokenKind::BlockComment => {
@@ -124,7 +127,6 @@ impl<'a> Stream<'a> {
                     return None;
                 }
                 TokenKind::Punct(b'(') => self.depth += 1,
-                TokenKind::Punct(b')') => self.depth = self.depth.saturating_sub(1),
                 TokenKind::Word => {
                     let opens = (self.prev_begin && token.text.eq_ignore_ascii_case("atomic"))
                         || (self.atomic > 0 && token.text.eq_ignore_ascii_case("case"));
