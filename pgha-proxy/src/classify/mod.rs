@@ -205,7 +205,23 @@ pub struct Classification {
 
 /// Classifies a query string of zero or more `;`-separated statements.
 ///
-/// Empty strings and strings of only comments go anywhere. Never panics.
+/// Empty strings and strings of only comments go anywhere. Never panics,
+/// never allocates; one pass over the input.
+///
+/// ```
+/// use pgha_proxy::classify::{classify, ClassifyConfig, Reason, Route};
+///
+/// let config = ClassifyConfig::default();
+/// let c = classify("WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone", &config);
+/// assert_eq!(c.route, Route::Primary(Reason::Write));
+///
+/// // Keywords in dollar quotes and comments do not count.
+/// let c = classify("SELECT $$ insert $$ -- ; DROP TABLE t", &config);
+/// assert_eq!((c.route, c.statements), (Route::Any, 1));
+///
+/// let c = classify("/* pgha:primary */ SELECT 1", &config);
+/// assert_eq!(c.route, Route::Primary(Reason::Hint));
+/// ```
 pub fn classify(sql: &str, config: &ClassifyConfig) -> Classification {
     let mut out = Classification {
         route: Route::Any,

@@ -37,15 +37,15 @@ impl StatementClass {
 /// Classifies the statement that starts with `first`; `nested` is set for
 /// the statement under `EXPLAIN ANALYZE` (which cannot be another EXPLAIN:
 /// that also bounds the recursion).
-pub(super) fn statement(
-    first: Tok<'_>,
-    s: &mut Stream<'_>,
+pub(super) fn statement<'a>(
+    first: Tok<'a>,
+    s: &mut Stream<'a>,
     config: &ClassifyConfig,
     nested: bool,
 ) -> StatementClass {
     if first.is_punct(b'(') {
         // `(SELECT …) UNION (SELECT …)`
-        return StatementClass::maybe(scan_read(s, config, false));
+        return StatementClass::maybe(scan_read(first, s, config, false));
     }
     let mut buf = [0u8; 16];
     let Some(kw) = first.keyword(&mut buf) else {
@@ -53,13 +53,13 @@ pub(super) fn statement(
     };
     match kw {
         b"select" | b"values" | b"table" | b"with" => {
-            StatementClass::maybe(scan_read(s, config, false))
+            StatementClass::maybe(scan_read(first, s, config, false))
         }
         b"show" | b"fetch" | b"move" | b"close" | b"savepoint" | b"release" => {
             StatementClass::any()
         }
         b"explain" if !nested => explain(s, config),
-        b"copy" => StatementClass::maybe(scan_read(s, config, true)),
+        b"copy" => StatementClass::maybe(scan_read(first, s, config, true)),
         b"declare" => declare(s, config),
         b"begin" => begin(s, false),
         b"start" => begin(s, true),
@@ -91,32 +91,43 @@ pub(super) fn statement(
 
 /// Scans a reading statement (SELECT, VALUES, TABLE, WITH, a cursor's query,
 /// COPY) for anything that needs the primary. With `copy`, a `FROM` outside
-/// parentheses is `COPY … FROM`.
-fn scan_read(s: &mut Stream<'_>, config: &ClassifyConfig, copy: bool) -> Option<Reason> {
-    let mut prev: Option<Tok<'_>> = None;
+/// parentheses is `COPY … FROM`. `first` is the token before the rest.
+fn scan_read<'a>(
+    first: Tok<'a>,
+    s: &mut Stream<'a>,
+    config: &ClassifyConfig,
+    copy: bool,
+) -> Option<Reason> {
+    let mut prev = Some(first);
     let mut prev_kw = [0u8; 16];
-    let mut prev_len = 0;
+    let mut prev_len = first.keyword(&mut prev_kw).map_or(0, <[u8]>::len);
     // Tokens left in which a `SET` completes `UPDATE [ONLY] a.b.c [*] [AS] x`.
     let mut update_window = 0u8;
+    // The previous token was INSERT, MERGE or DELETE where a statement can
+    // start (a data-modifying CTE or the main statement after WITH).
+    let mut dml_prev = false;
     while let Some(t) = s.next() {
         let prev_word: &[u8] = prev_kw.get(..prev_len).unwrap_or(&[]);
         let mut buf = [0u8; 16];
         let kw = t.keyword(&mut buf);
+        let dml = matches!(kw, Some(b"insert" | b"merge" | b"delete" | b"update"))
+            && can_start_statement(prev, prev_word);
         match kw {
             Some(b"update" | b"share" | b"no" | b"key") if prev_word == b"for" => {
                 return Some(Reason::LockingRead);
             }
-            Some(b"update") => update_window = 10,
+            Some(b"update") if dml => update_window = 10,
             Some(b"set") if update_window > 0 => return Some(Reason::Write),
-            Some(b"into") if matches!(prev_word, b"insert" | b"merge") => {
+            Some(b"into") if dml_prev && matches!(prev_word, b"insert" | b"merge") => {
                 return Some(Reason::Write);
             }
             Some(b"into") => return Some(Reason::SelectInto),
-            Some(b"from") if prev_word == b"delete" || (copy && t.depth == 0) => {
+            Some(b"from") if (dml_prev && prev_word == b"delete") || (copy && t.depth == 0) => {
                 return Some(Reason::Write);
             }
             _ => {}
         }
+        dml_prev = dml;
         match t.token.kind {
             TokenKind::Punct(b'(') => {
                 if prev.is_some_and(|p| is_write_function(p, config)) {
@@ -139,6 +150,16 @@ fn scan_read(s: &mut Stream<'_>, config: &ClassifyConfig, copy: bool) -> Option<
         }
     }
     None
+}
+
+/// Whether a statement keyword after `prev` can start a statement rather
+/// than name a column (`SELECT delete`, `t.update`, `AS insert`, `, merge`).
+fn can_start_statement(prev: Option<Tok<'_>>, prev_word: &[u8]) -> bool {
+    match prev {
+        None => true,
+        Some(p) if p.is_punct(b'.') || p.is_punct(b',') => false,
+        Some(_) => !matches!(prev_word, b"select" | b"distinct" | b"all" | b"as"),
+    }
 }
 
 fn is_write_function(t: Tok<'_>, config: &ClassifyConfig) -> bool {
@@ -227,7 +248,7 @@ fn declare(s: &mut Stream<'_>, config: &ClassifyConfig) -> StatementClass {
     let mut prev_with = false;
     while let Some(t) = s.next() {
         if t.depth == 0 && t.is_word("for") {
-            let reason = scan_read(s, config, false);
+            let reason = scan_read(t, s, config, false);
             return StatementClass::maybe(reason.or(hold.then_some(Reason::Session)));
         }
         hold |= prev_with && t.is_word("hold");
