@@ -141,66 +141,17 @@ async fn session(
     // (one per Query, Sync or FunctionCall: clients may pipeline).
     let mut busy = false;
     let mut syncs: usize = 0;
+    let mut to_server = BytesMut::with_capacity(1024);
     // After an error of the proxy's own in the extended protocol, the
     // client's messages are dropped until its Sync, as a server does.
     let mut discarding = false;
     loop {
         tokio::select! {
-            message = client_frames.next() => {
-                let Some(message) = message? else { return Ok(()) };
-                let tag = message[0];
-                if tag == b'X' {
-                    return Ok(());
-                }
-                if discarding {
-                    if tag == b'S' {
-                        discarding = false;
-                        out.clear();
-                        messages::ready(&mut out, b'I');
-                        client_write.write_all(&out).await.map_err(Error::Io)?;
-                    }
-                    continue;
-                }
-                let stale = current.as_ref().is_none_or(|b| !topology.borrow().is_writable(&b.node));
-                if !busy && stale {
-                    // Between transactions: the next statement goes to the
-                    // primary of the current term (held while there is none).
-                    current = None;
-                    match connect_primary(shared, &mut topology, params).await {
-                        Ok((fresh, target, _)) => {
-                            shared.set_cancel_target(pid, secret, target);
-                            current = Some(fresh);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "no primary for a waiting client");
-                            out.clear();
-                            messages::error(&mut out, "ERROR", e.sqlstate(), &e.client_message());
-                            if tag == b'Q' || tag == b'S' {
-                                messages::ready(&mut out, b'I');
-                            } else {
-                                discarding = true;
-                            }
-                            client_write.write_all(&out).await.map_err(Error::Io)?;
-                            continue;
-                        }
-                    }
-                }
-                let Some(b) = current.as_mut() else { continue };
-                if b.writer.write_all(&message).await.is_err() {
-                    lose(shared, &mut current);
-                    // This message was not sent; count it as the server would.
-                    let owed = syncs + usize::from(matches!(tag, b'Q' | b'S' | b'F'));
-                    discarding = tell_lost(&mut out, &mut client_write, true, owed).await?;
-                    busy = false;
-                    syncs = 0;
-                    continue;
-                }
-                tracing::trace!(tag = %char::from(tag), syncs, "to server");
-                busy = true;
-                if matches!(tag, b'Q' | b'S' | b'F') {
-                    syncs += 1;
-                }
-            }
+            // Server first: a connection that died is noticed before the
+            // next client statement is written into it; a client whose
+            // server closed while it was idle then goes straight to the new
+            // primary instead of getting an error.
+            biased;
             message = next_server(&mut current) => {
                 match message {
                     Ok(Some(batch)) => {
@@ -233,6 +184,71 @@ async fn session(
                     tracing::info!(busy, "new term: dropping the connection to the old primary");
                     current = None;
                     discarding = tell_lost(&mut out, &mut client_write, busy, syncs).await?;
+                    busy = false;
+                    syncs = 0;
+                }
+            }
+            batch = client_frames.next_batch() => {
+                let Some(batch) = batch? else { return Ok(()) };
+                // Everything the client sent so far goes to the server in
+                // one write (an extended-protocol exchange is five
+                // messages); the decisions are still made per message.
+                to_server.clear();
+                for message in crate::frame::messages(&batch) {
+                    let tag = message[0];
+                    if tag == b'X' {
+                        if let Some(b) = current.as_mut() {
+                            let _ = b.writer.write_all(&to_server).await;
+                        }
+                        return Ok(());
+                    }
+                    if discarding {
+                        if tag == b'S' {
+                            discarding = false;
+                            out.clear();
+                            messages::ready(&mut out, b'I');
+                            client_write.write_all(&out).await.map_err(Error::Io)?;
+                        }
+                        continue;
+                    }
+                    let stale = current.as_ref().is_none_or(|b| !topology.borrow().is_writable(&b.node));
+                    if !busy && stale {
+                        // Between transactions: the next statement goes to
+                        // the primary of the current term (held while there
+                        // is none).
+                        current = None;
+                        match connect_primary(shared, &mut topology, params).await {
+                            Ok((fresh, target, _)) => {
+                                shared.set_cancel_target(pid, secret, target);
+                                current = Some(fresh);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "no primary for a waiting client");
+                                out.clear();
+                                messages::error(&mut out, "ERROR", e.sqlstate(), &e.client_message());
+                                if tag == b'Q' || tag == b'S' {
+                                    messages::ready(&mut out, b'I');
+                                } else {
+                                    discarding = true;
+                                }
+                                client_write.write_all(&out).await.map_err(Error::Io)?;
+                                continue;
+                            }
+                        }
+                    }
+                    to_server.extend_from_slice(message);
+                    busy = true;
+                    if matches!(tag, b'Q' | b'S' | b'F') {
+                        syncs += 1;
+                    }
+                }
+                if to_server.is_empty() {
+                    continue;
+                }
+                let Some(b) = current.as_mut() else { continue };
+                if b.writer.write_all(&to_server).await.is_err() {
+                    lose(shared, &mut current);
+                    discarding = tell_lost(&mut out, &mut client_write, true, syncs).await?;
                     busy = false;
                     syncs = 0;
                 }

@@ -221,6 +221,17 @@ async fn an_idle_client_keeps_its_connection_across_a_failover() -> R {
         .await?;
     assert_eq!(server_port(&c).await?, i32::from(cluster.nodes()[0].port()));
 
+    // Asynchronous replication: let the standby have the row first (this
+    // test is about the client's connection, not about the async window).
+    for _ in 0..200 {
+        let seen = cluster.nodes()[1]
+            .query_one_text("SELECT count(*)::text FROM f")
+            .await;
+        if seen.ok().flatten().as_deref() == Some("1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     cluster.nodes()[0].kill9()?;
     // The same client connection: its next statements reach the new primary
     // (held while the failover runs).
