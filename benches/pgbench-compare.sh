@@ -31,9 +31,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 work=$(mktemp -d /tmp/pgha-bench-XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown "$user" "$work"
+# A process and all its descendants (runuser → pgbouncer; pgpool's children).
+proc_tree() {
+  local p
+  echo "$1"
+  for p in $(pgrep -P "$1" || true); do proc_tree "$p"; done
+}
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Whole trees: killing runuser alone leaves pgbouncer or pgpool (and
+  # pgpool's children, which spin once their backend is gone) running.
+  local all=()
+  for p in "${pids[@]}"; do all+=($(proc_tree "$p")); done
+  [ ${#all[@]} -gt 0 ] && kill "${all[@]}" 2>/dev/null || true
+  sleep 0.5
+  [ ${#all[@]} -gt 0 ] && kill -9 "${all[@]}" 2>/dev/null || true
   run_as "$bindir/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
   sleep 0.5
   rm -rf "$work"
@@ -110,12 +122,6 @@ cpu_ticks() { # utime+stime of a process and its children threads, in clock tick
     total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat") ))
   done
   echo "$total"
-}
-# A process and all its descendants (runuser → pgbouncer; pgpool's children).
-proc_tree() {
-  local p
-  echo "$1"
-  for p in $(pgrep -P "$1" || true); do proc_tree "$p"; done
 }
 hz=$(getconf CLK_TCK)
 
