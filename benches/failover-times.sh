@@ -2,7 +2,8 @@
 # Failover timings on real servers, with pgha's default settings (probe
 # every 1 s, 1 s timeout, down after 2 failures): runs `pgha demo` N times
 # per fault and reports, from the fault: failure confirmed (detection),
-# new primary promoted, first write committed, old primary streaming again.
+# new primary promoted, a client write through the pgha proxy (same
+# connection, sent at the fault) committed, old primary streaming again.
 # Usage: benches/failover-times.sh [runs per fault, default 5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ for fault in kill freeze; do
   done | awk -v fault="$fault" '
     /failure confirmed/ { d[n_d++] = $1 + 0 }
     /promoted \(/       { p[n_p++] = $1 + 0 }
-    /write committed/   { w[n_w++] = $1 + 0 }
+    /committed on/      { w[n_w++] = $1 + 0 }
     /streaming from/    { r[n_r++] = $1 - back }
     /node0 back/        { back = $1 + 0 }
     function stats(a, n,   i, s, lo, hi) {
