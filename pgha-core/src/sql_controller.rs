@@ -182,26 +182,24 @@ impl NodeController for SqlNodeController {
             tracing::info!(node = %node.id, term, "already primary; promote is a no-op");
         }
         // A node fenced earlier (read-only) must take writes again.
-        client
-            .batch_execute("ALTER SYSTEM RESET default_transaction_read_only")
-            .await
-            .map_err(|source| Error::Query {
-                node: node.id.to_string(),
-                source,
-            })?;
+        self.value(
+            &client,
+            node,
+            "ALTER SYSTEM RESET default_transaction_read_only",
+        )
+        .await?;
         if self.config.clear_synchronous_on_promote {
             let names = self
                 .value(&client, node, "SHOW synchronous_standby_names")
                 .await?;
             if names.as_deref().is_some_and(|n| !n.is_empty()) {
                 tracing::warn!(node = %node.id, ?names, "clearing synchronous_standby_names on the new primary");
-                client
-                    .batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")
-                    .await
-                    .map_err(|source| Error::Query {
-                        node: node.id.to_string(),
-                        source,
-                    })?;
+                self.value(
+                    &client,
+                    node,
+                    "ALTER SYSTEM SET synchronous_standby_names = ''",
+                )
+                .await?;
             }
         }
         self.value(&client, node, "SELECT pg_reload_conf()::text")
@@ -231,16 +229,12 @@ impl NodeController for SqlNodeController {
         };
         // ALTER SYSTEM cannot run in a transaction block: one at a time.
         for (setting, value) in [("primary_conninfo", conninfo), ("primary_slot_name", slot)] {
-            client
-                .batch_execute(&format!(
-                    "ALTER SYSTEM SET {setting} = {}",
-                    sql_literal(&value)
-                ))
-                .await
-                .map_err(|source| Error::Query {
-                    node: node.id.to_string(),
-                    source,
-                })?;
+            self.value(
+                &client,
+                node,
+                &format!("ALTER SYSTEM SET {setting} = {}", sql_literal(&value)),
+            )
+            .await?;
         }
         self.value(&client, node, "SELECT pg_reload_conf()::text")
             .await?;
@@ -256,13 +250,12 @@ impl NodeController for SqlNodeController {
         if self.in_recovery(&client, node).await? {
             return Ok(Fenced::Confirmed); // a standby takes no writes
         }
-        client
-            .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
-            .await
-            .map_err(|source| Error::Query {
-                node: node.id.to_string(),
-                source,
-            })?;
+        self.value(
+            &client,
+            node,
+            "ALTER SYSTEM SET default_transaction_read_only = on",
+        )
+        .await?;
         self.value(&client, node, "SELECT pg_reload_conf()::text")
             .await?;
         let killed = self

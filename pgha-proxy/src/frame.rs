@@ -35,22 +35,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(total) = complete_length(&self.buf, self.max_message)? {
                 return Ok(Some(self.buf.split_to(total)));
             }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(8192);
-            }
-            let n = self
-                .inner
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(Error::Io)?;
-            if n == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(Error::Protocol(
-                        "connection closed in the middle of a message".into(),
-                    ))
-                };
+            if !self.fill().await? {
+                return Ok(None);
             }
         }
     }
@@ -68,23 +54,30 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if total > 0 {
                 return Ok(Some(self.buf.split_to(total)));
             }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(8192);
+            if !self.fill().await? {
+                return Ok(None);
             }
-            let n = self
-                .inner
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(Error::Io)?;
-            if n == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(Error::Protocol(
-                        "connection closed in the middle of a message".into(),
-                    ))
-                };
-            }
+        }
+    }
+
+    /// Reads more bytes; false at a clean end of stream (between messages).
+    async fn fill(&mut self) -> Result<bool, Error> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(8192);
+        }
+        let n = self
+            .inner
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(Error::Io)?;
+        if n > 0 {
+            Ok(true)
+        } else if self.buf.is_empty() {
+            Ok(false)
+        } else {
+            Err(Error::Protocol(
+                "connection closed in the middle of a message".into(),
+            ))
         }
     }
 
