@@ -20,6 +20,16 @@ pub struct ProxyConfig {
     /// Who may connect and how they authenticate; `None` trusts every
     /// client (for embedding behind your own authentication, and tests).
     pub client_auth: Option<crate::ClientAuth>,
+    /// Send a client's lone simple-protocol reads to standbys (by weight),
+    /// until its session first sends anything else to the primary (a write,
+    /// a transaction, a SET, any extended-protocol message): from then on it
+    /// reads its own writes there (default true).
+    pub load_balance: bool,
+    /// Standbys further behind the primary than this get no reads
+    /// (default 1 MiB; `None`: no limit).
+    pub max_standby_lag_bytes: Option<u64>,
+    /// How statements are classified (write functions).
+    pub classify: crate::classify::ClassifyConfig,
     /// How long a client is held while there is no primary before it gets
     /// an error (default 30 s).
     pub no_primary_wait: Duration,
@@ -30,6 +40,9 @@ impl Default for ProxyConfig {
         Self {
             server_auth: ServerAuth::default(),
             client_auth: None,
+            load_balance: true,
+            max_standby_lag_bytes: Some(1 << 20),
+            classify: crate::classify::ClassifyConfig::default(),
             max_message: 256 << 20,
             startup_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),

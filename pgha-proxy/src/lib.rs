@@ -51,6 +51,7 @@ mod error;
 pub mod frame;
 pub mod messages;
 mod proxy;
+pub mod route;
 pub mod server;
 mod session;
 pub mod startup;

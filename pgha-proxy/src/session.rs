@@ -6,20 +6,73 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pgha_core::{NodeId, Topology};
+use pgha_core::{NodeId, Role, Topology};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::frame::FrameReader;
 use crate::startup::{self, StartupRequest, MAX_STARTUP};
-use crate::{messages, server, CancelTarget, Error, Shared};
+use crate::{messages, route, server, CancelTarget, Error, Shared};
 
 /// The server side of a session, bound to one node in one term.
 struct Backend {
     reader: FrameReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
     node: NodeId,
+    cancel: CancelTarget,
+}
+
+impl Backend {
+    fn new(
+        node: NodeId,
+        host: String,
+        port: u16,
+        conn: server::ServerConn,
+        max_message: usize,
+    ) -> Self {
+        let cancel = CancelTarget {
+            host,
+            port,
+            key: conn.key,
+        };
+        let (read, writer) = conn.stream.into_split();
+        Backend {
+            reader: FrameReader::new(read, max_message),
+            writer,
+            node,
+            cancel,
+        }
+    }
+}
+
+/// A connection to a standby for reads, if one qualifies and answers.
+async fn connect_standby(
+    shared: &Shared,
+    topology: &Topology,
+    params: &[(String, String)],
+) -> Option<Backend> {
+    let config = &shared.config;
+    let (node, host, port) =
+        route::pick_standby(topology, config.max_standby_lag_bytes, rand::random())?;
+    match server::connect(
+        &host,
+        port,
+        params,
+        &config.server_auth,
+        config.connect_timeout,
+    )
+    .await
+    {
+        Ok(conn) if conn.leftover.is_empty() => {
+            Some(Backend::new(node, host, port, conn, config.max_message))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(%node, error = %e, "standby not usable for reads; using the primary");
+            None
+        }
+    }
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
@@ -114,18 +167,17 @@ async fn session(
     let (client_read, mut client_write) = client.into_split();
     let mut out = BytesMut::with_capacity(512);
     let mut topology = shared.topology.clone();
-    let (backend, target, server_params) =
-        match connect_primary(shared, &mut topology, params).await {
-            Ok(connected) => connected,
-            Err(e) => {
-                messages::error(&mut out, "FATAL", e.sqlstate(), &e.client_message());
-                let _ = client_write.write_all(&out).await;
-                return Err(e);
-            }
-        };
+    let (backend, server_params) = match connect_primary(shared, &mut topology, params).await {
+        Ok(connected) => connected,
+        Err(e) => {
+            messages::error(&mut out, "FATAL", e.sqlstate(), &e.client_message());
+            let _ = client_write.write_all(&out).await;
+            return Err(e);
+        }
+    };
     let (pid, secret) = shared.register_client();
     let _registration = shared.client_guard(pid);
-    shared.set_cancel_target(pid, secret, target);
+    shared.set_cancel_target(pid, secret, backend.cancel.clone());
     messages::auth_ok(&mut out);
     for (name, value) in &server_params {
         messages::parameter_status(&mut out, name, value);
@@ -136,63 +188,95 @@ async fn session(
 
     let mut client_frames = FrameReader::new(client_read, shared.config.max_message);
     let mut current = Some(backend);
-    // A request is in flight from the first message forwarded until the
-    // server's ReadyForQuery; `syncs` counts the ReadyForQuery still owed
-    // (one per Query, Sync or FunctionCall: clients may pipeline).
-    let mut busy = false;
-    let mut syncs: usize = 0;
+    // A standby connection for reads (load balancing), opened on demand.
+    let mut reader: Option<Backend> = None;
+    let mut state = RelayState::default();
     let mut to_server = BytesMut::with_capacity(1024);
-    // After an error of the proxy's own in the extended protocol, the
-    // client's messages are dropped until its Sync, as a server does.
-    let mut discarding = false;
     loop {
         tokio::select! {
-            // Server first: a connection that died is noticed before the
+            // Servers first: a connection that died is noticed before the
             // next client statement is written into it; a client whose
             // server closed while it was idle then goes straight to the new
             // primary instead of getting an error.
             biased;
-            message = next_server(&mut current) => {
-                match message {
-                    Ok(Some(batch)) => {
-                        let ready = crate::frame::messages(&batch).filter(|m| m[0] == b'Z').count();
-                        if ready > 0 {
-                            syncs = syncs.saturating_sub(ready);
-                            busy = syncs > 0;
-                        }
-                        tracing::trace!(tags = ?crate::frame::messages(&batch).map(|m| char::from(m[0])).collect::<String>(), syncs, "to client");
-                        client_write.write_all(&batch).await.map_err(Error::Io)?;
-                    }
-                    Ok(None) | Err(_) => {
-                        lose(shared, &mut current);
-                        discarding = tell_lost(&mut out, &mut client_write, busy, syncs).await?;
-                        busy = false;
-                        syncs = 0;
+            message = next_server(&mut current) => match message {
+                Ok(Some(batch)) => state.deliver(&batch, &mut client_write).await?,
+                Ok(None) | Err(_) => {
+                    lose(shared, &mut current);
+                    if !state.on_reader {
+                        state.lost(&mut out, &mut client_write).await?;
                     }
                 }
-            }
+            },
+            message = next_server(&mut reader) => match message {
+                Ok(Some(batch)) => state.deliver(&batch, &mut client_write).await?,
+                Ok(None) | Err(_) => {
+                    lose(shared, &mut reader);
+                    if state.on_reader {
+                        state.lost(&mut out, &mut client_write).await?;
+                    }
+                }
+            },
             changed = topology.changed() => {
                 if changed.is_err() {
                     return Ok(());
                 }
-                let stale = current.as_ref().is_some_and(|b| !topology.borrow_and_update().is_writable(&b.node));
-                if stale {
+                let t = topology.borrow_and_update().clone();
+                if current.as_ref().is_some_and(|b| !t.is_writable(&b.node)) {
                     // A new term: whatever runs on the old primary must not
                     // be acknowledged from there (it is being fenced). A
                     // running statement fails; an idle client notices
                     // nothing.
-                    tracing::info!(busy, "new term: dropping the connection to the old primary");
+                    tracing::info!(busy = state.busy, "new term: dropping the connection to the old primary");
                     current = None;
-                    discarding = tell_lost(&mut out, &mut client_write, busy, syncs).await?;
-                    busy = false;
-                    syncs = 0;
+                    if !state.on_reader {
+                        state.lost(&mut out, &mut client_write).await?;
+                    }
+                }
+                let readable = |node: &NodeId| t.readable_nodes().any(|n| &n.id == node && n.role == Role::Standby);
+                if reader.as_ref().is_some_and(|b| !readable(&b.node)) {
+                    reader = None;
+                    if state.on_reader {
+                        state.lost(&mut out, &mut client_write).await?;
+                    }
                 }
             }
             batch = client_frames.next_batch() => {
                 let Some(batch) = batch? else { return Ok(()) };
-                // Everything the client sent so far goes to the server in
-                // one write (an extended-protocol exchange is five
-                // messages); the decisions are still made per message.
+                if state.busy && state.on_reader {
+                    // Pipelined behind a read: the same server answers, in order.
+                    if crate::frame::messages(&batch).any(|m| m[0] == b'X') {
+                        return Ok(());
+                    }
+                    state.sent(&batch);
+                    if let Some(b) = reader.as_mut() {
+                        if b.writer.write_all(&batch).await.is_err() {
+                            lose(shared, &mut reader);
+                            state.lost(&mut out, &mut client_write).await?;
+                        }
+                    }
+                    continue;
+                }
+                if !state.busy && !state.discarding && state.may_balance(shared) && route::single_read(&batch, &shared.config.classify) {
+                    let t = topology.borrow().clone();
+                    let readable = |node: &NodeId| t.readable_nodes().any(|n| &n.id == node && n.role == Role::Standby);
+                    if reader.as_ref().is_none_or(|b| !readable(&b.node)) {
+                        reader = connect_standby(shared, &t, params).await;
+                    }
+                    if let Some(b) = reader.as_mut() {
+                        if b.writer.write_all(&batch).await.is_ok() {
+                            shared.set_cancel_target(pid, secret, b.cancel.clone());
+                            state.on_reader = true;
+                            state.sent(&batch);
+                            continue;
+                        }
+                        // A standby that broke: the read goes to the primary.
+                        lose(shared, &mut reader);
+                    }
+                }
+                // Everything else goes to the primary, in one write (an
+                // extended-protocol exchange is five messages); decisions are
+                // still made per message.
                 to_server.clear();
                 for message in crate::frame::messages(&batch) {
                     let tag = message[0];
@@ -202,9 +286,9 @@ async fn session(
                         }
                         return Ok(());
                     }
-                    if discarding {
+                    if state.discarding {
                         if tag == b'S' {
-                            discarding = false;
+                            state.discarding = false;
                             out.clear();
                             messages::ready(&mut out, b'I');
                             client_write.write_all(&out).await.map_err(Error::Io)?;
@@ -212,16 +296,13 @@ async fn session(
                         continue;
                     }
                     let stale = current.as_ref().is_none_or(|b| !topology.borrow().is_writable(&b.node));
-                    if !busy && stale {
+                    if !state.busy && to_server.is_empty() && stale {
                         // Between transactions: the next statement goes to
                         // the primary of the current term (held while there
                         // is none).
                         current = None;
                         match connect_primary(shared, &mut topology, params).await {
-                            Ok((fresh, target, _)) => {
-                                shared.set_cancel_target(pid, secret, target);
-                                current = Some(fresh);
-                            }
+                            Ok((fresh, _)) => current = Some(fresh),
                             Err(e) => {
                                 tracing::warn!(error = %e, "no primary for a waiting client");
                                 out.clear();
@@ -229,7 +310,7 @@ async fn session(
                                 if tag == b'Q' || tag == b'S' {
                                     messages::ready(&mut out, b'I');
                                 } else {
-                                    discarding = true;
+                                    state.discarding = true;
                                 }
                                 client_write.write_all(&out).await.map_err(Error::Io)?;
                                 continue;
@@ -237,23 +318,98 @@ async fn session(
                         }
                     }
                     to_server.extend_from_slice(message);
-                    busy = true;
-                    if matches!(tag, b'Q' | b'S' | b'F') {
-                        syncs += 1;
-                    }
                 }
                 if to_server.is_empty() {
                     continue;
                 }
                 let Some(b) = current.as_mut() else { continue };
+                shared.set_cancel_target(pid, secret, b.cancel.clone());
+                state.on_reader = false;
+                // From now on this session reads its own writes: primary only.
+                state.pinned = true;
+                state.sent(&to_server);
                 if b.writer.write_all(&to_server).await.is_err() {
                     lose(shared, &mut current);
-                    discarding = tell_lost(&mut out, &mut client_write, true, syncs).await?;
-                    busy = false;
-                    syncs = 0;
+                    state.lost(&mut out, &mut client_write).await?;
                 }
             }
         }
+    }
+}
+
+/// What the relay knows about the request in flight.
+#[derive(Debug)]
+struct RelayState {
+    /// A request is in flight from the first message forwarded until the
+    /// server's ReadyForQuery.
+    busy: bool,
+    /// ReadyForQuery messages still owed (one per Query, Sync or
+    /// FunctionCall: clients may pipeline).
+    syncs: usize,
+    /// The request in flight is on the standby connection.
+    on_reader: bool,
+    /// The last ReadyForQuery said idle (not in a transaction).
+    tx_idle: bool,
+    /// The session has sent something other than a lone read to the
+    /// primary: it stays there (read-your-writes, session state).
+    pinned: bool,
+    /// After an error of the proxy's own in the extended protocol, the
+    /// client's messages are dropped until its Sync, as a server does.
+    discarding: bool,
+}
+
+impl Default for RelayState {
+    fn default() -> Self {
+        Self {
+            busy: false,
+            syncs: 0,
+            on_reader: false,
+            tx_idle: true,
+            pinned: false,
+            discarding: false,
+        }
+    }
+}
+
+impl RelayState {
+    fn may_balance(&self, shared: &Shared) -> bool {
+        shared.config.load_balance && !self.pinned && self.tx_idle
+    }
+
+    /// Records messages forwarded to a server.
+    fn sent(&mut self, batch: &[u8]) {
+        self.busy = true;
+        self.syncs += crate::frame::messages(batch)
+            .filter(|m| matches!(m[0], b'Q' | b'S' | b'F'))
+            .count();
+    }
+
+    /// Forwards a server's batch to the client, counting ReadyForQuery.
+    async fn deliver(&mut self, batch: &[u8], client: &mut OwnedWriteHalf) -> Result<(), Error> {
+        let mut ready = 0;
+        for m in crate::frame::messages(batch).filter(|m| m[0] == b'Z') {
+            ready += 1;
+            self.tx_idle = m.get(5) == Some(&b'I');
+        }
+        if ready > 0 {
+            self.syncs = self.syncs.saturating_sub(ready);
+            self.busy = self.syncs > 0;
+            if !self.busy {
+                self.on_reader = false;
+            }
+        }
+        client.write_all(batch).await.map_err(Error::Io)
+    }
+
+    /// The server of the request in flight is gone: tell the client as a
+    /// server would report an error.
+    async fn lost(&mut self, out: &mut BytesMut, client: &mut OwnedWriteHalf) -> Result<(), Error> {
+        self.discarding = tell_lost(out, client, self.busy, self.syncs).await?;
+        self.busy = false;
+        self.syncs = 0;
+        self.on_reader = false;
+        self.tx_idle = true;
+        Ok(())
     }
 }
 
@@ -307,7 +463,7 @@ async fn connect_primary(
     shared: &Shared,
     topology: &mut tokio::sync::watch::Receiver<Arc<Topology>>,
     params: &[(String, String)],
-) -> Result<(Backend, CancelTarget, Vec<(String, String)>), Error> {
+) -> Result<(Backend, Vec<(String, String)>), Error> {
     let deadline = tokio::time::Instant::now() + shared.config.no_primary_wait;
     loop {
         let target = {
@@ -332,21 +488,10 @@ async fn connect_primary(
                             "server sent data after ReadyForQuery".into(),
                         ));
                     }
-                    let cancel = CancelTarget {
-                        host,
-                        port,
-                        key: conn.key,
-                    };
-                    let (read, writer) = conn.stream.into_split();
-                    let reader = FrameReader::new(read, config.max_message);
+                    let params = conn.params.clone();
                     return Ok((
-                        Backend {
-                            reader,
-                            writer,
-                            node,
-                        },
-                        cancel,
-                        conn.params,
+                        Backend::new(node, host, port, conn, config.max_message),
+                        params,
                     ));
                 }
                 // The server answered and said no (bad password, unknown

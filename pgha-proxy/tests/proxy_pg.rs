@@ -241,3 +241,61 @@ async fn an_idle_client_keeps_its_connection_across_a_failover() -> R {
     assert_eq!(n, 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn lone_reads_go_to_the_standby_until_the_session_writes() -> R {
+    let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
+    cluster.wait_streaming().await?;
+    let (monitor, handle) = ClusterMonitor::builder(cluster.topology())
+        .config(MonitorConfig {
+            probe_interval: Duration::from_millis(200),
+            ..MonitorConfig::default()
+        })
+        .build()?;
+    let (_stop_monitor, stopped) = oneshot::channel::<()>();
+    tokio::spawn(monitor.run(async {
+        let _ = stopped.await;
+    }));
+    // Reads need a probed standby with a known lag.
+    handle
+        .wait_for(Duration::from_secs(30), |t| {
+            t.nodes().iter().all(|n| n.in_recovery.is_some())
+                && t.bytes_behind(&pgha_core::NodeId::new("node1")).is_some()
+        })
+        .await?;
+    let proxy = start_proxy(ProxyConfig::default(), handle.topology()).await;
+    let c = client(proxy.port).await?;
+    let in_recovery = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.into_iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
+            _ => None,
+        })
+    };
+    for _ in 0..5 {
+        let rows = c.simple_query("SELECT pg_is_in_recovery()").await?;
+        assert_eq!(
+            in_recovery(rows),
+            Some(true),
+            "a lone read is served by the standby"
+        );
+    }
+    c.simple_query("CREATE TABLE rw (v int); INSERT INTO rw VALUES (1)")
+        .await?;
+    for _ in 0..3 {
+        let rows = c
+            .simple_query("SELECT pg_is_in_recovery(), (SELECT count(*) FROM rw)")
+            .await?;
+        assert_eq!(
+            in_recovery(rows),
+            Some(false),
+            "after a write the session reads its writes on the primary"
+        );
+    }
+    // A transaction never leaves the primary, even for reads.
+    let d = client(proxy.port).await?;
+    d.simple_query("BEGIN").await?;
+    let rows = d.simple_query("SELECT pg_is_in_recovery()").await?;
+    assert_eq!(in_recovery(rows), Some(false));
+    d.simple_query("COMMIT").await?;
+    Ok(())
+}

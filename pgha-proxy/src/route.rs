@@ -1,0 +1,123 @@
+//! Where a request goes: the pure part of read routing.
+
+use pgha_core::{NodeId, Role, Topology};
+
+use crate::classify::{classify, ClassifyConfig, Route};
+use crate::frame;
+
+/// Whether a client batch is one simple-protocol query that any server may
+/// answer: a read, not starting a transaction (a transaction must stay on
+/// one server).
+pub fn single_read(batch: &[u8], config: &ClassifyConfig) -> bool {
+    let mut messages = frame::messages(batch);
+    let (Some(query), None) = (messages.next(), messages.next()) else {
+        return false;
+    };
+    if query.first() != Some(&b'Q') {
+        return false;
+    }
+    let sql = frame::body(query);
+    let sql = sql.strip_suffix(&[0]).unwrap_or(sql);
+    let Ok(sql) = std::str::from_utf8(sql) else {
+        return false;
+    };
+    let class = classify(sql, config);
+    class.route == Route::Any && !class.starts_transaction && class.statements > 0
+}
+
+/// A standby to read from, by weight, skipping standbys further behind the
+/// primary than `max_lag_bytes`; `pick` is a random number.
+pub fn pick_standby(
+    topology: &Topology,
+    max_lag_bytes: Option<u64>,
+    pick: u64,
+) -> Option<(NodeId, String, u16)> {
+    let candidates: Vec<_> = topology
+        .readable_nodes()
+        // Probed and seen in recovery: a standby pgha has not looked at yet
+        // may be anything.
+        .filter(|n| n.role == Role::Standby && n.weight > 0 && n.in_recovery == Some(true))
+        .filter(|n| match (max_lag_bytes, topology.bytes_behind(&n.id)) {
+            (Some(limit), Some(behind)) => behind <= limit,
+            (Some(_), None) => false, // unknown lag: do not risk stale reads
+            (None, _) => true,
+        })
+        .collect();
+    let total: u64 = candidates.iter().map(|n| u64::from(n.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut at = pick % total;
+    for n in candidates {
+        let w = u64::from(n.weight);
+        if at < w {
+            return Some((n.id.clone(), n.host.clone(), n.port));
+        }
+        at -= w;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgha_core::{ClusterState, DefaultPolicy, Event, Health, Lsn, NodeState, Observation};
+    use std::time::Duration;
+
+    fn query(sql: &str) -> Vec<u8> {
+        let mut m = vec![b'Q'];
+        m.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+        m.extend_from_slice(sql.as_bytes());
+        m.push(0);
+        m
+    }
+
+    #[test]
+    fn only_a_lone_simple_read_may_leave_the_primary() {
+        let c = ClassifyConfig::default();
+        assert!(single_read(&query("SELECT 1"), &c));
+        assert!(!single_read(&query("INSERT INTO t VALUES (1)"), &c));
+        assert!(!single_read(&query("BEGIN READ ONLY"), &c));
+        assert!(!single_read(&query(""), &c));
+        let mut two = query("SELECT 1");
+        two.extend(query("SELECT 2"));
+        assert!(!single_read(&two, &c));
+        assert!(!single_read(b"P\0\0\0\x04", &c));
+    }
+
+    fn observed(state: &mut ClusterState, node: &str, health: Health) {
+        state.handle(Event::Observed {
+            node: NodeId::new(node),
+            at: Duration::from_secs(1),
+            observation: Observation::Healthy(health),
+        });
+    }
+
+    #[test]
+    fn standbys_behind_the_lag_limit_or_unprobed_get_no_reads() {
+        let topology = Topology::new([
+            NodeState::new("p", Role::Primary, "h0", 1),
+            NodeState::new("s1", Role::Standby, "h1", 2),
+            NodeState::new("s2", Role::Standby, "h2", 3),
+        ]);
+        let mut state = ClusterState::new(topology, DefaultPolicy::default());
+        // Nothing probed yet: lag unknown, no standby qualifies.
+        assert_eq!(pick_standby(state.topology(), Some(100), 0), None);
+        observed(&mut state, "p", Health::primary(Lsn(10_000)));
+        observed(&mut state, "s1", Health::standby(Lsn(9_950)));
+        observed(&mut state, "s2", Health::standby(Lsn(1_000)));
+        for pick in 0..10 {
+            let chosen = pick_standby(state.topology(), Some(100), pick).map(|c| c.0);
+            assert_eq!(chosen, Some(NodeId::new("s1")), "s2 is 9000 bytes behind");
+        }
+        let both: std::collections::BTreeSet<_> = (0..10)
+            .filter_map(|p| pick_standby(state.topology(), None, p))
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(
+            both.len(),
+            2,
+            "without a limit both standbys share the reads"
+        );
+    }
+}
