@@ -15,11 +15,14 @@
 //!   primary (held up to [`ProxyConfig::no_primary_wait`] while there is
 //!   none); a client whose statement was running gets `08006` and keeps its
 //!   connection;
+//! * sends a session's lone simple-protocol reads to a probed standby
+//!   within [`ProxyConfig::max_standby_lag_bytes`] until the session sends
+//!   anything else to the primary (then it reads its writes there);
 //! * issues its own cancel keys and forwards a CancelRequest to the server
 //!   connection the client uses at that moment.
 //!
 //! Client authentication: hba rules and an auth file ([`ClientAuth`]) with
-//! SCRAM-SHA-256, md5, cleartext, trust and reject. Pools, read routing and the
+//! SCRAM-SHA-256, md5, cleartext, trust and reject. Pools, transaction mode, extended-protocol routing and the
 //! admin console come next (see the crate's issue).
 //!
 //! ```no_run
