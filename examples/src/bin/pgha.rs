@@ -58,7 +58,10 @@ enum Command {
     },
 }
 
-#[tokio::main]
+// One thread, like PgBouncer: next to PostgreSQL on few cores, tokio's
+// multi-thread runtime cost ~10 % more proxy CPU per transaction in
+// benches/pgbench-compare.sh (27.6–32 vs 22.5–31 µs/tx on 2 cores).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
