@@ -68,6 +68,17 @@ impl ConnectConfig {
     /// Connects to `node`; the whole attempt is bounded by `timeout`.
     /// The connection is driven by a spawned task that ends with it.
     pub async fn connect(&self, node: &NodeState, timeout: Duration) -> Result<Client, Error> {
+        self.connect_then(node, timeout, || {}).await
+    }
+
+    /// Like [`connect`](Self::connect); `on_close` runs when the connection
+    /// ends (the monitoring connection's loss is a failure signal).
+    pub async fn connect_then(
+        &self,
+        node: &NodeState,
+        timeout: Duration,
+        on_close: impl FnOnce() + Send + 'static,
+    ) -> Result<Client, Error> {
         let config = self.for_node(node, timeout);
         let attempt = tokio::time::timeout(timeout, config.connect(NoTls)).await;
         let (client, connection) = match attempt {
@@ -87,6 +98,7 @@ impl ConnectConfig {
         };
         tokio::spawn(async move {
             let _ = connection.await;
+            on_close();
         });
         Ok(client)
     }

@@ -67,28 +67,16 @@ impl SqlProbe {
     }
 
     async fn connect(&self, node: &NodeState, timeout: Duration) -> Result<Client, Error> {
-        let config = self.connect.for_node(node, timeout);
-        let (client, connection) =
-            tokio::time::timeout(timeout, config.connect(tokio_postgres::NoTls))
-                .await
-                .map_err(|_| Error::Timeout {
-                    node: node.id.to_string(),
-                    after: timeout,
-                })?
-                .map_err(|source| Error::Connect {
-                    node: node.id.to_string(),
-                    source,
-                })?;
         let wake = self.wake.get().cloned();
         let id = node.id.clone();
-        tokio::spawn(async move {
-            let _ = connection.await;
-            tracing::debug!(node = %id, "monitoring connection closed");
-            if let Some(wake) = wake {
-                let _ = wake.send(id);
-            }
-        });
-        Ok(client)
+        self.connect
+            .connect_then(node, timeout, move || {
+                tracing::debug!(node = %id, "monitoring connection closed");
+                if let Some(wake) = wake {
+                    let _ = wake.send(id);
+                }
+            })
+            .await
     }
 
     async fn probe_once(&self, node: &NodeState, timeout: Duration) -> Result<Health, Error> {

@@ -24,6 +24,35 @@ struct Backend {
 }
 
 impl Backend {
+    /// Connects and logs in to `node` at `host:port`.
+    async fn connect(
+        shared: &Shared,
+        node: NodeId,
+        host: String,
+        port: u16,
+        params: &[(String, String)],
+    ) -> Result<(Backend, Vec<(String, String)>), Error> {
+        let config = &shared.config;
+        let conn = server::connect(
+            &host,
+            port,
+            params,
+            &config.server_auth,
+            config.connect_timeout,
+        )
+        .await?;
+        if !conn.leftover.is_empty() {
+            return Err(Error::Protocol(
+                "server sent data after ReadyForQuery".into(),
+            ));
+        }
+        let params = conn.params.clone();
+        Ok((
+            Backend::new(node, host, port, conn, config.max_message),
+            params,
+        ))
+    }
+
     fn new(
         node: NodeId,
         host: String,
@@ -52,22 +81,13 @@ async fn connect_standby(
     topology: &Topology,
     params: &[(String, String)],
 ) -> Option<Backend> {
-    let config = &shared.config;
-    let (node, host, port) =
-        route::pick_standby(topology, config.max_standby_lag_bytes, rand::random())?;
-    match server::connect(
-        &host,
-        port,
-        params,
-        &config.server_auth,
-        config.connect_timeout,
-    )
-    .await
-    {
-        Ok(conn) if conn.leftover.is_empty() => {
-            Some(Backend::new(node, host, port, conn, config.max_message))
-        }
-        Ok(_) => None,
+    let (node, host, port) = route::pick_standby(
+        topology,
+        shared.config.max_standby_lag_bytes,
+        rand::random(),
+    )?;
+    match Backend::connect(shared, node.clone(), host, port, params).await {
+        Ok((backend, _)) => Some(backend),
         Err(e) => {
             tracing::debug!(%node, error = %e, "standby not usable for reads; using the primary");
             None
@@ -472,31 +492,11 @@ async fn connect_primary(
                 .map(|p| (p.id.clone(), p.host.clone(), p.port))
         };
         if let Some((node, host, port)) = target {
-            let config = &shared.config;
-            match server::connect(
-                &host,
-                port,
-                params,
-                &config.server_auth,
-                config.connect_timeout,
-            )
-            .await
-            {
-                Ok(conn) => {
-                    if !conn.leftover.is_empty() {
-                        return Err(Error::Protocol(
-                            "server sent data after ReadyForQuery".into(),
-                        ));
-                    }
-                    let params = conn.params.clone();
-                    return Ok((
-                        Backend::new(node, host, port, conn, config.max_message),
-                        params,
-                    ));
-                }
+            match Backend::connect(shared, node.clone(), host, port, params).await {
+                Ok(connected) => return Ok(connected),
                 // The server answered and said no (bad password, unknown
                 // database): waiting will not change that.
-                Err(e @ Error::ServerRefused { .. }) => return Err(e),
+                Err(e @ (Error::ServerRefused { .. } | Error::Protocol(_))) => return Err(e),
                 Err(e) => {
                     tracing::debug!(%node, error = %e, "primary not reachable; waiting for the topology")
                 }

@@ -133,25 +133,15 @@ pub(crate) fn as_pg_user(cmd: &mut Command, run_as: &RunAs) {
 
 /// Runs a helper program to completion; a failure carries its output.
 pub(crate) fn run(cmd: &mut Command) -> Result<String, HarnessError> {
-    let program = format!("{:?}", cmd.get_program());
-    let out = cmd
-        .output()
-        .map_err(HarnessError::io(format!("running {program}")))?;
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(HarnessError::Command {
-            program: format!("{program} {:?}", cmd.get_args().collect::<Vec<_>>()),
-            status: out.status.to_string(),
-            output: tail(&text, 40),
-        })
-    }
+    run_with(cmd, None)
 }
 
 /// Runs a helper program with `input` on its stdin.
 pub(crate) fn run_with_input(cmd: &mut Command, input: &str) -> Result<String, HarnessError> {
+    run_with(cmd, Some(input))
+}
+
+fn run_with(cmd: &mut Command, input: Option<&str>) -> Result<String, HarnessError> {
     use std::io::Write;
     use std::process::Stdio;
     let program = format!(
@@ -159,13 +149,18 @@ pub(crate) fn run_with_input(cmd: &mut Command, input: &str) -> Result<String, H
         cmd.get_program(),
         cmd.get_args().collect::<Vec<_>>()
     );
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = cmd
-        .stdin(Stdio::piped())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(HarnessError::io(format!("running {program}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
         stdin
             .write_all(input.as_bytes())
             .map_err(HarnessError::io(format!("writing to {program}")))?;
