@@ -29,12 +29,15 @@ pub(crate) struct Purpose<'a> {
 pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> Result<(), Error> {
     let Purpose { operation, node } = purpose;
     tracing::info!(%node, operation, command = line, "running command");
+    // One pipe for both streams (`exec 2>&1` before the operator's line):
+    // two pipes read side by side lose the order in which a script wrote,
+    // and the last lines are the ones an operator needs.
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(line)
+        .arg(format!("exec 2>&1\n{line}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
@@ -45,14 +48,12 @@ pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> 
     let mut group = GroupKiller(child.id());
     let mut output = Output::default();
     let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
 
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let status = loop {
         tokio::select! {
             read = read_some(&mut stdout) => output.push(read, &mut stdout),
-            read = read_some(&mut stderr) => output.push(read, &mut stderr),
             status = child.wait() => break Some(status),
             () = &mut deadline => break None,
         }
@@ -69,7 +70,7 @@ pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> 
         None => {
             group.kill();
             let _ = child.wait().await;
-            drain(&mut output, &mut stdout, &mut stderr).await;
+            drain(&mut output, &mut stdout).await;
             let error = Error::Command {
                 command: line.to_string(),
                 status: format!("timed out after {timeout:?}"),
@@ -79,7 +80,7 @@ pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> 
             return Err(error);
         }
     };
-    drain(&mut output, &mut stdout, &mut stderr).await;
+    drain(&mut output, &mut stdout).await;
     if status.success() {
         tracing::info!(%node, operation, command = line, %status, output = %output.tail(), "command succeeded");
         Ok(())
@@ -94,17 +95,12 @@ pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> 
 }
 
 /// Reads what is left in the pipes for a short while.
-async fn drain<R: tokio::io::AsyncRead + Unpin, E: tokio::io::AsyncRead + Unpin>(
-    output: &mut Output,
-    stdout: &mut Option<R>,
-    stderr: &mut Option<E>,
-) {
+async fn drain<R: tokio::io::AsyncRead + Unpin>(output: &mut Output, pipe: &mut Option<R>) {
     let grace = tokio::time::sleep(DRAIN_GRACE);
     tokio::pin!(grace);
-    while stdout.is_some() || stderr.is_some() {
+    while pipe.is_some() {
         tokio::select! {
-            read = read_some(stdout) => output.push(read, stdout),
-            read = read_some(stderr) => output.push(read, stderr),
+            read = read_some(pipe) => output.push(read, pipe),
             () = &mut grace => break,
         }
     }
@@ -125,7 +121,7 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// The end of what a command printed, stdout and stderr in arrival order.
+/// The end of what a command printed (stdout and stderr, in the order written).
 #[derive(Default)]
 struct Output(Vec<u8>);
 
