@@ -4,6 +4,22 @@ use std::time::Duration;
 
 use crate::server::ServerAuth;
 
+/// When a client's server connection goes back to its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// At the end of the client's session (after `server_reset_query`):
+    /// every PostgreSQL feature works, one server connection per client.
+    #[default]
+    Session,
+    /// At the end of each transaction: many clients share few server
+    /// connections. Session state other than the reported parameters and
+    /// protocol-level prepared statements (both carried over by pgha) does
+    /// not survive a transaction: `SET` of other settings, `LISTEN`,
+    /// SQL-level `PREPARE`, advisory locks, `WITH HOLD` cursors, temp tables.
+    Transaction,
+}
+
 /// Settings of a [`Proxy`](crate::Proxy).
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -33,6 +49,24 @@ pub struct ProxyConfig {
     /// How long a client is held while there is no primary before it gets
     /// an error (default 30 s).
     pub no_primary_wait: Duration,
+    /// When server connections return to their pool (default session).
+    pub pool_mode: PoolMode,
+    /// Most server connections per pool, i.e. per node, database, user
+    /// and startup options (default 20).
+    pub pool_size: usize,
+    /// How long a client waits for a connection of a full pool before it
+    /// gets `53400` (default 30 s).
+    pub pool_timeout: Duration,
+    /// Idle server connections are closed after this (default 10 min).
+    pub server_idle_timeout: Duration,
+    /// Server connections are closed at their first release after this
+    /// (default 1 h), so settings and memory do not age forever.
+    pub server_lifetime: Duration,
+    /// Run on a session-mode server connection before another client gets
+    /// it (default `DISCARD ALL`; empty: none).
+    pub server_reset_query: String,
+    /// Most clients connected at once; more get `53300` (default 10,000).
+    pub max_client_conn: usize,
 }
 
 impl Default for ProxyConfig {
@@ -47,6 +81,13 @@ impl Default for ProxyConfig {
             startup_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             no_primary_wait: Duration::from_secs(30),
+            pool_mode: PoolMode::Session,
+            pool_size: 20,
+            pool_timeout: Duration::from_secs(30),
+            server_idle_timeout: Duration::from_secs(600),
+            server_lifetime: Duration::from_secs(3600),
+            server_reset_query: "DISCARD ALL".into(),
+            max_client_conn: 10_000,
         }
     }
 }

@@ -44,6 +44,19 @@ pub enum Error {
     /// The client did not authenticate.
     #[error("authentication: {0}")]
     Auth(#[source] crate::auth::AuthError),
+    /// The pool stayed full (every server connection busy) for the
+    /// configured time.
+    #[error("no server connection free within {waited:?}")]
+    PoolTimeout {
+        /// How long the client waited.
+        waited: Duration,
+    },
+    /// The proxy has as many clients as it is configured to take.
+    #[error("too many clients (max_client_conn {max})")]
+    TooManyClients {
+        /// The limit.
+        max: usize,
+    },
     /// No primary became available in time.
     #[error("no primary within {waited:?}")]
     NoPrimary {
@@ -62,6 +75,8 @@ impl Error {
             Error::Auth(e) => e.sqlstate(),
             // "cannot connect now": the same class a restarting server uses.
             Error::NoPrimary { .. } => "57P03",
+            Error::PoolTimeout { .. } => "53400",
+            Error::TooManyClients { .. } => "53300",
         }
     }
 
@@ -79,6 +94,10 @@ impl Error {
             Error::ServerLost => {
                 "pgha: the database server connection was lost; the running statement (and its transaction, if any) did not complete".into()
             }
+            Error::PoolTimeout { waited } => {
+                format!("pgha: every server connection stayed busy for {waited:?} (pool_size reached); retry later")
+            }
+            Error::TooManyClients { .. } => "sorry, too many clients already".into(),
             Error::NoPrimary { waited } => {
                 format!("pgha: no primary server is available (waited {waited:?}); retry later")
             }

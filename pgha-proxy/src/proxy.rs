@@ -1,7 +1,7 @@
 //! The listener: one task per client, shared state, cancel requests.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
@@ -31,6 +31,12 @@ pub(crate) struct Shared {
     pub(crate) hint: Option<Hint>,
     /// Per-proxy secret for SCRAM exchanges with unknown users.
     pub(crate) mock_key: [u8; 32],
+    /// Server connection pools.
+    pub(crate) pools: crate::pool::Pools,
+    /// Prepared statements, proxy-wide.
+    pub(crate) statements: crate::prepared::Registry,
+    /// Clients connected now.
+    pub(crate) clients: AtomicUsize,
     next_pid: AtomicI32,
     cancels: Mutex<HashMap<i32, (i32, CancelTarget)>>,
 }
@@ -140,6 +146,9 @@ impl Proxy {
                 hint,
                 // Distinct from real server pids in logs; wraps harmlessly.
                 mock_key: rand::random(),
+                pools: crate::pool::Pools::default(),
+                statements: crate::prepared::Registry::default(),
+                clients: AtomicUsize::new(0),
                 next_pid: AtomicI32::new(1 << 24),
                 cancels: Mutex::new(HashMap::new()),
             }),
@@ -153,9 +162,12 @@ impl Proxy {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        let upkeep = crate::upkeep::run(self.shared.clone());
+        tokio::pin!(upkeep);
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
+                () = &mut upkeep => {}
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         tokio::spawn(session::run(self.shared.clone(), stream, peer));

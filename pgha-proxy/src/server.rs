@@ -171,6 +171,14 @@ async fn connect_inner(
     }
 }
 
+/// The error in a whole ErrorResponse message from a server.
+pub(crate) fn error_message(node: &str, message: &[u8]) -> Error {
+    match Message::parse(&mut BytesMut::from(message)) {
+        Ok(Some(Message::ErrorResponse(body))) => server_error(node, &body),
+        _ => Error::Protocol(format!("server {node} sent a malformed error")),
+    }
+}
+
 fn server_error(node: &str, body: &ErrorResponseBody) -> Error {
     let mut code = String::new();
     let mut message = String::new();

@@ -4,56 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgha_core::testing::PgCluster;
-use pgha_core::{ClusterMonitor, LocalNodeController, MonitorConfig, SqlNodeController, Topology};
-use pgha_proxy::{Proxy, ProxyConfig};
+use pgha_core::{ClusterMonitor, LocalNodeController, MonitorConfig, SqlNodeController};
+use pgha_proxy::{PoolMode, ProxyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::NoTls;
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
-/// A proxy on a free loopback port; stops when dropped.
-struct Running {
-    port: u16,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn start_proxy(config: ProxyConfig, topology: watch::Receiver<Arc<Topology>>) -> Running {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let proxy = Proxy::new(config, topology);
-        proxy
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    Running { port, _stop: stop }
-}
-
-async fn client(port: u16) -> Result<Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10"),
-        NoTls,
-    )
-    .await?;
-    tokio::spawn(conn);
-    Ok(client)
-}
-
-async fn server_port(client: &Client) -> Result<i32, tokio_postgres::Error> {
-    client
-        .query_one("SELECT inet_server_port()", &[])
-        .await
-        .map(|r| r.get(0))
-}
+mod common;
+use common::{client, server_port, start_proxy};
 
 #[tokio::test]
 async fn tokio_postgres_works_through_the_proxy_with_both_protocols() -> R {
@@ -195,6 +156,15 @@ async fn bad_startups_get_clear_errors_and_the_proxy_keeps_serving() -> R {
 
 #[tokio::test]
 async fn an_idle_client_keeps_its_connection_across_a_failover() -> R {
+    idle_client_across_a_failover(PoolMode::Session).await
+}
+
+#[tokio::test]
+async fn an_idle_client_keeps_its_connection_across_a_failover_in_transaction_mode() -> R {
+    idle_client_across_a_failover(PoolMode::Transaction).await
+}
+
+async fn idle_client_across_a_failover(mode: PoolMode) -> R {
     let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
     cluster.wait_streaming().await?;
     let controller = Arc::new(LocalNodeController::new(
@@ -215,8 +185,13 @@ async fn an_idle_client_keeps_its_connection_across_a_failover() -> R {
     tokio::spawn(monitor.run(async {
         let _ = stopped.await;
     }));
-    let proxy = start_proxy(ProxyConfig::default(), handle.topology()).await;
+    let config = ProxyConfig {
+        pool_mode: mode,
+        ..ProxyConfig::default()
+    };
+    let proxy = start_proxy(config, handle.topology()).await;
     let c = client(proxy.port).await?;
+    let insert = c.prepare("SELECT 1 + $1::int").await?;
     c.batch_execute("CREATE TABLE f (v int); INSERT INTO f VALUES (1)")
         .await?;
     assert_eq!(server_port(&c).await?, i32::from(cluster.nodes()[0].port()));
@@ -239,6 +214,9 @@ async fn an_idle_client_keeps_its_connection_across_a_failover() -> R {
     assert_eq!(server_port(&c).await?, i32::from(cluster.nodes()[1].port()));
     let n: i64 = c.query_one("SELECT count(*) FROM f", &[]).await?.get(0);
     assert_eq!(n, 2);
+    // A statement prepared before the failover still works after it.
+    let three: i32 = c.query_one(&insert, &[&2i32]).await?.get(0);
+    assert_eq!(three, 3);
     Ok(())
 }
 
@@ -291,6 +269,30 @@ async fn lone_reads_go_to_the_standby_until_the_session_writes() -> R {
             "after a write the session reads its writes on the primary"
         );
     }
+    // In transaction mode, extended-protocol reads (unnamed or prepared)
+    // are balanced too.
+    let tx_proxy = start_proxy(
+        ProxyConfig {
+            pool_mode: PoolMode::Transaction,
+            ..ProxyConfig::default()
+        },
+        handle.topology(),
+    )
+    .await;
+    let e = client(tx_proxy.port).await?;
+    let recovery = e.prepare("SELECT pg_is_in_recovery()").await?;
+    for _ in 0..3 {
+        let standby: bool = e.query_one(&recovery, &[]).await?.get(0);
+        assert!(standby, "a prepared read is served by the standby");
+        let standby: bool = e
+            .query_one("SELECT pg_is_in_recovery() AND $1::int = 1", &[&1i32])
+            .await?
+            .get(0);
+        assert!(standby, "an unnamed extended read is served by the standby");
+    }
+    e.execute("INSERT INTO rw VALUES ($1)", &[&2i32]).await?;
+    let standby: bool = e.query_one(&recovery, &[]).await?.get(0);
+    assert!(!standby, "after a write the client reads on the primary");
     // A transaction never leaves the primary, even for reads.
     let d = client(proxy.port).await?;
     d.simple_query("BEGIN").await?;

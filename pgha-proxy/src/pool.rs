@@ -1,0 +1,305 @@
+//! Server connection pools: one per (node, database, user, other startup
+//! options), bounded, with a queue of waiting clients.
+//!
+//! A connection is either checked out by one session or idle in its pool.
+//! A connection put back goes straight to the oldest waiting client if
+//! there is one, so a full pool serves its queue in order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pgha_core::NodeId;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::frame::FrameReader;
+use crate::params::Params;
+use crate::prepared::ServerStatements;
+use crate::{server, CancelTarget, Error, ProxyConfig};
+
+/// What a pool is for. Parameters pgha keeps consistent itself
+/// ([`crate::params::TRACKED`]) are not part of it; every other startup
+/// option is, since a server connection cannot change it later.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The node.
+    pub node: NodeId,
+    /// Database name.
+    pub database: String,
+    /// User name on the server.
+    pub user: String,
+    /// Other startup parameters, `name=value` joined by NUL, sorted.
+    pub options: String,
+}
+
+/// A logged-in server connection.
+#[derive(Debug)]
+pub struct ServerConnection {
+    pub(crate) reader: FrameReader<OwnedReadHalf>,
+    pub(crate) writer: OwnedWriteHalf,
+    pub(crate) node: NodeId,
+    pub(crate) cancel: CancelTarget,
+    /// The server's values of the tracked parameters.
+    pub(crate) params: Params,
+    /// Proxy statements prepared on it.
+    pub(crate) statements: ServerStatements,
+    created: Instant,
+    idle_since: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ServerConnection {
+    /// Whether the server closed it (or sent something unasked, which
+    /// only a server about to close does) while it sat idle.
+    fn closed_while_idle(&mut self) -> bool {
+        if !self.reader.buffered().is_empty() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        match self.reader.get_mut().try_read(&mut byte) {
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            Ok(_) => true,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    idle: Vec<ServerConnection>,
+    waiters: VecDeque<oneshot::Sender<ServerConnection>>,
+}
+
+/// Counters of one pool, for the admin console and metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Checkouts served.
+    pub checkouts: AtomicU64,
+    /// Checkouts that had to wait for a connection.
+    pub waits: AtomicU64,
+    /// Total time spent waiting, in microseconds.
+    pub wait_us: AtomicU64,
+    /// Server connections opened.
+    pub connects: AtomicU64,
+}
+
+enum Ready {
+    Idle(Box<ServerConnection>),
+    Room(OwnedSemaphorePermit),
+    Queued(oneshot::Receiver<ServerConnection>),
+}
+
+/// One pool.
+#[derive(Debug)]
+pub struct Pool {
+    /// What it is for.
+    pub key: PoolKey,
+    host: String,
+    port: u16,
+    startup: Vec<(String, String)>,
+    max_size: usize,
+    /// What the server reported at the last login (server_version…).
+    reported: Mutex<Vec<(String, String)>>,
+    permits: Arc<Semaphore>,
+    inner: Mutex<Inner>,
+    /// Its counters.
+    pub stats: PoolStats,
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection: an idle one, a new one while under the size limit, or
+    /// the next one put back, waiting until `deadline`.
+    pub async fn get(
+        &self,
+        config: &ProxyConfig,
+        deadline: tokio::time::Instant,
+    ) -> Result<ServerConnection, Error> {
+        self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+        let waiter = match self.take_or_queue() {
+            Ready::Idle(conn) => return Ok(*conn),
+            Ready::Room(permit) => return self.connect(config, permit).await,
+            Ready::Queued(waiter) => waiter,
+        };
+        self.stats.waits.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = tokio::select! {
+            conn = waiter => conn.map_err(|_| Error::PoolTimeout { waited: started.elapsed() }),
+            // A connection closed elsewhere frees room for a new one.
+            permit = self.permits.clone().acquire_owned() => match permit {
+                Ok(permit) => self.connect(config, permit).await,
+                Err(_) => Err(Error::PoolTimeout { waited: started.elapsed() }),
+            },
+            () = tokio::time::sleep_until(deadline) => Err(Error::PoolTimeout { waited: started.elapsed() }),
+        };
+        self.stats
+            .wait_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result
+    }
+
+    /// Without waiting: an idle connection, room for a new one, or a place
+    /// in the queue.
+    fn take_or_queue(&self) -> Ready {
+        let mut inner = self.lock();
+        while let Some(mut conn) = inner.idle.pop() {
+            // One non-blocking read per checkout: a server that died or
+            // restarted since must not get the client's statement (which
+            // then fails, though it never ran) when a live connection is a
+            // connect away.
+            if !conn.closed_while_idle() {
+                return Ready::Idle(Box::new(conn));
+            }
+            tracing::debug!(node = %self.key.node, "dropping a pooled connection the server closed");
+        }
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ready::Room(permit),
+            Err(_) => {
+                let (tx, rx) = oneshot::channel();
+                inner.waiters.push_back(tx);
+                Ready::Queued(rx)
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        config: &ProxyConfig,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<ServerConnection, Error> {
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        let conn = server::connect(
+            &self.host,
+            self.port,
+            &self.startup,
+            &config.server_auth,
+            config.connect_timeout,
+        )
+        .await?;
+        if !conn.leftover.is_empty() {
+            return Err(Error::Protocol(
+                "server sent data after ReadyForQuery".into(),
+            ));
+        }
+        let mut params = Params::default();
+        for (name, value) in &conn.params {
+            params.set(name, value);
+        }
+        *self.reported.lock().unwrap_or_else(|p| p.into_inner()) = conn.params.clone();
+        let (read, writer) = conn.stream.into_split();
+        let now = Instant::now();
+        Ok(ServerConnection {
+            reader: FrameReader::new(read, config.max_message),
+            writer,
+            node: self.key.node.clone(),
+            cancel: CancelTarget {
+                host: self.host.clone(),
+                port: self.port,
+                key: conn.key,
+            },
+            params,
+            statements: ServerStatements::new(),
+            created: now,
+            idle_since: now,
+            _permit: permit,
+        })
+    }
+
+    /// Returns a connection that is between transactions. It goes to the
+    /// oldest waiting client, or to the idle list.
+    pub fn put(&self, mut conn: ServerConnection, lifetime: Duration) {
+        if conn.created.elapsed() >= lifetime {
+            return; // closed; its permit lets a fresh one be opened
+        }
+        let mut inner = self.lock();
+        while let Some(waiter) = inner.waiters.pop_front() {
+            match waiter.send(conn) {
+                Ok(()) => return,
+                // That client gave up waiting.
+                Err(back) => conn = back,
+            }
+        }
+        conn.idle_since = Instant::now();
+        inner.idle.push(conn);
+    }
+
+    /// Closes idle connections past `idle_timeout` or `lifetime`, or all
+    /// of them when `all`.
+    pub fn evict(&self, idle_timeout: Duration, lifetime: Duration, all: bool) {
+        let mut inner = self.lock();
+        inner.waiters.retain(|w| !w.is_closed());
+        inner.idle.retain(|c| {
+            !all && c.idle_since.elapsed() < idle_timeout && c.created.elapsed() < lifetime
+        });
+    }
+
+    /// Whether it connects to `host:port`.
+    pub fn at(&self, host: &str, port: u16) -> bool {
+        self.host == host && self.port == port
+    }
+
+    /// What the server reported at the last login.
+    pub fn reported(&self) -> Vec<(String, String)> {
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// (open connections, idle ones, clients waiting).
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let inner = self.lock();
+        let open = self.max_size - self.permits.available_permits();
+        (open, inner.idle.len(), inner.waiters.len())
+    }
+}
+
+/// Every pool of one proxy.
+#[derive(Debug, Default)]
+pub struct Pools {
+    map: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+}
+
+impl Pools {
+    /// The pool for `key`, created on first use for a server at
+    /// `host:port`.
+    pub fn get(&self, key: &PoolKey, host: &str, port: u16, max_size: usize) -> Arc<Pool> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = map.get(key) {
+            if pool.at(host, port) {
+                return pool.clone();
+            }
+        }
+        let mut startup = vec![
+            ("database".to_string(), key.database.clone()),
+            ("user".to_string(), key.user.clone()),
+        ];
+        startup.extend(key.options.split('\0').filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        }));
+        let pool = Arc::new(Pool {
+            key: key.clone(),
+            host: host.to_string(),
+            port,
+            startup,
+            max_size,
+            reported: Mutex::default(),
+            permits: Arc::new(Semaphore::new(max_size)),
+            inner: Mutex::default(),
+            stats: PoolStats::default(),
+        });
+        map.insert(key.clone(), pool.clone());
+        pool
+    }
+
+    /// Every pool.
+    pub fn all(&self) -> Vec<Arc<Pool>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().cloned().collect()
+    }
+}

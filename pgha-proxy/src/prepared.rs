@@ -1,0 +1,321 @@
+//! Protocol-level prepared statements on pooled server connections.
+//!
+//! A client's named statement (`Parse` with a name) may be used in a later
+//! transaction that lands on another server connection. So the proxy keeps
+//! the client's names to itself and gives every distinct statement (query
+//! text and parameter types) one proxy-wide server name, `pgha_<id>`. Each
+//! server connection remembers which of those it has; before a `Bind` or
+//! `Describe` of a statement the server lacks, the proxy prepares it there
+//! first and hides the answer ([`crate::tracker`]). A `Parse` of a statement
+//! the server already has is answered by the proxy; a `Close` of one is
+//! answered too and leaves it on the server for other clients.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::{BufMut, BytesMut};
+
+use crate::classify::{classify, ClassifyConfig, Route};
+use crate::frame;
+use crate::tracker::{Origin, Request, Tracker};
+
+/// One distinct statement, shared by every client that prepares it.
+#[derive(Debug)]
+pub struct Statement {
+    /// Proxy-wide id.
+    pub id: u64,
+    /// Its name on every server connection.
+    pub server_name: String,
+    /// The `Parse` body after the name: query text and parameter types.
+    parse_rest: Box<[u8]>,
+    /// Any server may run it (a read that starts no transaction).
+    pub read: bool,
+}
+
+/// Every distinct statement clients have prepared through this proxy.
+#[derive(Debug, Default)]
+pub struct Registry {
+    statements: Mutex<HashMap<Box<[u8]>, Arc<Statement>>>,
+}
+
+impl Registry {
+    /// The statement with this query and types, registered on first use.
+    pub fn intern(&self, parse_rest: &[u8], config: &ClassifyConfig) -> Arc<Statement> {
+        let mut statements = self.statements.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = statements.get(parse_rest) {
+            return s.clone();
+        }
+        let id = statements.len() as u64 + 1;
+        let statement = Arc::new(Statement {
+            id,
+            server_name: format!("pgha_{id}"),
+            parse_rest: parse_rest.into(),
+            read: query_text(parse_rest).is_some_and(|sql| is_read(sql, config)),
+        });
+        statements.insert(parse_rest.into(), statement.clone());
+        statement
+    }
+
+    /// Whether no statement was prepared yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many distinct statements are known.
+    pub fn len(&self) -> usize {
+        self.statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}
+
+/// A statement any server may run: a read that starts no transaction.
+pub fn is_read(sql: &str, config: &ClassifyConfig) -> bool {
+    let class = classify(sql, config);
+    class.route == Route::Any && !class.starts_transaction && class.statements > 0
+}
+
+/// The query text at the start of a `Parse` body's remainder.
+fn query_text(parse_rest: &[u8]) -> Option<&str> {
+    let end = parse_rest.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&parse_rest[..end]).ok()
+}
+
+/// Splits a NUL-terminated string off the front of `body`.
+fn cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = body.iter().position(|&b| b == 0)?;
+    Some((&body[..end], &body[end + 1..]))
+}
+
+/// A client's named statements, by its own names.
+pub type ClientStatements = HashMap<Box<[u8]>, Arc<Statement>>;
+
+/// Server statement ids a connection holds.
+pub type ServerStatements = HashSet<u64>;
+
+/// Everything [`rewrite`] reads and updates.
+pub struct Rewrite<'a> {
+    /// The proxy's statements.
+    pub registry: &'a Registry,
+    /// Classification settings (for new statements).
+    pub classify: &'a ClassifyConfig,
+    /// The client's statements.
+    pub client: &'a mut ClientStatements,
+    /// What the server connection has.
+    pub server: &'a mut ServerStatements,
+    /// Bytes for the server (appended).
+    pub out: &'a mut BytesMut,
+    /// Requests in flight on that connection.
+    pub tracker: &'a mut Tracker,
+}
+
+/// Translates a client batch for one server connection, recording every
+/// request in the tracker. Messages it does not understand pass unchanged
+/// (the server judges them).
+pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
+    for message in frame::messages(batch) {
+        let body = frame::body(message);
+        match message[0] {
+            b'P' => match cstr(body) {
+                Some((name, rest)) if !name.is_empty() => {
+                    let statement = cx.registry.intern(rest, cx.classify);
+                    cx.client.insert(name.into(), statement.clone());
+                    if cx.server.contains(&statement.id) {
+                        cx.tracker.push(Request::Synthetic(b'1'), Origin::Client);
+                    } else {
+                        close_on_server(cx, &statement);
+                        put_parse(cx.out, &statement);
+                        cx.server.insert(statement.id);
+                        cx.tracker
+                            .push(Request::Parse(Some(statement.id)), Origin::Client);
+                    }
+                }
+                _ => forward(cx, message, Request::Parse(None)),
+            },
+            b'B' => {
+                let named = cstr(body).and_then(|(portal, rest)| {
+                    let (name, rest) = cstr(rest)?;
+                    Some((portal, cx.client.get(name)?.clone(), rest))
+                });
+                match named {
+                    Some((portal, statement, rest)) => {
+                        ensure(cx, &statement);
+                        put_message(cx.out, b'B', |b| {
+                            b.put_slice(portal);
+                            b.put_u8(0);
+                            b.put_slice(statement.server_name.as_bytes());
+                            b.put_u8(0);
+                            b.put_slice(rest);
+                        });
+                        cx.tracker.push(Request::Bind, Origin::Client);
+                    }
+                    None => forward(cx, message, Request::Bind),
+                }
+            }
+            b'D' => match named_statement(cx.client, body) {
+                Some(statement) => {
+                    ensure(cx, &statement);
+                    put_target(cx.out, b'D', &statement.server_name);
+                    cx.tracker.push(Request::Describe, Origin::Client);
+                }
+                None => forward(cx, message, Request::Describe),
+            },
+            b'C' => match named_statement(cx.client, body) {
+                Some(_) => {
+                    // Other clients may use the server's copy: only the
+                    // client's name goes.
+                    if let Some((_, name)) = body.split_first() {
+                        if let Some((name, _)) = cstr(name) {
+                            cx.client.remove(name);
+                        }
+                    }
+                    cx.tracker.push(Request::Synthetic(b'3'), Origin::Client);
+                }
+                None => forward(cx, message, Request::Close),
+            },
+            b'E' => forward(cx, message, Request::Execute),
+            b'S' => forward(cx, message, Request::Sync),
+            b'F' => forward(cx, message, Request::FunctionCall),
+            b'Q' => {
+                if !cx.server.is_empty() && resets_statements(frame::body(message)) {
+                    // DISCARD ALL / DEALLOCATE drop the server's statements
+                    // too; re-preparing always closes first, so forgetting
+                    // is safe even if the statement failed.
+                    cx.server.clear();
+                }
+                forward(cx, message, Request::Query)
+            }
+            // Flush, COPY data and anything else: no answer of its own.
+            _ => cx.out.put_slice(message),
+        }
+    }
+}
+
+fn forward(cx: &mut Rewrite<'_>, message: &[u8], request: Request) {
+    cx.out.put_slice(message);
+    cx.tracker.push(request, Origin::Client);
+}
+
+/// The client's statement a Describe/Close body (`S` + name) names.
+fn named_statement(client: &ClientStatements, body: &[u8]) -> Option<Arc<Statement>> {
+    let (&kind, rest) = body.split_first()?;
+    if kind != b'S' {
+        return None;
+    }
+    let (name, _) = cstr(rest)?;
+    if name.is_empty() {
+        return None;
+    }
+    client.get(name).cloned()
+}
+
+/// Prepares `statement` on the server if it lacks it; hidden answers.
+fn ensure(cx: &mut Rewrite<'_>, statement: &Statement) {
+    if cx.server.contains(&statement.id) {
+        return;
+    }
+    close_on_server(cx, statement);
+    put_parse(cx.out, statement);
+    cx.server.insert(statement.id);
+    cx.tracker
+        .push(Request::Parse(Some(statement.id)), Origin::Proxy);
+}
+
+/// A Close before every (re-)Parse: the server may still hold the name
+/// after the proxy forgot it (a DISCARD the proxy guessed wrong about), and
+/// closing a name that does not exist is no error.
+fn close_on_server(cx: &mut Rewrite<'_>, statement: &Statement) {
+    put_target(cx.out, b'C', &statement.server_name);
+    cx.tracker.push(Request::Close, Origin::Proxy);
+}
+
+fn put_parse(out: &mut BytesMut, statement: &Statement) {
+    put_message(out, b'P', |b| {
+        b.put_slice(statement.server_name.as_bytes());
+        b.put_u8(0);
+        b.put_slice(&statement.parse_rest);
+    });
+}
+
+/// A Describe or Close of a statement.
+fn put_target(out: &mut BytesMut, tag: u8, name: &str) {
+    put_message(out, tag, |b| {
+        b.put_u8(b'S');
+        b.put_slice(name.as_bytes());
+        b.put_u8(0);
+    });
+}
+
+fn put_message(out: &mut BytesMut, tag: u8, fill: impl FnOnce(&mut BytesMut)) {
+    out.put_u8(tag);
+    let at = out.len();
+    out.put_u32(0);
+    fill(out);
+    let len = (out.len() - at) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Whether a simple query may drop server-side prepared statements.
+fn resets_statements(sql: &[u8]) -> bool {
+    let contains = |word: &[u8]| {
+        sql.windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    contains(b"discard") || contains(b"deallocate")
+}
+
+/// Whether a client batch is a complete unit any server may answer: one
+/// simple-protocol read, or extended-protocol messages ending in Sync whose
+/// every statement is a read (unnamed ones parsed in this batch, named
+/// ones known to the client).
+pub fn batch_is_read(batch: &[u8], client: &ClientStatements, config: &ClassifyConfig) -> bool {
+    let mut messages = frame::messages(batch).peekable();
+    let Some(first) = messages.peek() else {
+        return false;
+    };
+    if first[0] == b'Q' {
+        return crate::route::single_read(batch, config);
+    }
+    let mut unnamed_read = false;
+    let mut last = 0;
+    for message in messages {
+        let body = frame::body(message);
+        last = message[0];
+        let ok = match message[0] {
+            b'P' => match cstr(body) {
+                Some((b"", rest)) => {
+                    unnamed_read = query_text(rest).is_some_and(|sql| is_read(sql, config));
+                    unnamed_read
+                }
+                Some((name, _)) => {
+                    client.get(name).is_some_and(|s| s.read) || named_read(body, config)
+                }
+                None => false,
+            },
+            b'B' => match cstr(body).and_then(|(_, rest)| cstr(rest)) {
+                Some((b"", _)) => unnamed_read,
+                Some((name, _)) => client.get(name).is_some_and(|s| s.read),
+                None => false,
+            },
+            b'D' | b'E' | b'S' | b'H' => true,
+            b'C' => body.first() == Some(&b'S'),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    last == b'S'
+}
+
+/// A named Parse of a read (the client re-prepares a name).
+fn named_read(body: &[u8], config: &ClassifyConfig) -> bool {
+    cstr(body)
+        .and_then(|(_, rest)| query_text(rest))
+        .is_some_and(|sql| is_read(sql, config))
+}
+
+#[cfg(test)]
+#[path = "prepared_tests.rs"]
+mod tests;

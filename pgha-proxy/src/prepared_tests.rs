@@ -1,0 +1,257 @@
+use super::*;
+
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+fn parse(name: &str, sql: &str) -> Vec<u8> {
+    message(b'P', format!("{name}\0{sql}\0\0\0").as_bytes())
+}
+
+fn bind(statement: &str) -> Vec<u8> {
+    message(b'B', format!("\0{statement}\0\0\0\0\0\0\0").as_bytes())
+}
+
+fn target(tag: u8, name: &str) -> Vec<u8> {
+    message(tag, format!("S{name}\0").as_bytes())
+}
+
+fn batch(parts: &[Vec<u8>]) -> Vec<u8> {
+    parts.concat()
+}
+
+struct Conn {
+    server: ServerStatements,
+    tracker: Tracker,
+    out: BytesMut,
+}
+
+impl Conn {
+    fn new() -> Self {
+        Conn {
+            server: ServerStatements::new(),
+            tracker: Tracker::default(),
+            out: BytesMut::new(),
+        }
+    }
+
+    fn send(
+        &mut self,
+        registry: &Registry,
+        client: &mut ClientStatements,
+        batch: &[u8],
+    ) -> Vec<(u8, String)> {
+        self.out.clear();
+        let config = ClassifyConfig::default();
+        rewrite(
+            batch,
+            &mut Rewrite {
+                registry,
+                classify: &config,
+                client,
+                server: &mut self.server,
+                out: &mut self.out,
+                tracker: &mut self.tracker,
+            },
+        );
+        frame::messages(&self.out)
+            .map(|m| (m[0], String::from_utf8_lossy(frame::body(m)).into_owned()))
+            .collect()
+    }
+}
+
+const SYNC: &[u8] = b"S\0\0\0\x04";
+const EXECUTE: &[u8] = b"E\0\0\0\x09\0\0\0\0\0";
+
+#[test]
+fn a_named_statement_gets_the_proxys_name_and_is_prepared_once_per_server() {
+    let registry = Registry::default();
+    let mut client = ClientStatements::new();
+    let mut conn = Conn::new();
+    let sent = conn.send(
+        &registry,
+        &mut client,
+        &batch(&[
+            parse("s1", "SELECT $1"),
+            bind("s1"),
+            EXECUTE.to_vec(),
+            SYNC.to_vec(),
+        ]),
+    );
+    let tags: Vec<u8> = sent.iter().map(|m| m.0).collect();
+    assert_eq!(tags, b"CPBES", "close first, then the renamed parse");
+    assert!(sent[1].1.starts_with("pgha_1\0SELECT $1"), "{:?}", sent[1]);
+    assert!(sent[2].1.starts_with("\0pgha_1\0"), "{:?}", sent[2]);
+
+    // The same client binds again in a later transaction on the same
+    // server: nothing to prepare.
+    let sent = conn.send(
+        &registry,
+        &mut client,
+        &batch(&[bind("s1"), EXECUTE.to_vec(), SYNC.to_vec()]),
+    );
+    assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"BES");
+
+    // Its next transaction lands on another server: prepared there first.
+    let mut other = Conn::new();
+    let sent = other.send(
+        &registry,
+        &mut client,
+        &batch(&[bind("s1"), EXECUTE.to_vec(), SYNC.to_vec()]),
+    );
+    assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"CPBES");
+    assert_eq!(other.tracker.owed_ready(), 1);
+}
+
+#[test]
+fn a_second_client_preparing_the_same_query_is_answered_by_the_proxy() {
+    let registry = Registry::default();
+    let mut conn = Conn::new();
+    let mut first = ClientStatements::new();
+    conn.send(
+        &registry,
+        &mut first,
+        &batch(&[parse("a", "SELECT 1"), SYNC.to_vec()]),
+    );
+    let mut second = ClientStatements::new();
+    let sent = conn.send(
+        &registry,
+        &mut second,
+        &batch(&[parse("b", "SELECT 1"), SYNC.to_vec()]),
+    );
+    assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"S");
+    assert_eq!(registry.len(), 1);
+    assert!(second.contains_key(&b"b"[..]));
+}
+
+#[test]
+fn close_forgets_the_clients_name_but_keeps_the_server_statement() {
+    let registry = Registry::default();
+    let mut client = ClientStatements::new();
+    let mut conn = Conn::new();
+    conn.send(
+        &registry,
+        &mut client,
+        &batch(&[parse("s1", "SELECT 1"), SYNC.to_vec()]),
+    );
+    let sent = conn.send(
+        &registry,
+        &mut client,
+        &batch(&[target(b'C', "s1"), SYNC.to_vec()]),
+    );
+    assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"S");
+    assert!(client.is_empty());
+    assert_eq!(conn.server.len(), 1);
+}
+
+#[test]
+fn unknown_and_unnamed_statements_pass_unchanged() {
+    let registry = Registry::default();
+    let mut client = ClientStatements::new();
+    let mut conn = Conn::new();
+    let input = batch(&[
+        parse("", "SELECT 1"),
+        bind("nope"),
+        target(b'D', "nope"),
+        SYNC.to_vec(),
+    ]);
+    conn.send(&registry, &mut client, &input);
+    assert_eq!(&conn.out[..], &input[..]);
+}
+
+#[test]
+fn describe_of_a_statement_the_server_lacks_prepares_it() {
+    let registry = Registry::default();
+    let mut client = ClientStatements::new();
+    let mut conn = Conn::new();
+    conn.send(
+        &registry,
+        &mut client,
+        &batch(&[parse("s1", "SELECT 1"), SYNC.to_vec()]),
+    );
+    let mut other = Conn::new();
+    let sent = other.send(
+        &registry,
+        &mut client,
+        &batch(&[target(b'D', "s1"), SYNC.to_vec()]),
+    );
+    assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"CPDS");
+    assert_eq!(sent[2].1, "Spgha_1\0");
+}
+
+#[test]
+fn discard_makes_the_server_forget_its_statements() {
+    let registry = Registry::default();
+    let mut client = ClientStatements::new();
+    let mut conn = Conn::new();
+    conn.send(
+        &registry,
+        &mut client,
+        &batch(&[parse("s1", "SELECT 1"), SYNC.to_vec()]),
+    );
+    conn.send(&registry, &mut client, &message(b'Q', b"discard all\0"));
+    assert!(conn.server.is_empty());
+}
+
+#[test]
+fn read_batches_are_recognised_in_both_protocols() {
+    let registry = Registry::default();
+    let config = ClassifyConfig::default();
+    let mut client = ClientStatements::new();
+    let mut conn = Conn::new();
+    conn.send(
+        &registry,
+        &mut client,
+        &batch(&[
+            parse("r", "SELECT 1"),
+            parse("w", "DELETE FROM t"),
+            SYNC.to_vec(),
+        ]),
+    );
+    let read = |b: &[u8], c: &ClientStatements| batch_is_read(b, c, &config);
+    assert!(read(&message(b'Q', b"SELECT 1\0"), &client));
+    assert!(read(
+        &batch(&[
+            parse("", "SELECT 1"),
+            bind(""),
+            EXECUTE.to_vec(),
+            SYNC.to_vec()
+        ]),
+        &client
+    ));
+    assert!(read(
+        &batch(&[bind("r"), EXECUTE.to_vec(), SYNC.to_vec()]),
+        &client
+    ));
+    assert!(!read(
+        &batch(&[bind("w"), EXECUTE.to_vec(), SYNC.to_vec()]),
+        &client
+    ));
+    assert!(
+        !read(&batch(&[bind("r"), EXECUTE.to_vec()]), &client),
+        "no Sync: the transaction may go on"
+    );
+    assert!(!read(
+        &batch(&[
+            parse("", "BEGIN"),
+            bind(""),
+            EXECUTE.to_vec(),
+            SYNC.to_vec()
+        ]),
+        &client
+    ));
+    assert!(
+        !read(
+            &batch(&[bind(""), EXECUTE.to_vec(), SYNC.to_vec()]),
+            &client
+        ),
+        "an unnamed statement from before"
+    );
+    assert!(!read(
+        &batch(&[bind("unknown"), EXECUTE.to_vec(), SYNC.to_vec()]),
+        &client
+    ));
+}

@@ -1,0 +1,138 @@
+//! Getting a server connection for a transaction: the primary of the
+//! current term (waiting while there is none), or a standby for a read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgha_core::{NodeId, Topology};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::Login;
+use crate::pool::{Pool, PoolKey, ServerConnection};
+use crate::{route, Error, Shared};
+
+/// A server connection checked out for this session.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    pub(crate) conn: ServerConnection,
+    pub(crate) pool: Arc<Pool>,
+    /// Checked out as the primary (writes); otherwise a standby for reads.
+    pub(crate) primary: bool,
+}
+
+/// The pools a session has used, so a transaction does not look them up
+/// in the proxy-wide map.
+#[derive(Debug, Default)]
+pub(crate) struct PoolCache(Vec<Arc<Pool>>);
+
+impl PoolCache {
+    fn get(
+        &mut self,
+        shared: &Shared,
+        login: &Login,
+        node: &NodeId,
+        host: &str,
+        port: u16,
+    ) -> Arc<Pool> {
+        if let Some(pool) = self
+            .0
+            .iter()
+            .find(|p| &p.key.node == node && p.at(host, port))
+        {
+            return pool.clone();
+        }
+        let key = PoolKey {
+            node: node.clone(),
+            database: login.database.clone(),
+            user: login.server_user.clone(),
+            options: login.options.clone(),
+        };
+        let pool = shared.pools.get(&key, host, port, shared.config.pool_size);
+        self.0.retain(|p| &p.key.node != node);
+        self.0.push(pool.clone());
+        pool
+    }
+}
+
+/// A connection to the primary of the current term, waiting (up to the
+/// configured time) while there is none or it does not answer.
+pub(crate) async fn primary(
+    shared: &Shared,
+    topology: &mut watch::Receiver<Arc<Topology>>,
+    pools: &mut PoolCache,
+    login: &Login,
+) -> Result<Attached, Error> {
+    let config = &shared.config;
+    let deadline = Instant::now() + config.no_primary_wait;
+    loop {
+        let target = {
+            let t = topology.borrow_and_update();
+            t.usable_primary()
+                .map(|p| (p.id.clone(), p.host.clone(), p.port))
+        };
+        if let Some((node, host, port)) = target {
+            let pool = pools.get(shared, login, &node, &host, port);
+            match pool.get(config, Instant::now() + config.pool_timeout).await {
+                Ok(conn) => {
+                    return Ok(Attached {
+                        conn,
+                        pool,
+                        primary: true,
+                    })
+                }
+                // The server answered and said no (bad password, unknown
+                // database), or the pool stayed full: waiting for another
+                // primary will not change that.
+                Err(
+                    e @ (Error::ServerRefused { .. }
+                    | Error::Protocol(_)
+                    | Error::PoolTimeout { .. }),
+                ) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(%node, error = %e, "primary not reachable; waiting for the topology")
+                }
+            }
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Error::NoPrimary {
+                waited: config.no_primary_wait,
+            });
+        }
+        // Retry on the next topology, or after a short pause.
+        let _ = tokio::time::timeout(
+            remaining.min(Duration::from_millis(250)),
+            topology.changed(),
+        )
+        .await;
+    }
+}
+
+/// A connection to a standby for a read, if one qualifies and answers
+/// soon; `None` sends the read to the primary.
+pub(crate) async fn standby(
+    shared: &Shared,
+    topology: &Topology,
+    pools: &mut PoolCache,
+    login: &Login,
+) -> Option<Attached> {
+    let config = &shared.config;
+    let (node, host, port) =
+        route::pick_standby(topology, config.max_standby_lag_bytes, rand::random())?;
+    let pool = pools.get(shared, login, &node, &host, port);
+    // A standby that is slow to give a connection is no better than the
+    // primary: do not queue long for it.
+    let deadline = Instant::now() + config.connect_timeout.min(config.pool_timeout);
+    match pool.get(config, deadline).await {
+        Ok(conn) => Some(Attached {
+            conn,
+            pool,
+            primary: false,
+        }),
+        Err(e) => {
+            tracing::debug!(%node, error = %e, "standby not usable for reads; using the primary");
+            None
+        }
+    }
+}

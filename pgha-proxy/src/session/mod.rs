@@ -1,0 +1,210 @@
+//! One client session: startup, authentication, login, then the relay
+//! ([`relay`]) until the client leaves.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::frame::FrameReader;
+use crate::params::{self, Params};
+use crate::startup::{self, StartupRequest, MAX_STARTUP};
+use crate::{messages, Error, Shared};
+
+mod acquire;
+mod hidden;
+mod relay;
+
+/// Who the client is and what its server connections must look like.
+#[derive(Debug, Clone)]
+pub(crate) struct Login {
+    pub(crate) database: String,
+    /// User name on the servers.
+    pub(crate) server_user: String,
+    /// Startup options other than the tracked parameters (see
+    /// [`crate::pool::PoolKey::options`]).
+    pub(crate) options: String,
+    /// Tracked parameters the client asked for in its startup packet.
+    pub(crate) asked: Params,
+}
+
+impl Login {
+    fn new(shared: &Shared, startup: &[(String, String)]) -> Self {
+        let get = |key: &str| {
+            startup
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let user = get("user").unwrap_or_default();
+        let database = get("database").unwrap_or_else(|| user.clone());
+        let server_user = shared.config.server_auth.user.clone().unwrap_or(user);
+        let mut asked = Params::default();
+        let mut options: Vec<String> = startup
+            .iter()
+            .filter(|(k, _)| k != "user" && k != "database")
+            .filter(|(k, v)| !asked.set(k, v))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        options.sort();
+        Self {
+            database,
+            server_user,
+            options: options.join("\0"),
+            asked,
+        }
+    }
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    let startup = match tokio::time::timeout(
+        shared.config.startup_timeout,
+        startup_phase(&shared, &mut client),
+    )
+    .await
+    {
+        Ok(Ok(Some(params))) => params,
+        Ok(Ok(None)) => return, // a cancel request, served
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "startup failed");
+            let _ = send_fatal(&mut client, &e).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "startup timed out");
+            let e = Error::Protocol("startup not finished in time".into());
+            let _ = send_fatal(&mut client, &e).await;
+            return;
+        }
+    };
+    let _count = ClientCount::enter(&shared);
+    if _count.over_limit {
+        let e = Error::TooManyClients {
+            max: shared.config.max_client_conn,
+        };
+        tracing::warn!(%peer, "{e}");
+        let _ = send_fatal(&mut client, &e).await;
+        return;
+    }
+    if let Some(auth) = &shared.config.client_auth {
+        let exchange = crate::client_auth::authenticate(
+            &mut client,
+            auth,
+            peer.ip(),
+            &startup,
+            &shared.mock_key,
+        );
+        let done = tokio::time::timeout(shared.config.startup_timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Protocol(
+                    "authentication not finished in time".into(),
+                ))
+            });
+        if let Err(e) = done {
+            tracing::info!(%peer, error = %e, "authentication failed");
+            let _ = send_fatal(&mut client, &e).await;
+            return;
+        }
+    }
+    let login = Login::new(&shared, &startup);
+    let (pid, secret) = shared.register_client();
+    let _registration = shared.client_guard(pid);
+    let (client_read, client_write) = client.into_split();
+    let mut relay = relay::Relay::new(&shared, client_write, login, (pid, secret));
+    let greeting = match relay.login().await {
+        Ok(greeting) => greeting,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "login failed");
+            relay.fatal(&e).await;
+            return;
+        }
+    };
+    let frames = FrameReader::new(client_read, shared.config.max_message);
+    if let Err(e) = relay.run(frames, greeting).await {
+        tracing::debug!(%peer, error = %e, "session ended");
+    }
+    relay.finish().await;
+}
+
+/// Counts connected clients; the count drops when the session ends.
+struct ClientCount<'a> {
+    shared: &'a Shared,
+    over_limit: bool,
+}
+
+impl<'a> ClientCount<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let before = shared.clients.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared,
+            over_limit: before >= shared.config.max_client_conn,
+        }
+    }
+}
+
+impl Drop for ClientCount<'_> {
+    fn drop(&mut self) {
+        self.shared.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn send_fatal(client: &mut TcpStream, e: &Error) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    messages::error(&mut out, "FATAL", e.sqlstate(), &e.client_message());
+    client.write_all(&out).await
+}
+
+/// Reads startup packets until a StartupMessage (returned) or a cancel
+/// request (served; `None`).
+async fn startup_phase(
+    shared: &Shared,
+    client: &mut TcpStream,
+) -> Result<Option<Vec<(String, String)>>, Error> {
+    loop {
+        let len = client.read_u32().await.map_err(Error::Io)? as usize;
+        if !(8..=MAX_STARTUP).contains(&len) {
+            return Err(Error::Protocol(format!(
+                "startup packet length {len} out of range"
+            )));
+        }
+        let mut body = vec![0u8; len - 4];
+        client.read_exact(&mut body).await.map_err(Error::Io)?;
+        match startup::parse(&body)? {
+            // TLS and GSS encryption are not offered (yet): the client
+            // continues in plain text or gives up, as libpq does.
+            StartupRequest::Ssl | StartupRequest::GssEnc => {
+                client.write_all(b"N").await.map_err(Error::Io)?;
+            }
+            StartupRequest::Cancel { pid, secret } => {
+                shared.cancel(pid, secret).await;
+                return Ok(None);
+            }
+            StartupRequest::Startup(params) => return Ok(Some(params)),
+        }
+    }
+}
+
+/// The first messages a client gets after authentication.
+pub(crate) fn greeting(
+    out: &mut BytesMut,
+    reported: &[(String, String)],
+    params: &Params,
+    key: (i32, i32),
+) {
+    messages::auth_ok(out);
+    for (name, value) in reported {
+        if params::tracked(name).is_none() {
+            messages::parameter_status(out, name, value);
+        }
+    }
+    for (name, value) in params.iter() {
+        messages::parameter_status(out, name, value);
+    }
+    messages::backend_key(out, key.0, key.1);
+    messages::ready(out, b'I');
+}

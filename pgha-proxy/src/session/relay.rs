@@ -1,0 +1,523 @@
+//! The relay between one client and the server connections its
+//! transactions get: routing at transaction boundaries, statement and
+//! parameter translation, failover.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use pgha_core::{Role, Topology};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
+
+use super::acquire::{self, Attached, PoolCache};
+use super::{greeting, hidden, Login};
+use crate::frame::{self, FrameReader};
+use crate::params::{parse_status, Params};
+use crate::prepared::{self, ClientStatements, Rewrite};
+use crate::tracker::{Disposition, Origin, Request, Tracker};
+use crate::{messages, Error, PoolMode, Shared};
+
+pub(crate) struct Relay<'a> {
+    shared: &'a Arc<Shared>,
+    client: OwnedWriteHalf,
+    key: (i32, i32),
+    login: Login,
+    /// The tracked parameters as the client was told they are.
+    params: Params,
+    statements: ClientStatements,
+    topology: watch::Receiver<Arc<Topology>>,
+    pools: PoolCache,
+    /// The connection of the transaction in progress (in session mode, of
+    /// the whole session).
+    server: Option<Attached>,
+    /// Session mode: the session's primary connection while one of its
+    /// reads runs on a standby.
+    parked: Option<Attached>,
+    tracker: Tracker,
+    /// Transaction status of the last ReadyForQuery the client got.
+    tx_status: u8,
+    /// Reads stay on the primary from the first statement that is not a
+    /// read (read-your-writes, session state).
+    pinned: bool,
+    /// After an error of the proxy's own in the extended protocol, the
+    /// client's messages are dropped until its Sync, as a server does.
+    discarding: bool,
+    /// The server holding the client's open transaction is gone; the
+    /// client has not been told yet.
+    transaction_lost: bool,
+    /// Server key last registered for the client's cancel requests.
+    cancel_key: (i32, i32),
+    out: BytesMut,
+    to_server: BytesMut,
+}
+
+impl<'a> Relay<'a> {
+    pub(crate) fn new(
+        shared: &'a Arc<Shared>,
+        client: OwnedWriteHalf,
+        login: Login,
+        key: (i32, i32),
+    ) -> Self {
+        Self {
+            shared,
+            client,
+            key,
+            params: login.asked.clone(),
+            login,
+            statements: ClientStatements::new(),
+            topology: shared.topology.clone(),
+            pools: PoolCache::default(),
+            server: None,
+            parked: None,
+            tracker: Tracker::default(),
+            tx_status: b'I',
+            pinned: false,
+            discarding: false,
+            transaction_lost: false,
+            cancel_key: (0, 0),
+            out: BytesMut::new(),
+            to_server: BytesMut::new(),
+        }
+    }
+
+    /// Checks the login on the primary (the database exists, the server
+    /// takes the user and the client's parameters) and returns the
+    /// client's greeting.
+    pub(crate) async fn login(&mut self) -> Result<BytesMut, Error> {
+        let mut attached = acquire::primary(
+            self.shared,
+            &mut self.topology,
+            &mut self.pools,
+            &self.login,
+        )
+        .await?;
+        // What the client did not ask for, it gets from the server.
+        let mut params = attached.conn.params.clone();
+        for (name, value) in self.login.asked.iter() {
+            params.set(name, value);
+        }
+        if let Some(sql) = params.sync_query(&mut attached.conn.params) {
+            let sql = String::from_utf8_lossy(&sql[..sql.len() - 1]).into_owned();
+            hidden::run(&mut attached.conn, &sql, self.shared.config.connect_timeout).await?;
+        }
+        self.params = attached.conn.params.clone();
+        let mut out = BytesMut::with_capacity(512);
+        greeting(&mut out, &attached.pool.reported(), &self.params, self.key);
+        self.attach(attached);
+        self.release_if_done();
+        Ok(out)
+    }
+
+    /// Tells the client why it cannot go on.
+    pub(crate) async fn fatal(&mut self, e: &Error) {
+        self.out.clear();
+        messages::error(&mut self.out, "FATAL", e.sqlstate(), &e.client_message());
+        let _ = self.client.write_all(&self.out).await;
+    }
+
+    pub(crate) async fn run(
+        &mut self,
+        mut frames: FrameReader<OwnedReadHalf>,
+        greeting: BytesMut,
+    ) -> Result<(), Error> {
+        self.client.write_all(&greeting).await.map_err(Error::Io)?;
+        loop {
+            tokio::select! {
+                // Servers first: a connection that died is noticed before
+                // the next client statement is written into it.
+                biased;
+                batch = next_server(&mut self.server) => match batch {
+                    Ok(Some(batch)) => self.on_server(&batch).await?,
+                    Ok(None) | Err(_) => self.server_lost(Lost::Broken).await?,
+                },
+                changed = self.topology.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    self.on_topology().await?;
+                }
+                batch = frames.next_batch() => {
+                    let Some(batch) = batch? else { return Ok(()) };
+                    if !self.on_client(&batch).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles a client batch; false once the client said goodbye.
+    async fn on_client(&mut self, mut batch: &[u8]) -> Result<bool, Error> {
+        let mut goodbye = false;
+        let mut len = 0;
+        for m in frame::messages(batch) {
+            if m[0] == b'X' {
+                goodbye = true;
+                break;
+            }
+            len += m.len();
+        }
+        batch = &batch[..len];
+        tracing::trace!(pid = self.key.0, tags = %tags(batch), tx = %char::from(self.tx_status), pending = self.tracker.owed_ready(), attached = self.server.is_some(), "client batch");
+        if self.discarding {
+            batch = self.discard_until_sync(batch).await?;
+        }
+        if batch.is_empty() {
+            return Ok(!goodbye);
+        }
+        if self.transaction_lost {
+            self.transaction_lost = false;
+            self.refuse(batch, &Error::ServerLost).await?;
+            return Ok(!goodbye);
+        }
+        let between = self.tracker.is_empty() && self.tx_status == b'I';
+        if between || self.server.is_none() {
+            if let Err(e) = self.route(batch).await {
+                tracing::warn!(error = %e, "no server for a client transaction");
+                self.refuse(batch, &e).await?;
+                return Ok(!goodbye);
+            }
+        }
+        let Some(server) = self.server.as_mut() else {
+            return Ok(!goodbye);
+        };
+        self.to_server.clear();
+        if let Some(sql) = self.params.sync_query(&mut server.conn.params) {
+            self.to_server.put_u8(b'Q');
+            self.to_server.put_u32(sql.len() as u32 + 4);
+            self.to_server.put_slice(&sql);
+            self.tracker.push(Request::Query, Origin::Proxy);
+        }
+        prepared::rewrite(
+            batch,
+            &mut Rewrite {
+                registry: &self.shared.statements,
+                classify: &self.shared.config.classify,
+                client: &mut self.statements,
+                server: &mut server.conn.statements,
+                out: &mut self.to_server,
+                tracker: &mut self.tracker,
+            },
+        );
+        if server.conn.cancel.key != self.cancel_key {
+            self.cancel_key = server.conn.cancel.key;
+            let (pid, secret) = self.key;
+            self.shared
+                .set_cancel_target(pid, secret, server.conn.cancel.clone());
+        }
+        if !self.to_server.is_empty()
+            && server.conn.writer.write_all(&self.to_server).await.is_err()
+        {
+            self.server_lost(Lost::Broken).await?;
+            return Ok(!goodbye);
+        }
+        // Answers the proxy owes before the server says anything.
+        self.out.clear();
+        while let Some(tag) = self.tracker.next_synthetic() {
+            put_empty(&mut self.out, tag);
+        }
+        if !self.out.is_empty() {
+            self.client.write_all(&self.out).await.map_err(Error::Io)?;
+        }
+        Ok(!goodbye)
+    }
+
+    /// Picks the server for a transaction that starts with `batch`.
+    async fn route(&mut self, batch: &[u8]) -> Result<(), Error> {
+        let config = &self.shared.config;
+        let read = config.load_balance
+            && !self.pinned
+            && prepared::batch_is_read(batch, &self.statements, &config.classify);
+        if read {
+            if self.server.as_ref().is_some_and(|s| !s.primary) {
+                return Ok(());
+            }
+            let topology = self.topology.borrow().clone();
+            if let Some(standby) =
+                acquire::standby(self.shared, &topology, &mut self.pools, &self.login).await
+            {
+                if let Some(primary) = self.server.take() {
+                    self.parked = Some(primary);
+                }
+                self.server = Some(standby);
+                return Ok(());
+            }
+        } else {
+            self.pinned = true;
+        }
+        let writable = |s: &Attached| s.primary && self.topology.borrow().is_writable(&s.conn.node);
+        if self.server.as_ref().is_some_and(writable) {
+            return Ok(());
+        }
+        // Between transactions a connection to an old primary (or a
+        // standby) is simply left: the next statement goes to the primary
+        // of the current term.
+        self.server = None;
+        if let Some(parked) = self.parked.take().filter(writable) {
+            self.server = Some(parked);
+            return Ok(());
+        }
+        let attached = acquire::primary(
+            self.shared,
+            &mut self.topology,
+            &mut self.pools,
+            &self.login,
+        )
+        .await?;
+        self.attach(attached);
+        Ok(())
+    }
+
+    fn attach(&mut self, attached: Attached) {
+        self.server = Some(attached);
+    }
+
+    /// Relays a server batch, hiding answers to the proxy's own requests
+    /// and adding the proxy's answers in their place.
+    async fn on_server(&mut self, batch: &[u8]) -> Result<(), Error> {
+        tracing::trace!(pid = self.key.0, tags = %tags(batch), "server batch");
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let mut rebuilt = false;
+        let mut fatal = false;
+        self.out.clear();
+        let mut at = 0;
+        for m in frame::messages(batch) {
+            let tag = m[0];
+            let statements = &mut server.conn.statements;
+            let disposition = self.tracker.on_server(tag, |id| {
+                statements.remove(&id);
+            });
+            match tag {
+                b'S' => {
+                    if let Some((name, value)) = parse_status(frame::body(m)) {
+                        // The server's value is now the client's too
+                        // (normalised when the proxy set it).
+                        server.conn.params.set(name, value);
+                        self.params.set(name, value);
+                    }
+                }
+                b'Z' if disposition == Disposition::Forward => {
+                    self.tx_status = m.get(5).copied().unwrap_or(b'I');
+                }
+                // The server is closing this connection (terminated,
+                // shutting down): do not send it anything more.
+                b'E' => fatal |= is_fatal(frame::body(m)),
+                _ => {}
+            }
+            let synthetic = self.tracker.next_synthetic();
+            if (disposition == Disposition::Hide || synthetic.is_some()) && !rebuilt {
+                rebuilt = true;
+                self.out.put_slice(&batch[..at]);
+            }
+            at += m.len();
+            if rebuilt && disposition == Disposition::Forward {
+                self.out.put_slice(m);
+            }
+            if let Some(tag) = synthetic {
+                put_empty(&mut self.out, tag);
+                while let Some(tag) = self.tracker.next_synthetic() {
+                    put_empty(&mut self.out, tag);
+                }
+            }
+        }
+        let reply = if rebuilt { &self.out[..] } else { batch };
+        if !reply.is_empty() {
+            self.client.write_all(reply).await.map_err(Error::Io)?;
+        }
+        if fatal {
+            return self.server_lost(Lost::Told).await;
+        }
+        self.release_if_done();
+        Ok(())
+    }
+
+    /// At a transaction boundary: a standby goes back to its pool, and in
+    /// transaction mode the primary too.
+    fn release_if_done(&mut self) {
+        if !self.tracker.is_empty() || self.tx_status != b'I' {
+            return;
+        }
+        let keep = |s: &Attached, mode| s.primary && mode == PoolMode::Session;
+        let mode = self.shared.config.pool_mode;
+        if let Some(server) = self.server.take() {
+            if keep(&server, mode) {
+                self.server = Some(server);
+            } else {
+                self.put_back(server);
+                self.server = self.parked.take();
+            }
+        }
+    }
+
+    fn put_back(&self, server: Attached) {
+        server
+            .pool
+            .put(server.conn, self.shared.config.server_lifetime);
+    }
+
+    /// The server connection in use broke (or belongs to an old primary).
+    async fn server_lost(&mut self, how: Lost) -> Result<(), Error> {
+        let Some(server) = self.server.take() else {
+            return Ok(());
+        };
+        if how != Lost::Dropped {
+            tracing::debug!(node = %server.conn.node, "server connection lost");
+            if let Some(hint) = &self.shared.hint {
+                hint(&server.conn.node, "08006");
+            }
+        }
+        let owed = self.tracker.owed_ready();
+        let busy = !self.tracker.is_empty();
+        self.tracker.clear();
+        if busy {
+            // Told the way a server reports an error, for every request
+            // still unanswered (pipelined ones never ran: none may look
+            // successful): an ErrorResponse and a ReadyForQuery each. With
+            // no Query/Sync sent yet (an extended-protocol batch in
+            // progress), the client's messages are dropped until its Sync.
+            self.out.clear();
+            let e = Error::ServerLost;
+            for i in 0..owed.max(1) {
+                if i > 0 || how != Lost::Told {
+                    messages::error(&mut self.out, "ERROR", e.sqlstate(), &e.client_message());
+                }
+                if owed > 0 {
+                    messages::ready(&mut self.out, b'I');
+                }
+            }
+            self.discarding = owed == 0;
+            self.client.write_all(&self.out).await.map_err(Error::Io)?;
+        } else if self.tx_status != b'I' {
+            self.transaction_lost = true;
+        }
+        self.tx_status = b'I';
+        if !server.primary {
+            self.server = self.parked.take();
+        }
+        Ok(())
+    }
+
+    async fn on_topology(&mut self) -> Result<(), Error> {
+        let t = self.topology.borrow_and_update().clone();
+        let usable = |s: &Attached| {
+            if s.primary {
+                t.is_writable(&s.conn.node)
+            } else {
+                t.readable_nodes()
+                    .any(|n| n.id == s.conn.node && n.role == Role::Standby)
+            }
+        };
+        if self.parked.as_ref().is_some_and(|s| !usable(s)) {
+            self.parked = None;
+        }
+        if self.server.as_ref().is_some_and(|s| !usable(s)) {
+            // A new term: whatever runs on the old primary must not be
+            // acknowledged from there (it is being fenced). A running
+            // statement fails; an idle client notices nothing.
+            tracing::info!(
+                busy = !self.tracker.is_empty(),
+                "dropping a server connection the topology no longer allows"
+            );
+            self.server_lost(Lost::Dropped).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers a batch with an error instead of running it: one
+    /// ErrorResponse, a ReadyForQuery for each Query/Sync, and if the batch
+    /// ends inside an extended-protocol exchange, its messages are dropped
+    /// until the Sync.
+    async fn refuse(&mut self, batch: &[u8], e: &Error) -> Result<(), Error> {
+        self.out.clear();
+        messages::error(&mut self.out, "ERROR", e.sqlstate(), &e.client_message());
+        let mut last = 0;
+        for m in frame::messages(batch) {
+            last = m[0];
+            if matches!(last, b'Q' | b'S' | b'F') {
+                messages::ready(&mut self.out, b'I');
+            }
+        }
+        self.discarding = !matches!(last, b'Q' | b'S' | b'F');
+        self.tx_status = b'I';
+        self.client.write_all(&self.out).await.map_err(Error::Io)
+    }
+
+    /// Drops messages up to the first Sync (answered with ReadyForQuery)
+    /// and returns the rest.
+    async fn discard_until_sync<'b>(&mut self, batch: &'b [u8]) -> Result<&'b [u8], Error> {
+        let mut at = 0;
+        for m in frame::messages(batch) {
+            at += m.len();
+            if m[0] == b'S' {
+                self.discarding = false;
+                self.out.clear();
+                messages::ready(&mut self.out, b'I');
+                self.client.write_all(&self.out).await.map_err(Error::Io)?;
+                return Ok(&batch[at..]);
+            }
+        }
+        Ok(&[])
+    }
+
+    /// The client left: connections between transactions go back to their
+    /// pools (session mode: after the reset query), others are closed.
+    pub(crate) async fn finish(&mut self) {
+        let idle = self.tracker.is_empty() && self.tx_status == b'I';
+        // The parked primary is between transactions by definition.
+        let servers = [self.server.take().filter(|_| idle), self.parked.take()];
+        for mut server in servers.into_iter().flatten() {
+            if self.shared.config.pool_mode == PoolMode::Session {
+                let reset = &self.shared.config.server_reset_query;
+                if !reset.is_empty() {
+                    let done =
+                        hidden::run(&mut server.conn, reset, self.shared.config.connect_timeout)
+                            .await;
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "server reset failed; closing the connection");
+                        continue;
+                    }
+                    server.conn.statements.clear();
+                }
+            }
+            self.put_back(server);
+        }
+    }
+}
+
+/// Why a server connection is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    /// It broke (closed, reset, unreadable).
+    Broken,
+    /// It said FATAL, which the client got as the answer to its oldest
+    /// request.
+    Told,
+    /// The topology no longer allows it.
+    Dropped,
+}
+
+/// Whether an ErrorResponse body ends the session (severity comes first).
+fn is_fatal(body: &[u8]) -> bool {
+    body.starts_with(b"SFATAL\0") || body.starts_with(b"SPANIC\0")
+}
+
+/// The message tags of a batch, for trace logs.
+fn tags(batch: &[u8]) -> String {
+    frame::messages(batch).map(|m| char::from(m[0])).collect()
+}
+
+/// A message with an empty body (ParseComplete, CloseComplete).
+fn put_empty(out: &mut BytesMut, tag: u8) {
+    out.put_u8(tag);
+    out.put_u32(4);
+}
+
+async fn next_server(server: &mut Option<Attached>) -> Result<Option<BytesMut>, Error> {
+    match server {
+        Some(s) => s.conn.reader.next_batch().await,
+        None => std::future::pending().await,
+    }
+}

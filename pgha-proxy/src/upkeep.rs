@@ -1,0 +1,32 @@
+//! Pool upkeep: closes idle server connections past their idle timeout or
+//! lifetime, and every idle connection to a node the topology no longer
+//! allows (an old primary after a failover, a failed standby).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Shared;
+
+/// How often idle connections are checked.
+const PERIOD: Duration = Duration::from_secs(1);
+
+/// Runs until the proxy stops serving (the future is dropped).
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut topology = shared.topology.clone();
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = topology.changed(), if watching => watching = changed.is_ok(),
+        }
+        let t = topology.borrow_and_update().clone();
+        let config = &shared.config;
+        for pool in shared.pools.all() {
+            let node = &pool.key.node;
+            let usable = t.is_writable(node) || t.readable_nodes().any(|n| &n.id == node);
+            pool.evict(config.server_idle_timeout, config.server_lifetime, !usable);
+        }
+    }
+}
