@@ -22,8 +22,10 @@
 //!   connection the client uses at that moment.
 //!
 //! Client authentication: hba rules and an auth file ([`ClientAuth`]) with
-//! SCRAM-SHA-256, md5, cleartext, trust and reject. Pools, transaction mode, extended-protocol routing and the
-//! admin console come next (see the crate's issue).
+//! SCRAM-SHA-256, md5, cleartext, trust and reject. The [`admin`] console's
+//! pure part (commands, result sets) is here; pools, transaction mode,
+//! extended-protocol routing and the console's wiring into sessions come
+//! next (see the crate's issue).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -46,6 +48,7 @@
 //! assert_eq!(e.sqlstate(), "08P01");
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod classify;
 mod client_auth;

@@ -1,6 +1,6 @@
 //! Where a request goes: the pure part of read routing.
 
-use pgha_core::{NodeId, Role, Topology};
+use pgha_core::{NodeId, NodeState, Role, Topology};
 
 use crate::classify::{classify, ClassifyConfig, Route};
 use crate::frame;
@@ -25,24 +25,34 @@ pub fn single_read(batch: &[u8], config: &ClassifyConfig) -> bool {
     class.route == Route::Any && !class.starts_transaction && class.statements > 0
 }
 
-/// A standby to read from, by weight, skipping standbys further behind the
-/// primary than `max_lag_bytes`; `pick` is a random number.
+/// The standbys load-balanced reads may go to now: up, weighted, seen in
+/// recovery, and no further behind the primary than `max_lag_bytes`.
+pub fn read_candidates(
+    topology: &Topology,
+    max_lag_bytes: Option<u64>,
+) -> impl Iterator<Item = &NodeState> + '_ {
+    topology
+        .readable_nodes()
+        // Probed and seen in recovery: a standby pgha has not looked at yet
+        // may be anything.
+        .filter(|n| n.role == Role::Standby && n.weight > 0 && n.in_recovery == Some(true))
+        .filter(
+            move |n| match (max_lag_bytes, topology.bytes_behind(&n.id)) {
+                (Some(limit), Some(behind)) => behind <= limit,
+                (Some(_), None) => false, // unknown lag: do not risk stale reads
+                (None, _) => true,
+            },
+        )
+}
+
+/// A standby to read from, by weight, among [`read_candidates`]; `pick` is
+/// a random number.
 pub fn pick_standby(
     topology: &Topology,
     max_lag_bytes: Option<u64>,
     pick: u64,
 ) -> Option<(NodeId, String, u16)> {
-    let candidates: Vec<_> = topology
-        .readable_nodes()
-        // Probed and seen in recovery: a standby pgha has not looked at yet
-        // may be anything.
-        .filter(|n| n.role == Role::Standby && n.weight > 0 && n.in_recovery == Some(true))
-        .filter(|n| match (max_lag_bytes, topology.bytes_behind(&n.id)) {
-            (Some(limit), Some(behind)) => behind <= limit,
-            (Some(_), None) => false, // unknown lag: do not risk stale reads
-            (None, _) => true,
-        })
-        .collect();
+    let candidates: Vec<_> = read_candidates(topology, max_lag_bytes).collect();
     let total: u64 = candidates.iter().map(|n| u64::from(n.weight)).sum();
     if total == 0 {
         return None;
