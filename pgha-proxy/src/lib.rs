@@ -25,6 +25,11 @@
 //! SCRAM-SHA-256, md5, cleartext, trust and reject. Pools, transaction mode, extended-protocol routing and the
 //! admin console come next (see the crate's issue).
 //!
+//! Monitoring: [`ProxyMetrics`] counts clients, server connections, pool
+//! waits, transactions by node and route decision, and follows the
+//! topology (term, lag, up, primary); [`http::serve_http`] serves them on
+//! `/metrics` (Prometheus) with a JSON `/status` beside them.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use pgha_core::{NodeState, Role, Topology};
@@ -52,7 +57,9 @@ mod client_auth;
 mod config;
 mod error;
 pub mod frame;
+pub mod http;
 pub mod messages;
+pub mod metrics;
 mod proxy;
 pub mod route;
 pub mod server;
@@ -62,6 +69,7 @@ pub mod startup;
 pub use client_auth::ClientAuth;
 pub use config::ProxyConfig;
 pub use error::Error;
+pub use metrics::ProxyMetrics;
 pub(crate) use proxy::Shared;
 pub use proxy::{CancelTarget, Proxy};
 pub use server::ServerAuth;
