@@ -27,6 +27,11 @@
 //! extended-protocol routing and the console's wiring into sessions come
 //! next (see the crate's issue).
 //!
+//! Monitoring: [`ProxyMetrics`] counts clients, server connections, pool
+//! waits, transactions by node and route decision, and follows the
+//! topology (term, lag, up, primary); [`http::serve_http`] serves them on
+//! `/metrics` (Prometheus) with a JSON `/status` beside them.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use pgha_core::{NodeState, Role, Topology};
@@ -55,7 +60,9 @@ mod client_auth;
 mod config;
 mod error;
 pub mod frame;
+pub mod http;
 pub mod messages;
+pub mod metrics;
 pub mod params;
 pub mod pool;
 pub mod prepared;
@@ -70,6 +77,7 @@ mod upkeep;
 pub use client_auth::ClientAuth;
 pub use config::{PoolMode, ProxyConfig};
 pub use error::Error;
+pub use metrics::ProxyMetrics;
 pub(crate) use proxy::Shared;
 pub use proxy::{CancelTarget, Proxy};
 pub use server::ServerAuth;

@@ -1,0 +1,189 @@
+//! What the proxy counts, for Prometheus: [`ProxyMetrics`].
+//!
+//! Each proxy owns its own registry (no globals: two proxies in one process
+//! report separately); [`ProxyMetrics::encode`] renders it as OpenMetrics
+//! text, which [`serve_http`](crate::http::serve_http) serves on `/metrics`.
+//!
+//! What each series tells an operator (counters end in `_total`):
+//!
+//! | series | labels | meaning |
+//! |---|---|---|
+//! | `pgha_clients` | | clients connected now |
+//! | `pgha_client_connections_total` | | client connections accepted |
+//! | `pgha_client_auth_failures_total` | `reason` | clients turned away: `password`, `hba_reject`, `unknown_database`, `too_many`, `protocol`, `timeout` ([`AuthFailure`]); a jump in `password` is a misconfigured app or a guesser |
+//! | `pgha_server_connections` | `node`, `state` | server connections open now, `idle` in the pool or `active` (lent to a client) |
+//! | `pgha_server_connects_total` | `node`, `outcome` | connects to a server, `ok` or `error`; errors before the monitor marks a node down show trouble early |
+//! | `pgha_pool_waits_total` | `node` | checkouts that found no free server connection and queued: the pool is too small for the load |
+//! | `pgha_pool_wait_duration_seconds` | | how long those queued checkouts waited |
+//! | `pgha_pool_wait_timeouts_total` | `node` | queued checkouts that gave up: clients got an error |
+//! | `pgha_transactions_total` | `node`, `route`, `reason` | transactions (or lone statements) by the server they ran on, `primary` or `standby`, and why ([`RouteReason`]): the share of reads that leave the primary, and what keeps the others on it |
+//! | `pgha_queries_total` | `node` | statements relayed |
+//! | `pgha_transaction_duration_seconds` | `route` | time from a transaction's first byte to the client until its last result, through the proxy |
+//! | `pgha_term` | | the cluster's term: it goes up by one on every promotion (0 until the first topology is observed) |
+//! | `pgha_node_lag_bytes` | `node` | WAL the node lacks to reach the most advanced position known in the cluster (what `max_standby_lag_bytes` is compared with); absent while its position is unknown |
+//! | `pgha_node_up` | `node` | 1 while the node is up, 0 otherwise (down, detached, quarantined, …) |
+//! | `pgha_node_primary` | `node` | 1 for the primary of the current term |
+//!
+//! The `pgha_node_*` series and `pgha_term` follow the topology passed to
+//! [`ProxyMetrics::observe_topology`]; a node that leaves the topology loses
+//! its `pgha_node_*` and `pgha_server_connections` series. Counters keep
+//! their series: they are history.
+//!
+//! Recording is meant for the hot path: label values are a shared
+//! [`NodeLabel`] and enums (no string is built per call), and the series
+//! without a node label are held directly, so they cost an atomic add or a
+//! short lock, not a lookup.
+
+mod cluster;
+mod labels;
+mod register;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub use labels::{AuthFailure, NodeLabel, RouteReason, RouteTarget};
+use labels::{ConnectLabels, NodeLabels, Outcome, ServerLabels, ServerState, TransactionLabels};
+
+/// Gauges are `i64`; the values put in them (counts, bytes, the term) fit
+/// for any real cluster, and saturate rather than wrap if not.
+fn gauge_value(v: impl TryInto<i64>) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
+
+/// The metrics of one proxy and the registry they are encoded from.
+///
+/// Share it as an `Arc<ProxyMetrics>` between the sessions and
+/// [`serve_http`](crate::http::serve_http).
+#[derive(Debug)]
+pub struct ProxyMetrics {
+    registry: Registry,
+    clients: Gauge,
+    client_connections: Counter,
+    /// One per [`AuthFailure`], in declaration order.
+    auth_failures: [Counter; AuthFailure::ALL.len()],
+    servers: Family<ServerLabels, Gauge>,
+    server_connects: Family<ConnectLabels, Counter>,
+    pool_waits: Family<NodeLabels, Counter>,
+    pool_wait_seconds: Histogram,
+    pool_timeouts: Family<NodeLabels, Counter>,
+    transactions: Family<TransactionLabels, Counter>,
+    queries: Family<NodeLabels, Counter>,
+    /// One per [`RouteTarget`], by [`RouteTarget::index`].
+    transaction_seconds: [Histogram; 2],
+    term: Gauge,
+    node_lag: Family<NodeLabels, Gauge>,
+    node_up: Family<NodeLabels, Gauge>,
+    node_primary: Family<NodeLabels, Gauge>,
+    /// The nodes of the last observed topology, to drop those that leave.
+    observed: Mutex<BTreeSet<NodeLabel>>,
+}
+
+impl ProxyMetrics {
+    /// A client connection was accepted: counts it and keeps it in
+    /// `pgha_clients` until the returned guard is dropped.
+    pub fn client_connected(&self) -> ClientGauge {
+        self.client_connections.inc();
+        self.clients.inc();
+        ClientGauge {
+            clients: self.clients.clone(),
+        }
+    }
+
+    /// A client was turned away before its session began.
+    pub fn auth_failure(&self, reason: AuthFailure) {
+        self.auth_failures[reason as usize].inc();
+    }
+
+    /// A connect (with login) to `node` succeeded (`ok`) or failed.
+    pub fn server_connect(&self, node: &NodeLabel, ok: bool) {
+        let outcome = if ok { Outcome::Ok } else { Outcome::Error };
+        let labels = ConnectLabels {
+            node: node.clone(),
+            outcome,
+        };
+        self.server_connects.get_or_create(&labels).inc();
+    }
+
+    /// The pool of `node` now holds `idle` free and `active` lent server
+    /// connections.
+    pub fn set_servers(&self, node: &NodeLabel, idle: usize, active: usize) {
+        for (state, count) in [(ServerState::Idle, idle), (ServerState::Active, active)] {
+            let labels = ServerLabels {
+                node: node.clone(),
+                state,
+            };
+            self.servers.get_or_create(&labels).set(gauge_value(count));
+        }
+    }
+
+    /// A checkout from the pool of `node` queued for `waited` before it got
+    /// a connection.
+    pub fn pool_wait(&self, node: &NodeLabel, waited: Duration) {
+        let labels = NodeLabels { node: node.clone() };
+        self.pool_waits.get_or_create(&labels).inc();
+        self.pool_wait_seconds.observe(waited.as_secs_f64());
+    }
+
+    /// A queued checkout from the pool of `node` gave up.
+    pub fn pool_timeout(&self, node: &NodeLabel) {
+        let labels = NodeLabels { node: node.clone() };
+        self.pool_timeouts.get_or_create(&labels).inc();
+    }
+
+    /// A transaction (or a statement outside one) ran on `node`, sent there
+    /// as `route` for `reason`, and took `took`.
+    pub fn transaction(
+        &self,
+        node: &NodeLabel,
+        route: RouteTarget,
+        reason: RouteReason,
+        took: Duration,
+    ) {
+        let labels = TransactionLabels {
+            node: node.clone(),
+            route,
+            reason,
+        };
+        self.transactions.get_or_create(&labels).inc();
+        self.transaction_seconds[route.index()].observe(took.as_secs_f64());
+    }
+
+    /// A statement was relayed to `node`.
+    pub fn query(&self, node: &NodeLabel) {
+        let labels = NodeLabels { node: node.clone() };
+        self.queries.get_or_create(&labels).inc();
+    }
+
+    /// Every series, as OpenMetrics text (ending in `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            // Writing to a String cannot fail; only a label's encoder can.
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        text
+    }
+}
+
+/// Keeps one client in `pgha_clients` while it lives: hold it for the
+/// session's lifetime, whatever way the session ends.
+#[derive(Debug)]
+#[must_use = "the client is counted only while the guard lives"]
+pub struct ClientGauge {
+    clients: Gauge,
+}
+
+impl Drop for ClientGauge {
+    fn drop(&mut self) {
+        self.clients.dec();
+    }
+}
