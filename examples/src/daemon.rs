@@ -8,8 +8,79 @@ use anyhow::{bail, Context};
 use pgha_core::{
     ClusterMonitor, MonitorConfig, MonitorHandle, NodeState, Role, SqlNodeController, Topology,
 };
-use pgha_proxy::{Proxy, ProxyConfig, ServerAuth};
+use pgha_proxy::{PauseGate, PoolMode, Proxy, ProxyConfig, ServerAuth};
 use tokio::net::TcpListener;
+
+/// The proxy's settings on the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyArgs {
+    /// When server connections go back to the pool: at the end of each
+    /// session or of each transaction.
+    #[arg(long, value_enum, default_value_t = Mode::Session)]
+    pub pool_mode: Mode,
+    /// Most server connections per node, database and user.
+    #[arg(long, default_value_t = 20)]
+    pub pool_size: usize,
+    /// Send every read to the primary (no load balancing).
+    #[arg(long)]
+    pub no_load_balance: bool,
+    /// A user allowed on the admin console (database `pgha`); repeat.
+    #[arg(long = "admin-user")]
+    pub admin_users: Vec<String>,
+    /// Address of the HTTP port serving /metrics (Prometheus) and /status
+    /// (JSON); none by default.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// User the proxy logs in to servers as (default: the client's).
+    #[arg(long)]
+    pub server_user: Option<String>,
+    /// Password for that user (or set PGHA_SERVER_PASSWORD).
+    #[arg(long, env = "PGHA_SERVER_PASSWORD", hide_env_values = true)]
+    pub server_password: Option<String>,
+}
+
+/// [`PoolMode`] for clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// A server connection per client session.
+    Session,
+    /// A server connection per transaction.
+    Transaction,
+}
+
+impl Default for ProxyArgs {
+    fn default() -> Self {
+        Self {
+            pool_mode: Mode::Session,
+            pool_size: 20,
+            no_load_balance: false,
+            admin_users: Vec::new(),
+            http: None,
+            server_user: None,
+            server_password: None,
+        }
+    }
+}
+
+impl ProxyArgs {
+    /// The proxy configuration these arguments describe.
+    pub fn config(&self) -> ProxyConfig {
+        ProxyConfig {
+            server_auth: ServerAuth {
+                user: self.server_user.clone(),
+                password: self.server_password.clone(),
+            },
+            pool_mode: match self.pool_mode {
+                Mode::Session => PoolMode::Session,
+                Mode::Transaction => PoolMode::Transaction,
+            },
+            pool_size: self.pool_size,
+            load_balance: !self.no_load_balance,
+            admin_users: self.admin_users.clone(),
+            ..ProxyConfig::default()
+        }
+    }
+}
 
 /// `NAME=HOST:PORT` as given on the command line.
 pub fn parse_node(text: &str) -> anyhow::Result<(String, String, u16)> {
@@ -43,18 +114,21 @@ pub async fn start(
     listen: SocketAddr,
     topology: Topology,
     state_file: Option<PathBuf>,
-    server_auth: ServerAuth,
+    proxy: &ProxyArgs,
 ) -> anyhow::Result<(MonitorHandle, SocketAddr)> {
     let config = MonitorConfig {
         state_file,
         ..MonitorConfig::default()
     };
+    // Planned switchovers hold new transactions in the proxy.
+    let gate = PauseGate::new(std::time::Duration::from_secs(30));
     let (monitor, handle) = ClusterMonitor::builder(topology)
         .controller(Arc::new(SqlNodeController::default()))
+        .switchover_hook(gate.clone())
         .config(config)
         .build()?;
     tokio::spawn(monitor.run(std::future::pending()));
-    serve_proxy(listen, &handle, server_auth)
+    serve_proxy(listen, &handle, proxy, gate)
         .await
         .map(|addr| (handle, addr))
 }
@@ -64,20 +138,31 @@ pub async fn start(
 pub async fn serve_proxy(
     listen: SocketAddr,
     handle: &MonitorHandle,
-    server_auth: ServerAuth,
+    args: &ProxyArgs,
+    gate: Arc<PauseGate>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let hints = handle.clone();
-    let config = ProxyConfig {
-        server_auth,
-        ..ProxyConfig::default()
-    };
-    let proxy = Proxy::with_hint(config, handle.topology(), move |node, sqlstate| {
+    let proxy = Proxy::with_hint(args.config(), handle.topology(), move |node, sqlstate| {
         hints.hint(node, sqlstate)
-    });
+    })
+    .with_pause_gate(gate);
+    if let Some(http) = args.http {
+        let http_listener = TcpListener::bind(http)
+            .await
+            .with_context(|| format!("listening on {http} (--http)"))?;
+        let topology = handle.topology();
+        let status = move || pgha_proxy::http::topology_json(&topology.borrow());
+        tokio::spawn(pgha_proxy::http::serve_http(
+            http_listener,
+            proxy.metrics(),
+            status,
+            std::future::pending(),
+        ));
+    }
     tokio::spawn(async move { proxy.serve(listener, std::future::pending()).await });
     Ok(addr)
 }

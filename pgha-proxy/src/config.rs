@@ -67,6 +67,8 @@ pub struct ProxyConfig {
     pub server_reset_query: String,
     /// Most clients connected at once; more get `53300` (default 10,000).
     pub max_client_conn: usize,
+    /// Users allowed on the admin console (database `pgha`); empty: none.
+    pub admin_users: Vec<String>,
 }
 
 impl Default for ProxyConfig {
@@ -88,6 +90,43 @@ impl Default for ProxyConfig {
             server_lifetime: Duration::from_secs(3600),
             server_reset_query: "DISCARD ALL".into(),
             max_client_conn: 10_000,
+            admin_users: Vec::new(),
         }
+    }
+}
+
+impl ProxyConfig {
+    /// Every setting as (name, value) text, for `SHOW CONFIG`.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let d = |d: Duration| format!("{d:?}");
+        vec![
+            ("pool_mode", format!("{:?}", self.pool_mode).to_lowercase()),
+            ("pool_size", self.pool_size.to_string()),
+            ("pool_timeout", d(self.pool_timeout)),
+            ("max_client_conn", self.max_client_conn.to_string()),
+            ("load_balance", self.load_balance.to_string()),
+            (
+                "max_standby_lag_bytes",
+                self.max_standby_lag_bytes
+                    .map_or("none".into(), |b| b.to_string()),
+            ),
+            ("no_primary_wait", d(self.no_primary_wait)),
+            ("server_idle_timeout", d(self.server_idle_timeout)),
+            ("server_lifetime", d(self.server_lifetime)),
+            ("server_reset_query", self.server_reset_query.clone()),
+            ("connect_timeout", d(self.connect_timeout)),
+            ("startup_timeout", d(self.startup_timeout)),
+            ("max_message", self.max_message.to_string()),
+            (
+                "server_user",
+                self.server_auth.user.clone().unwrap_or_default(),
+            ),
+            (
+                "server_password",
+                self.server_auth.password.clone().unwrap_or_default(),
+            ),
+            ("admin_users", self.admin_users.join(",")),
+            ("client_auth", self.client_auth.is_some().to_string()),
+        ]
     }
 }

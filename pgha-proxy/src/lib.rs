@@ -54,9 +54,11 @@
 //! ```
 
 pub mod admin;
+mod admin_view;
 pub mod auth;
 pub mod classify;
 mod client_auth;
+mod clients;
 mod config;
 mod error;
 pub mod frame;
@@ -64,6 +66,7 @@ pub mod http;
 pub mod messages;
 pub mod metrics;
 pub mod params;
+mod pause;
 pub mod pool;
 pub mod prepared;
 mod proxy;
@@ -78,6 +81,7 @@ pub use client_auth::ClientAuth;
 pub use config::{PoolMode, ProxyConfig};
 pub use error::Error;
 pub use metrics::ProxyMetrics;
+pub use pause::PauseGate;
 pub(crate) use proxy::Shared;
 pub use proxy::{CancelTarget, Proxy};
 pub use server::ServerAuth;

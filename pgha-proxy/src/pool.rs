@@ -14,7 +14,9 @@ use pgha_core::NodeId;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use crate::admin::{ServerRow, ServerState};
 use crate::frame::FrameReader;
+use crate::metrics::{NodeLabel, ProxyMetrics};
 use crate::params::Params;
 use crate::prepared::ServerStatements;
 use crate::{server, CancelTarget, Error, ProxyConfig};
@@ -46,6 +48,7 @@ pub struct ServerConnection {
     /// Proxy statements prepared on it.
     pub(crate) statements: ServerStatements,
     created: Instant,
+    connected_at: std::time::SystemTime,
     idle_since: Instant,
     _permit: OwnedSemaphorePermit,
 }
@@ -82,6 +85,14 @@ pub struct PoolStats {
     pub wait_us: AtomicU64,
     /// Server connections opened.
     pub connects: AtomicU64,
+    /// Transactions (or lone statements) run.
+    pub transactions: AtomicU64,
+    /// Of those, reads balanced to this node as a standby.
+    pub reads: AtomicU64,
+    /// Queries (simple queries and Executes) relayed.
+    pub queries: AtomicU64,
+    /// Total transaction time, in microseconds.
+    pub transaction_us: AtomicU64,
 }
 
 enum Ready {
@@ -95,6 +106,8 @@ enum Ready {
 pub struct Pool {
     /// What it is for.
     pub key: PoolKey,
+    /// The node's label in metrics (built once).
+    pub label: NodeLabel,
     host: String,
     port: u16,
     startup: Vec<(String, String)>,
@@ -117,12 +130,13 @@ impl Pool {
     pub async fn get(
         &self,
         config: &ProxyConfig,
+        metrics: &ProxyMetrics,
         deadline: tokio::time::Instant,
     ) -> Result<ServerConnection, Error> {
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
         let waiter = match self.take_or_queue() {
             Ready::Idle(conn) => return Ok(*conn),
-            Ready::Room(permit) => return self.connect(config, permit).await,
+            Ready::Room(permit) => return self.connect(config, metrics, permit).await,
             Ready::Queued(waiter) => waiter,
         };
         self.stats.waits.fetch_add(1, Ordering::Relaxed);
@@ -131,7 +145,7 @@ impl Pool {
             conn = waiter => conn.map_err(|_| Error::PoolTimeout { waited: started.elapsed() }),
             // A connection closed elsewhere frees room for a new one.
             permit = self.permits.clone().acquire_owned() => match permit {
-                Ok(permit) => self.connect(config, permit).await,
+                Ok(permit) => self.connect(config, metrics, permit).await,
                 Err(_) => Err(Error::PoolTimeout { waited: started.elapsed() }),
             },
             () = tokio::time::sleep_until(deadline) => Err(Error::PoolTimeout { waited: started.elapsed() }),
@@ -139,6 +153,10 @@ impl Pool {
         self.stats
             .wait_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        metrics.pool_wait(&self.label, started.elapsed());
+        if let Err(Error::PoolTimeout { .. }) = &result {
+            metrics.pool_timeout(&self.label);
+        }
         result
     }
 
@@ -169,6 +187,7 @@ impl Pool {
     async fn connect(
         &self,
         config: &ProxyConfig,
+        metrics: &ProxyMetrics,
         permit: OwnedSemaphorePermit,
     ) -> Result<ServerConnection, Error> {
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +198,9 @@ impl Pool {
             &config.server_auth,
             config.connect_timeout,
         )
-        .await?;
+        .await;
+        metrics.server_connect(&self.label, conn.is_ok());
+        let conn = conn?;
         if !conn.leftover.is_empty() {
             return Err(Error::Protocol(
                 "server sent data after ReadyForQuery".into(),
@@ -204,6 +225,7 @@ impl Pool {
             params,
             statements: ServerStatements::new(),
             created: now,
+            connected_at: std::time::SystemTime::now(),
             idle_since: now,
             _permit: permit,
         })
@@ -250,6 +272,26 @@ impl Pool {
             .clone()
     }
 
+    /// Rows for `SHOW SERVERS` of the idle connections (busy ones are
+    /// listed with their clients).
+    pub fn idle_rows(&self) -> Vec<ServerRow> {
+        let inner = self.lock();
+        inner
+            .idle
+            .iter()
+            .map(|c| ServerRow {
+                node: self.key.node.clone(),
+                database: self.key.database.clone(),
+                user: self.key.user.clone(),
+                state: ServerState::Idle,
+                backend_pid: Some(c.cancel.key.0),
+                connect_time: c.connected_at,
+                request_time: None,
+                client_pid: None,
+            })
+            .collect()
+    }
+
     /// (open connections, idle ones, clients waiting).
     pub fn sizes(&self) -> (usize, usize, usize) {
         let inner = self.lock();
@@ -284,6 +326,7 @@ impl Pools {
         }));
         let pool = Arc::new(Pool {
             key: key.clone(),
+            label: NodeLabel::new(key.node.as_str()),
             host: host.to_string(),
             port,
             startup,

@@ -36,7 +36,13 @@ pub(crate) struct Shared {
     /// Prepared statements, proxy-wide.
     pub(crate) statements: crate::prepared::Registry,
     /// Clients connected now.
-    pub(crate) clients: AtomicUsize,
+    pub(crate) client_count: AtomicUsize,
+    /// Who they are, for the admin console.
+    pub(crate) clients: crate::clients::Clients,
+    pub(crate) metrics: Arc<crate::ProxyMetrics>,
+    pub(crate) gate: Arc<crate::PauseGate>,
+    /// Called on the admin console's RELOAD.
+    pub(crate) reload: Option<Arc<dyn Fn() + Send + Sync>>,
     next_pid: AtomicI32,
     cancels: Mutex<HashMap<i32, (i32, CancelTarget)>>,
 }
@@ -100,6 +106,8 @@ impl Drop for ClientGuard<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         cancels.remove(&self.pid);
+        drop(cancels);
+        self.shared.clients.remove(self.pid);
     }
 }
 
@@ -148,11 +156,44 @@ impl Proxy {
                 mock_key: rand::random(),
                 pools: crate::pool::Pools::default(),
                 statements: crate::prepared::Registry::default(),
-                clients: AtomicUsize::new(0),
+                client_count: AtomicUsize::new(0),
+                clients: crate::clients::Clients::default(),
+                metrics: Arc::new(crate::ProxyMetrics::new()),
+                gate: crate::PauseGate::new(std::time::Duration::from_secs(30)),
+                reload: None,
                 next_pid: AtomicI32::new(1 << 24),
                 cancels: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Uses `gate` to hold new transactions (share it with the monitor as
+    /// its switchover hook). Call before serving.
+    pub fn with_pause_gate(mut self, gate: Arc<crate::PauseGate>) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.gate = gate,
+            None => tracing::warn!("with_pause_gate after serving started: ignored"),
+        }
+        self
+    }
+
+    /// Calls `reload` on the admin console's `RELOAD`. Call before serving.
+    pub fn on_reload(mut self, reload: impl Fn() + Send + Sync + 'static) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.reload = Some(Arc::new(reload)),
+            None => tracing::warn!("on_reload after serving started: ignored"),
+        }
+        self
+    }
+
+    /// The proxy's metrics (for [`serve_http`](crate::http::serve_http)).
+    pub fn metrics(&self) -> Arc<crate::ProxyMetrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// The gate that holds new transactions (`PAUSE`, switchovers).
+    pub fn pause_gate(&self) -> Arc<crate::PauseGate> {
+        self.shared.gate.clone()
     }
 
     /// Accepts clients on `listener` until `shutdown` completes.

@@ -5,6 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use pgha_core::NodeId;
+
+use crate::metrics::NodeLabel;
 use crate::Shared;
 
 /// How often idle connections are checked.
@@ -22,11 +27,23 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             changed = topology.changed(), if watching => watching = changed.is_ok(),
         }
         let t = topology.borrow_and_update().clone();
+        shared.metrics.observe_topology(&t);
         let config = &shared.config;
+        // Server connections per node (a node has a pool per database/user).
+        let mut per_node: HashMap<NodeId, (NodeLabel, usize, usize)> = HashMap::new();
         for pool in shared.pools.all() {
             let node = &pool.key.node;
             let usable = t.is_writable(node) || t.readable_nodes().any(|n| &n.id == node);
             pool.evict(config.server_idle_timeout, config.server_lifetime, !usable);
+            let (open, idle, _) = pool.sizes();
+            let entry = per_node
+                .entry(node.clone())
+                .or_insert_with(|| (pool.label.clone(), 0, 0));
+            entry.1 += idle;
+            entry.2 += open.saturating_sub(idle);
+        }
+        for (label, idle, active) in per_node.values() {
+            shared.metrics.set_servers(label, *idle, *active);
         }
     }
 }

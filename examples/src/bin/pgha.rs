@@ -34,12 +34,8 @@ enum Command {
         /// Where the term and primary are kept across restarts.
         #[arg(long)]
         state_file: Option<std::path::PathBuf>,
-        /// User the proxy logs in to servers as (default: the client's).
-        #[arg(long)]
-        server_user: Option<String>,
-        /// Password for that user (or set PGHA_SERVER_PASSWORD).
-        #[arg(long, env = "PGHA_SERVER_PASSWORD", hide_env_values = true)]
-        server_password: Option<String>,
+        #[command(flatten)]
+        proxy: pgha::daemon::ProxyArgs,
     },
     /// Start a local demo cluster, fail its primary over, rejoin it.
     Demo {
@@ -75,19 +71,14 @@ async fn main() -> anyhow::Result<()> {
             listen,
             nodes,
             state_file,
-            server_user,
-            server_password,
+            proxy,
         } => {
             let nodes = nodes
                 .iter()
                 .map(|n| pgha::daemon::parse_node(n))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let auth = pgha_proxy::ServerAuth {
-                user: server_user,
-                password: server_password,
-            };
             let (_handle, addr) =
-                pgha::daemon::start(listen, pgha::daemon::topology(&nodes), state_file, auth)
+                pgha::daemon::start(listen, pgha::daemon::topology(&nodes), state_file, &proxy)
                     .await?;
             tracing::warn!(%addr, "pgha serving");
             eprintln!("pgha: serving clients on {addr}");

@@ -73,7 +73,14 @@ pub(crate) async fn primary(
         };
         if let Some((node, host, port)) = target {
             let pool = pools.get(shared, login, &node, &host, port);
-            match pool.get(config, Instant::now() + config.pool_timeout).await {
+            match pool
+                .get(
+                    config,
+                    &shared.metrics,
+                    Instant::now() + config.pool_timeout,
+                )
+                .await
+            {
                 Ok(conn) => {
                     return Ok(Attached {
                         conn,
@@ -124,7 +131,7 @@ pub(crate) async fn standby(
     // A standby that is slow to give a connection is no better than the
     // primary: do not queue long for it.
     let deadline = Instant::now() + config.connect_timeout.min(config.pool_timeout);
-    match pool.get(config, deadline).await {
+    match pool.get(config, &shared.metrics, deadline).await {
         Ok(conn) => Some(Attached {
             conn,
             pool,

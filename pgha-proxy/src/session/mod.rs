@@ -9,12 +9,15 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::auth::AuthError;
 use crate::frame::FrameReader;
+use crate::metrics::AuthFailure;
 use crate::params::{self, Params};
 use crate::startup::{self, StartupRequest, MAX_STARTUP};
 use crate::{messages, Error, Shared};
 
 mod acquire;
+mod admin;
 mod hidden;
 mod relay;
 
@@ -82,11 +85,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
         }
     };
     let _count = ClientCount::enter(&shared);
+    let _gauge = shared.metrics.client_connected();
     if _count.over_limit {
         let e = Error::TooManyClients {
             max: shared.config.max_client_conn,
         };
         tracing::warn!(%peer, "{e}");
+        shared.metrics.auth_failure(AuthFailure::TooMany);
         let _ = send_fatal(&mut client, &e).await;
         return;
     }
@@ -107,6 +112,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
             });
         if let Err(e) = done {
             tracing::info!(%peer, error = %e, "authentication failed");
+            shared.metrics.auth_failure(match &e {
+                Error::Auth(AuthError::Rejected { .. }) => AuthFailure::HbaReject,
+                Error::Auth(_) => AuthFailure::Password,
+                Error::Protocol(message) if message.contains("in time") => AuthFailure::Timeout,
+                _ => AuthFailure::Protocol,
+            });
             let _ = send_fatal(&mut client, &e).await;
             return;
         }
@@ -114,12 +125,40 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
     let login = Login::new(&shared, &startup);
     let (pid, secret) = shared.register_client();
     let _registration = shared.client_guard(pid);
+    let get = |key: &str| {
+        startup
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let user = get("user").unwrap_or_default();
+    if login.database == crate::admin::ADMIN_DATABASE {
+        if let Err(e) = admin::serve(&shared, client, user, (pid, secret)).await {
+            tracing::debug!(%peer, error = %e, "admin session ended");
+        }
+        return;
+    }
+    let status = Arc::new(crate::clients::ClientStatus::default());
+    shared.clients.insert(
+        pid,
+        crate::clients::ClientEntry {
+            user: user.to_string(),
+            database: login.database.clone(),
+            application_name: get("application_name").map(str::to_string),
+            peer: Some(peer),
+            connect_time: std::time::SystemTime::now(),
+            status: status.clone(),
+        },
+    );
     let (client_read, client_write) = client.into_split();
-    let mut relay = relay::Relay::new(&shared, client_write, login, (pid, secret));
+    let mut relay = relay::Relay::new(&shared, client_write, login, (pid, secret), status);
     let greeting = match relay.login().await {
         Ok(greeting) => greeting,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "login failed");
+            if e.sqlstate() == "3D000" {
+                shared.metrics.auth_failure(AuthFailure::UnknownDatabase);
+            }
             relay.fatal(&e).await;
             return;
         }
@@ -139,7 +178,7 @@ struct ClientCount<'a> {
 
 impl<'a> ClientCount<'a> {
     fn enter(shared: &'a Shared) -> Self {
-        let before = shared.clients.fetch_add(1, Ordering::Relaxed);
+        let before = shared.client_count.fetch_add(1, Ordering::Relaxed);
         Self {
             shared,
             over_limit: before >= shared.config.max_client_conn,
@@ -149,7 +188,7 @@ impl<'a> ClientCount<'a> {
 
 impl Drop for ClientCount<'_> {
     fn drop(&mut self) {
-        self.shared.clients.fetch_sub(1, Ordering::Relaxed);
+        self.shared.client_count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -12,11 +12,16 @@ use tokio::sync::watch;
 
 use super::acquire::{self, Attached, PoolCache};
 use super::{greeting, hidden, Login};
+use crate::clients::ClientStatus;
 use crate::frame::{self, FrameReader};
+use crate::metrics::{RouteReason, RouteTarget};
 use crate::params::{parse_status, Params};
+use crate::pause::Running;
 use crate::prepared::{self, ClientStatements, Rewrite};
 use crate::tracker::{Disposition, Origin, Request, Tracker};
 use crate::{messages, Error, PoolMode, Shared};
+use std::sync::atomic::Ordering;
+use tokio::time::Instant;
 
 pub(crate) struct Relay<'a> {
     shared: &'a Arc<Shared>,
@@ -48,6 +53,10 @@ pub(crate) struct Relay<'a> {
     transaction_lost: bool,
     /// Server key last registered for the client's cancel requests.
     cancel_key: (i32, i32),
+    /// What the admin console shows of this client.
+    status: Arc<ClientStatus>,
+    /// The transaction in progress: counted for PAUSE, timed for metrics.
+    running: Option<(Running, Instant, RouteTarget, RouteReason)>,
     out: BytesMut,
     to_server: BytesMut,
 }
@@ -58,6 +67,7 @@ impl<'a> Relay<'a> {
         client: OwnedWriteHalf,
         login: Login,
         key: (i32, i32),
+        status: Arc<ClientStatus>,
     ) -> Self {
         Self {
             shared,
@@ -76,6 +86,8 @@ impl<'a> Relay<'a> {
             discarding: false,
             transaction_lost: false,
             cancel_key: (0, 0),
+            status,
+            running: None,
             out: BytesMut::new(),
             to_server: BytesMut::new(),
         }
@@ -151,10 +163,15 @@ impl<'a> Relay<'a> {
     async fn on_client(&mut self, mut batch: &[u8]) -> Result<bool, Error> {
         let mut goodbye = false;
         let mut len = 0;
+        let mut queries = 0;
         for m in frame::messages(batch) {
-            if m[0] == b'X' {
-                goodbye = true;
-                break;
+            match m[0] {
+                b'X' => {
+                    goodbye = true;
+                    break;
+                }
+                b'Q' | b'E' => queries += 1,
+                _ => {}
             }
             len += m.len();
         }
@@ -175,6 +192,7 @@ impl<'a> Relay<'a> {
         if between || self.server.is_none() {
             if let Err(e) = self.route(batch).await {
                 tracing::warn!(error = %e, "no server for a client transaction");
+                self.transaction_done(None);
                 self.refuse(batch, &e).await?;
                 return Ok(!goodbye);
             }
@@ -200,6 +218,18 @@ impl<'a> Relay<'a> {
                 tracker: &mut self.tracker,
             },
         );
+        if queries > 0 {
+            server
+                .pool
+                .stats
+                .queries
+                .fetch_add(queries, Ordering::Relaxed);
+            for _ in 0..queries {
+                self.shared.metrics.query(&server.pool.label);
+            }
+        }
+        self.status
+            .active(&server.conn.node, server.conn.cancel.key.0);
         if server.conn.cancel.key != self.cancel_key {
             self.cancel_key = server.conn.cancel.key;
             let (pid, secret) = self.key;
@@ -223,13 +253,24 @@ impl<'a> Relay<'a> {
         Ok(!goodbye)
     }
 
-    /// Picks the server for a transaction that starts with `batch`.
+    /// Picks the server for a transaction that starts with `batch`,
+    /// once the pause gate lets it start.
     async fn route(&mut self, batch: &[u8]) -> Result<(), Error> {
+        if self.running.is_none() {
+            self.status.waiting();
+            let running = self.shared.gate.enter().await;
+            self.running = Some((
+                running,
+                Instant::now(),
+                RouteTarget::Primary,
+                RouteReason::Transaction,
+            ));
+        }
         let config = &self.shared.config;
         let read = config.load_balance
             && !self.pinned
             && prepared::batch_is_read(batch, &self.statements, &config.classify);
-        if read {
+        let reason = if read {
             if self.server.as_ref().is_some_and(|s| !s.primary) {
                 return Ok(());
             }
@@ -241,11 +282,21 @@ impl<'a> Relay<'a> {
                     self.parked = Some(primary);
                 }
                 self.server = Some(standby);
+                self.set_route(RouteTarget::Standby, RouteReason::Read);
                 return Ok(());
             }
+            RouteReason::NoStandby
         } else {
             self.pinned = true;
-        }
+            if config.load_balance
+                && prepared::batch_is_read(batch, &self.statements, &config.classify)
+            {
+                RouteReason::Pinned
+            } else {
+                RouteReason::Transaction
+            }
+        };
+        self.set_route(RouteTarget::Primary, reason);
         let writable = |s: &Attached| s.primary && self.topology.borrow().is_writable(&s.conn.node);
         if self.server.as_ref().is_some_and(writable) {
             return Ok(());
@@ -271,6 +322,35 @@ impl<'a> Relay<'a> {
 
     fn attach(&mut self, attached: Attached) {
         self.server = Some(attached);
+    }
+
+    fn set_route(&mut self, target: RouteTarget, reason: RouteReason) {
+        if let Some(running) = self.running.as_mut() {
+            running.2 = target;
+            running.3 = reason;
+        }
+    }
+
+    /// The transaction in progress ended (or never got a server).
+    fn transaction_done(&mut self, node: Option<&Attached>) {
+        self.status.idle();
+        let Some((_, started, target, reason)) = self.running.take() else {
+            return;
+        };
+        if let Some(server) = node {
+            let took = started.elapsed();
+            let stats = &server.pool.stats;
+            stats.transactions.fetch_add(1, Ordering::Relaxed);
+            stats
+                .transaction_us
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            if target == RouteTarget::Standby {
+                stats.reads.fetch_add(1, Ordering::Relaxed);
+            }
+            self.shared
+                .metrics
+                .transaction(&server.pool.label, target, reason, took);
+        }
     }
 
     /// Relays a server batch, hiding answers to the proxy's own requests
@@ -342,7 +422,9 @@ impl<'a> Relay<'a> {
         }
         let keep = |s: &Attached, mode| s.primary && mode == PoolMode::Session;
         let mode = self.shared.config.pool_mode;
-        if let Some(server) = self.server.take() {
+        let server = self.server.take();
+        self.transaction_done(server.as_ref());
+        if let Some(server) = server {
             if keep(&server, mode) {
                 self.server = Some(server);
             } else {
@@ -372,6 +454,7 @@ impl<'a> Relay<'a> {
         let owed = self.tracker.owed_ready();
         let busy = !self.tracker.is_empty();
         self.tracker.clear();
+        self.transaction_done(Some(&server));
         if busy {
             // Told the way a server reports an error, for every request
             // still unanswered (pipelined ones never ran: none may look

@@ -12,6 +12,7 @@ use tokio_postgres::{Client, NoTls};
 /// A proxy on a free loopback port; stops when dropped.
 pub struct Running {
     pub port: u16,
+    pub metrics: Arc<pgha_proxy::ProxyMetrics>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -23,15 +24,20 @@ pub async fn start_proxy(config: ProxyConfig, topology: watch::Receiver<Arc<Topo
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (stop, stopped) = oneshot::channel::<()>();
+    let proxy = Proxy::new(config, topology);
+    let metrics = proxy.metrics();
     tokio::spawn(async move {
-        let proxy = Proxy::new(config, topology);
         proxy
             .serve(listener, async {
                 let _ = stopped.await;
             })
             .await;
     });
-    Running { port, _stop: stop }
+    Running {
+        port,
+        metrics,
+        _stop: stop,
+    }
 }
 
 pub async fn client(port: u16) -> Result<Client, tokio_postgres::Error> {

@@ -1,0 +1,111 @@
+//! Who is connected, for the admin console: one entry per client from
+//! login to goodbye, with what it is doing now.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use pgha_core::NodeId;
+
+use crate::admin::{ClientRow, ClientState};
+
+/// What a session updates as it goes (atomics: no lock per transaction
+/// except the node, which changes only when the server does).
+#[derive(Debug, Default)]
+pub(crate) struct ClientStatus {
+    state: AtomicU8,
+    server_pid: AtomicI32,
+    node: Mutex<Option<NodeId>>,
+}
+
+const IDLE: u8 = 0;
+const ACTIVE: u8 = 1;
+const WAITING: u8 = 2;
+
+impl ClientStatus {
+    /// Waiting for a server connection.
+    pub(crate) fn waiting(&self) {
+        self.state.store(WAITING, Ordering::Relaxed);
+    }
+
+    /// Running a transaction on `node`'s backend `pid`.
+    pub(crate) fn active(&self, node: &NodeId, pid: i32) {
+        self.state.store(ACTIVE, Ordering::Relaxed);
+        if self.server_pid.swap(pid, Ordering::Relaxed) != pid {
+            *self.node.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+        }
+    }
+
+    /// Between transactions (its server, if kept, stays listed).
+    pub(crate) fn idle(&self) {
+        self.state.store(IDLE, Ordering::Relaxed);
+    }
+}
+
+/// One connected client.
+#[derive(Debug)]
+pub(crate) struct ClientEntry {
+    pub(crate) user: String,
+    pub(crate) database: String,
+    pub(crate) application_name: Option<String>,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) connect_time: SystemTime,
+    pub(crate) status: Arc<ClientStatus>,
+}
+
+/// Every connected client, by the pid the proxy gave it.
+#[derive(Debug, Default)]
+pub(crate) struct Clients(Mutex<HashMap<i32, ClientEntry>>);
+
+impl Clients {
+    pub(crate) fn insert(&self, pid: i32, entry: ClientEntry) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid, entry);
+    }
+
+    pub(crate) fn remove(&self, pid: i32) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pid);
+    }
+
+    /// Rows for `SHOW CLIENTS`, by pid.
+    pub(crate) fn rows(&self) -> Vec<ClientRow> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows: Vec<ClientRow> = map
+            .iter()
+            .map(|(&pid, c)| {
+                let state = match c.status.state.load(Ordering::Relaxed) {
+                    ACTIVE => ClientState::Active,
+                    WAITING => ClientState::Waiting,
+                    _ => ClientState::Idle,
+                };
+                let server_pid = c.status.server_pid.load(Ordering::Relaxed);
+                ClientRow {
+                    pid,
+                    user: c.user.clone(),
+                    database: c.database.clone(),
+                    application_name: c.application_name.clone(),
+                    state,
+                    peer: c.peer,
+                    connect_time: c.connect_time,
+                    request_time: None,
+                    node: c
+                        .status
+                        .node
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone(),
+                    server_pid: (server_pid != 0).then_some(server_pid),
+                }
+            })
+            .collect();
+        rows.sort_by_key(|r| r.pid);
+        rows
+    }
+}
