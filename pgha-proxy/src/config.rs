@@ -20,6 +20,33 @@ pub enum PoolMode {
     Transaction,
 }
 
+/// How a client reads its own writes when reads are balanced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// After its first write (or session-state statement) a client reads
+    /// only from the primary, for the rest of its session. Costs nothing.
+    #[default]
+    Pin,
+    /// After a write transaction commits, the proxy asks the primary for
+    /// its WAL position on the same connection (one hidden query, after
+    /// the client already has its answer) and sends the client's reads only
+    /// to standbys that have replayed that far, else to the primary.
+    Lsn,
+    /// As [`Consistency::Lsn`], and every session of the same user sees
+    /// the position: a write through one connection is read through another.
+    LsnPerUser,
+    /// As [`Consistency::LsnPerUser`], keyed by `application_name`.
+    LsnPerApplication,
+}
+
+impl Consistency {
+    /// Whether write positions are tracked.
+    pub fn tracks_lsn(self) -> bool {
+        self != Consistency::Pin
+    }
+}
+
 /// Settings of a [`Proxy`](crate::Proxy).
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -69,6 +96,11 @@ pub struct ProxyConfig {
     pub max_client_conn: usize,
     /// Users allowed on the admin console (database `pgha`); empty: none.
     pub admin_users: Vec<String>,
+    /// Read-your-writes with load balancing (default [`Consistency::Pin`]).
+    pub consistency: Consistency,
+    /// How often standbys' replay positions are polled when
+    /// `consistency` tracks write positions (default 20 ms).
+    pub replay_poll_interval: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -91,6 +123,8 @@ impl Default for ProxyConfig {
             server_reset_query: "DISCARD ALL".into(),
             max_client_conn: 10_000,
             admin_users: Vec::new(),
+            consistency: Consistency::Pin,
+            replay_poll_interval: Duration::from_millis(20),
         }
     }
 }
@@ -127,6 +161,11 @@ impl ProxyConfig {
             ),
             ("admin_users", self.admin_users.join(",")),
             ("client_auth", self.client_auth.is_some().to_string()),
+            (
+                "consistency",
+                format!("{:?}", self.consistency).to_lowercase(),
+            ),
+            ("replay_poll_interval", d(self.replay_poll_interval)),
         ]
     }
 }

@@ -70,6 +70,7 @@ mod pause;
 pub mod pool;
 pub mod prepared;
 mod proxy;
+mod replay;
 pub mod route;
 pub mod server;
 mod session;
@@ -78,7 +79,7 @@ pub mod tracker;
 mod upkeep;
 
 pub use client_auth::ClientAuth;
-pub use config::{PoolMode, ProxyConfig};
+pub use config::{Consistency, PoolMode, ProxyConfig};
 pub use error::Error;
 pub use metrics::ProxyMetrics;
 pub use pause::PauseGate;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, BytesMut};
 
-use crate::classify::{classify, ClassifyConfig, Route};
+use crate::classify::{classify, ClassifyConfig, Reason, Route};
 use crate::frame;
 use crate::tracker::{Origin, Request, Tracker};
 
@@ -28,8 +28,8 @@ pub struct Statement {
     pub server_name: String,
     /// The `Parse` body after the name: query text and parameter types.
     parse_rest: Box<[u8]>,
-    /// Any server may run it (a read that starts no transaction).
-    pub read: bool,
+    /// Where it may run ([`statement_route`]).
+    pub route: Route,
 }
 
 /// Every distinct statement clients have prepared through this proxy.
@@ -50,7 +50,7 @@ impl Registry {
             id,
             server_name: format!("pgha_{id}"),
             parse_rest: parse_rest.into(),
-            read: query_text(parse_rest).is_some_and(|sql| is_read(sql, config)),
+            route: parse_route(parse_rest, config),
         });
         statements.insert(parse_rest.into(), statement.clone());
         statement
@@ -70,10 +70,23 @@ impl Registry {
     }
 }
 
-/// A statement any server may run: a read that starts no transaction.
-pub fn is_read(sql: &str, config: &ClassifyConfig) -> bool {
+/// Where a statement may run as a unit: [`Route::Any`] only for a read that
+/// starts no transaction (a transaction stays on one server; an empty
+/// string is the primary's to answer).
+pub fn statement_route(sql: &str, config: &ClassifyConfig) -> Route {
     let class = classify(sql, config);
-    class.route == Route::Any && !class.starts_transaction && class.statements > 0
+    match class.route {
+        Route::Any if class.starts_transaction => Route::Primary(Reason::TransactionStart),
+        Route::Any if class.statements == 0 => Route::Primary(Reason::Unknown),
+        route => route,
+    }
+}
+
+/// The route of the query in a `Parse` body's remainder.
+fn parse_route(parse_rest: &[u8], config: &ClassifyConfig) -> Route {
+    query_text(parse_rest).map_or(Route::Primary(Reason::Unknown), |sql| {
+        statement_route(sql, config)
+    })
 }
 
 /// The query text at the start of a `Parse` body's remainder.
@@ -265,55 +278,58 @@ fn resets_statements(sql: &[u8]) -> bool {
     contains(b"discard") || contains(b"deallocate")
 }
 
-/// Whether a client batch is a complete unit any server may answer: one
+/// Where a client batch may run as a unit: [`Route::Any`] for one
 /// simple-protocol read, or extended-protocol messages ending in Sync whose
-/// every statement is a read (unnamed ones parsed in this batch, named
-/// ones known to the client).
-pub fn batch_is_read(batch: &[u8], client: &ClientStatements, config: &ClassifyConfig) -> bool {
+/// every statement is a read (unnamed ones parsed in this batch, named ones
+/// known to the client); otherwise the primary, with the first reason met.
+pub fn batch_route(batch: &[u8], client: &ClientStatements, config: &ClassifyConfig) -> Route {
+    const UNKNOWN: Route = Route::Primary(Reason::Unknown);
     let mut messages = frame::messages(batch).peekable();
     let Some(first) = messages.peek() else {
-        return false;
+        return UNKNOWN;
     };
     if first[0] == b'Q' {
-        return crate::route::single_read(batch, config);
+        let mut all = frame::messages(batch);
+        let (Some(query), None) = (all.next(), all.next()) else {
+            return UNKNOWN; // pipelined queries: keep them together
+        };
+        let sql = frame::body(query);
+        let sql = sql.strip_suffix(&[0]).unwrap_or(sql);
+        return std::str::from_utf8(sql).map_or(UNKNOWN, |sql| statement_route(sql, config));
     }
-    let mut unnamed_read = false;
+    let mut unnamed = UNKNOWN;
     let mut last = 0;
     for message in messages {
         let body = frame::body(message);
         last = message[0];
-        let ok = match message[0] {
+        let route = match message[0] {
             b'P' => match cstr(body) {
                 Some((b"", rest)) => {
-                    unnamed_read = query_text(rest).is_some_and(|sql| is_read(sql, config));
-                    unnamed_read
+                    unnamed = parse_route(rest, config);
+                    unnamed
                 }
-                Some((name, _)) => {
-                    client.get(name).is_some_and(|s| s.read) || named_read(body, config)
-                }
-                None => false,
+                Some((_, rest)) => parse_route(rest, config),
+                None => UNKNOWN,
             },
             b'B' => match cstr(body).and_then(|(_, rest)| cstr(rest)) {
-                Some((b"", _)) => unnamed_read,
-                Some((name, _)) => client.get(name).is_some_and(|s| s.read),
-                None => false,
+                Some((b"", _)) => unnamed,
+                Some((name, _)) => client.get(name).map_or(UNKNOWN, |s| s.route),
+                None => UNKNOWN,
             },
-            b'D' | b'E' | b'S' | b'H' => true,
-            b'C' => body.first() == Some(&b'S'),
-            _ => false,
+            b'D' | b'E' | b'S' | b'H' => Route::Any,
+            b'C' if body.first() == Some(&b'S') => Route::Any,
+            _ => UNKNOWN,
         };
-        if !ok {
-            return false;
+        if route.is_primary() {
+            return route;
         }
     }
-    last == b'S'
-}
-
-/// A named Parse of a read (the client re-prepares a name).
-fn named_read(body: &[u8], config: &ClassifyConfig) -> bool {
-    cstr(body)
-        .and_then(|(_, rest)| query_text(rest))
-        .is_some_and(|sql| is_read(sql, config))
+    if last == b'S' {
+        Route::Any
+    } else {
+        // No Sync yet: the exchange may go on in the next batch.
+        UNKNOWN
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ pub(crate) struct Shared {
     pub(crate) clients: crate::clients::Clients,
     pub(crate) metrics: Arc<crate::ProxyMetrics>,
     pub(crate) gate: Arc<crate::PauseGate>,
+    /// Standbys' replay positions (read-your-writes by LSN).
+    pub(crate) replay: crate::replay::ReplayPositions,
+    /// Write positions shared by sessions of one user or application.
+    pub(crate) written: std::sync::Mutex<HashMap<String, crate::session::Written>>,
     /// Called on the admin console's RELOAD.
     pub(crate) reload: Option<Arc<dyn Fn() + Send + Sync>>,
     next_pid: AtomicI32,
@@ -161,6 +165,8 @@ impl Proxy {
                 metrics: Arc::new(crate::ProxyMetrics::new()),
                 gate: crate::PauseGate::new(std::time::Duration::from_secs(30)),
                 reload: None,
+                replay: crate::replay::ReplayPositions::default(),
+                written: std::sync::Mutex::new(HashMap::new()),
                 next_pid: AtomicI32::new(1 << 24),
                 cancels: Mutex::new(HashMap::new()),
             }),
@@ -205,10 +211,14 @@ impl Proxy {
         tokio::pin!(shutdown);
         let upkeep = crate::upkeep::run(self.shared.clone());
         tokio::pin!(upkeep);
+        let tracks_lsn = self.shared.config.consistency.tracks_lsn();
+        let replay = crate::replay::run(self.shared.clone());
+        tokio::pin!(replay);
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
                 () = &mut upkeep => {}
+                () = &mut replay, if tracks_lsn => {}
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         tokio::spawn(session::run(self.shared.clone(), stream, peer));

@@ -1,28 +1,15 @@
 //! Where a request goes: the pure part of read routing.
 
-use pgha_core::{NodeId, NodeState, Role, Topology};
+use pgha_core::{Lsn, NodeId, NodeState, Role, Topology};
 
-use crate::classify::{classify, ClassifyConfig, Route};
-use crate::frame;
+use crate::classify::{ClassifyConfig, Route};
 
 /// Whether a client batch is one simple-protocol query that any server may
 /// answer: a read, not starting a transaction (a transaction must stay on
 /// one server).
 pub fn single_read(batch: &[u8], config: &ClassifyConfig) -> bool {
-    let mut messages = frame::messages(batch);
-    let (Some(query), None) = (messages.next(), messages.next()) else {
-        return false;
-    };
-    if query.first() != Some(&b'Q') {
-        return false;
-    }
-    let sql = frame::body(query);
-    let sql = sql.strip_suffix(&[0]).unwrap_or(sql);
-    let Ok(sql) = std::str::from_utf8(sql) else {
-        return false;
-    };
-    let class = classify(sql, config);
-    class.route == Route::Any && !class.starts_transaction && class.statements > 0
+    batch.first() == Some(&b'Q')
+        && crate::prepared::batch_route(batch, &Default::default(), config) == Route::Any
 }
 
 /// The standbys load-balanced reads may go to now: up, weighted, seen in
@@ -52,7 +39,21 @@ pub fn pick_standby(
     max_lag_bytes: Option<u64>,
     pick: u64,
 ) -> Option<(NodeId, String, u16)> {
-    let candidates: Vec<_> = read_candidates(topology, max_lag_bytes).collect();
+    pick_standby_at(topology, max_lag_bytes, None, |n| n.replayed_lsn, pick)
+}
+
+/// As [`pick_standby`], among standbys whose replay position (`replayed`)
+/// has reached `at_least`, when given (read-your-writes).
+pub fn pick_standby_at(
+    topology: &Topology,
+    max_lag_bytes: Option<u64>,
+    at_least: Option<Lsn>,
+    replayed: impl Fn(&NodeState) -> Option<Lsn>,
+    pick: u64,
+) -> Option<(NodeId, String, u16)> {
+    let candidates: Vec<_> = read_candidates(topology, max_lag_bytes)
+        .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
+        .collect();
     let total: u64 = candidates.iter().map(|n| u64::from(n.weight)).sum();
     if total == 0 {
         return None;

@@ -123,10 +123,16 @@ pub(crate) async fn standby(
     topology: &Topology,
     pools: &mut PoolCache,
     login: &Login,
+    at_least: Option<pgha_core::Lsn>,
 ) -> Option<Attached> {
     let config = &shared.config;
-    let (node, host, port) =
-        route::pick_standby(topology, config.max_standby_lag_bytes, rand::random())?;
+    let (node, host, port) = route::pick_standby_at(
+        topology,
+        config.max_standby_lag_bytes,
+        at_least,
+        |n| shared.replay.of(n),
+        rand::random(),
+    )?;
     let pool = pools.get(shared, login, &node, &host, port);
     // A standby that is slow to give a connection is no better than the
     // primary: do not queue long for it.

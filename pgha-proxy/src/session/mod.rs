@@ -21,9 +21,13 @@ mod admin;
 mod hidden;
 mod relay;
 
+pub(crate) use relay::Written;
+
 /// Who the client is and what its server connections must look like.
 #[derive(Debug, Clone)]
 pub(crate) struct Login {
+    /// The client's user name.
+    pub(crate) user: String,
     pub(crate) database: String,
     /// User name on the servers.
     pub(crate) server_user: String,
@@ -44,7 +48,12 @@ impl Login {
         };
         let user = get("user").unwrap_or_default();
         let database = get("database").unwrap_or_else(|| user.clone());
-        let server_user = shared.config.server_auth.user.clone().unwrap_or(user);
+        let server_user = shared
+            .config
+            .server_auth
+            .user
+            .clone()
+            .unwrap_or_else(|| user.clone());
         let mut asked = Params::default();
         let mut options: Vec<String> = startup
             .iter()
@@ -54,6 +63,7 @@ impl Login {
             .collect();
         options.sort();
         Self {
+            user,
             database,
             server_user,
             options: options.join("\0"),

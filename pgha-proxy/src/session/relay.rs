@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::acquire::{self, Attached, PoolCache};
 use super::{greeting, hidden, Login};
+use crate::classify::{Reason, Route};
 use crate::clients::ClientStatus;
 use crate::frame::{self, FrameReader};
 use crate::metrics::{RouteReason, RouteTarget};
@@ -19,7 +20,9 @@ use crate::params::{parse_status, Params};
 use crate::pause::Running;
 use crate::prepared::{self, ClientStatements, Rewrite};
 use crate::tracker::{Disposition, Origin, Request, Tracker};
+use crate::Consistency;
 use crate::{messages, Error, PoolMode, Shared};
+use pgha_core::Lsn;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
@@ -45,6 +48,16 @@ pub(crate) struct Relay<'a> {
     /// Reads stay on the primary from the first statement that is not a
     /// read (read-your-writes, session state).
     pinned: bool,
+    /// The transaction in progress may write: learn the primary's WAL
+    /// position when it ends (read-your-writes by LSN).
+    lsn_wanted: bool,
+    /// The hidden position query is in flight; its answer lands here.
+    lsn_probe: Option<Option<Lsn>>,
+    /// The client's last write position.
+    written: Option<Lsn>,
+    /// Shared positions: other sessions of the key read from the primary
+    /// from this client's commit until its position is known.
+    pending: Option<PendingWrite>,
     /// After an error of the proxy's own in the extended protocol, the
     /// client's messages are dropped until its Sync, as a server does.
     discarding: bool,
@@ -83,6 +96,10 @@ impl<'a> Relay<'a> {
             tracker: Tracker::default(),
             tx_status: b'I',
             pinned: false,
+            lsn_wanted: false,
+            lsn_probe: None,
+            written: None,
+            pending: None,
             discarding: false,
             transaction_lost: false,
             cancel_key: (0, 0),
@@ -117,7 +134,7 @@ impl<'a> Relay<'a> {
         let mut out = BytesMut::with_capacity(512);
         greeting(&mut out, &attached.pool.reported(), &self.params, self.key);
         self.attach(attached);
-        self.release_if_done();
+        self.release_if_done().await?;
         Ok(out)
     }
 
@@ -202,9 +219,7 @@ impl<'a> Relay<'a> {
         };
         self.to_server.clear();
         if let Some(sql) = self.params.sync_query(&mut server.conn.params) {
-            self.to_server.put_u8(b'Q');
-            self.to_server.put_u32(sql.len() as u32 + 4);
-            self.to_server.put_slice(&sql);
+            put_query(&mut self.to_server, &sql);
             self.tracker.push(Request::Query, Origin::Proxy);
         }
         prepared::rewrite(
@@ -267,33 +282,50 @@ impl<'a> Relay<'a> {
             ));
         }
         let config = &self.shared.config;
-        let read = config.load_balance
-            && !self.pinned
-            && prepared::batch_is_read(batch, &self.statements, &config.classify);
-        let reason = if read {
-            if self.server.as_ref().is_some_and(|s| !s.primary) {
-                return Ok(());
-            }
-            let topology = self.topology.borrow().clone();
-            if let Some(standby) =
-                acquire::standby(self.shared, &topology, &mut self.pools, &self.login).await
-            {
-                if let Some(primary) = self.server.take() {
-                    self.parked = Some(primary);
+        let route = prepared::batch_route(batch, &self.statements, &config.classify);
+        let reason = match route {
+            Route::Any if !config.load_balance => RouteReason::NoStandby,
+            Route::Any if self.pinned => RouteReason::Pinned,
+            Route::Any => {
+                if self.server.as_ref().is_some_and(|s| !s.primary) {
+                    return Ok(());
                 }
-                self.server = Some(standby);
-                self.set_route(RouteTarget::Standby, RouteReason::Read);
-                return Ok(());
+                let topology = self.topology.borrow().clone();
+                let at_least = self.written_lsn();
+                let standby = acquire::standby(
+                    self.shared,
+                    &topology,
+                    &mut self.pools,
+                    &self.login,
+                    at_least,
+                )
+                .await;
+                if let Some(standby) = standby {
+                    if let Some(primary) = self.server.take() {
+                        self.parked = Some(primary);
+                    }
+                    self.server = Some(standby);
+                    self.set_route(RouteTarget::Standby, RouteReason::Read);
+                    return Ok(());
+                }
+                if at_least.is_some() {
+                    RouteReason::Lag
+                } else {
+                    RouteReason::NoStandby
+                }
             }
-            RouteReason::NoStandby
-        } else {
-            self.pinned = true;
-            if config.load_balance
-                && prepared::batch_is_read(batch, &self.statements, &config.classify)
-            {
-                RouteReason::Pinned
-            } else {
-                RouteReason::Transaction
+            Route::Primary(reason) => {
+                match reason {
+                    // Session state lives on the primary connection: later
+                    // reads must see it.
+                    Reason::Set | Reason::Session | Reason::TempTable | Reason::Unknown => {
+                        self.pinned = true
+                    }
+                    Reason::Hint => {}
+                    _ if config.consistency.tracks_lsn() => self.lsn_wanted = true,
+                    _ => self.pinned = true,
+                }
+                RouteReason::Statement(reason)
             }
         };
         self.set_route(RouteTarget::Primary, reason);
@@ -385,6 +417,9 @@ impl<'a> Relay<'a> {
                 // The server is closing this connection (terminated,
                 // shutting down): do not send it anything more.
                 b'E' => fatal |= is_fatal(frame::body(m)),
+                b'D' if disposition == Disposition::Hide && self.lsn_probe.is_some() => {
+                    self.lsn_probe = Some(first_text(frame::body(m)).and_then(|t| t.parse().ok()));
+                }
                 _ => {}
             }
             let synthetic = self.tracker.next_synthetic();
@@ -403,6 +438,12 @@ impl<'a> Relay<'a> {
                 }
             }
         }
+        if self.lsn_wanted && self.tracker.is_empty() && self.tx_status == b'I' {
+            // Before the client learns of its commit.
+            self.pending = self
+                .shared_key()
+                .map(|key| PendingWrite::new(self.shared, key));
+        }
         let reply = if rebuilt { &self.out[..] } else { batch };
         if !reply.is_empty() {
             self.client.write_all(reply).await.map_err(Error::Io)?;
@@ -410,15 +451,30 @@ impl<'a> Relay<'a> {
         if fatal {
             return self.server_lost(Lost::Told).await;
         }
-        self.release_if_done();
-        Ok(())
+        self.release_if_done().await
     }
 
     /// At a transaction boundary: a standby goes back to its pool, and in
     /// transaction mode the primary too.
-    fn release_if_done(&mut self) {
+    async fn release_if_done(&mut self) -> Result<(), Error> {
         if !self.tracker.is_empty() || self.tx_status != b'I' {
-            return;
+            return Ok(());
+        }
+        if let Some(answer) = self.lsn_probe.take() {
+            self.wrote(answer);
+        } else if std::mem::take(&mut self.lsn_wanted) {
+            if let Some(server) = self.server.as_mut().filter(|s| s.primary) {
+                // The client has its answer; the connection stays ours for
+                // one more round trip.
+                self.to_server.clear();
+                put_query(&mut self.to_server, b"SELECT pg_current_wal_lsn()::text\0");
+                self.tracker.push(Request::Query, Origin::Proxy);
+                self.lsn_probe = Some(None);
+                if server.conn.writer.write_all(&self.to_server).await.is_err() {
+                    return self.server_lost(Lost::Broken).await;
+                }
+                return Ok(());
+            }
         }
         let keep = |s: &Attached, mode| s.primary && mode == PoolMode::Session;
         let mode = self.shared.config.pool_mode;
@@ -431,6 +487,60 @@ impl<'a> Relay<'a> {
                 self.put_back(server);
                 self.server = self.parked.take();
             }
+        }
+        Ok(())
+    }
+
+    /// Records the client's write position (and its user's or
+    /// application's, when shared).
+    fn wrote(&mut self, lsn: Option<Lsn>) {
+        let Some(lsn) = lsn else {
+            // Unknown: be safe, read from the primary from now on.
+            self.pinned = true;
+            return;
+        };
+        self.written = self.written.max(Some(lsn));
+        if let Some(key) = self.shared_key() {
+            let mut map = self
+                .shared
+                .written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let at = map.entry(key).or_default();
+            at.lsn = at.lsn.max(Some(lsn));
+        }
+        self.pending = None;
+    }
+
+    /// The position this client's reads must have reached.
+    fn written_lsn(&self) -> Option<Lsn> {
+        let shared = self.shared_key().and_then(|key| {
+            let map = self
+                .shared
+                .written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // A commit whose position is not known yet: nothing but the
+            // primary is sure to have it.
+            map.get(&key).and_then(|w| {
+                if w.pending > 0 {
+                    Some(Lsn(u64::MAX))
+                } else {
+                    w.lsn
+                }
+            })
+        });
+        self.written.max(shared)
+    }
+
+    fn shared_key(&self) -> Option<String> {
+        match self.shared.config.consistency {
+            Consistency::LsnPerUser => Some(format!("u:{}", self.login.user)),
+            Consistency::LsnPerApplication => Some(format!(
+                "a:{}",
+                self.params.get("application_name").unwrap_or_default()
+            )),
+            Consistency::Pin | Consistency::Lsn => None,
         }
     }
 
@@ -570,6 +680,46 @@ impl<'a> Relay<'a> {
     }
 }
 
+/// A write position shared by a user's (or application's) sessions.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Written {
+    lsn: Option<Lsn>,
+    /// Commits whose position is being asked for.
+    pending: usize,
+}
+
+/// A commit of the key whose position is not known yet; dropped once it
+/// is (or the connection is lost).
+struct PendingWrite {
+    shared: Arc<Shared>,
+    key: String,
+}
+
+impl PendingWrite {
+    fn new(shared: &Arc<Shared>, key: String) -> Self {
+        let mut map = shared.written.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.clone()).or_default().pending += 1;
+        drop(map);
+        Self {
+            shared: shared.clone(),
+            key,
+        }
+    }
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = map.get_mut(&self.key) {
+            w.pending = w.pending.saturating_sub(1);
+        }
+    }
+}
+
 /// Why a server connection is given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lost {
@@ -580,6 +730,20 @@ enum Lost {
     Told,
     /// The topology no longer allows it.
     Dropped,
+}
+
+/// A Query message for NUL-terminated `sql`.
+fn put_query(out: &mut BytesMut, sql: &[u8]) {
+    out.put_u8(b'Q');
+    out.put_u32(sql.len() as u32 + 4);
+    out.put_slice(sql);
+}
+
+/// The first column of a DataRow body, as text.
+fn first_text(body: &[u8]) -> Option<&str> {
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    std::str::from_utf8(body.get(6..6 + len)?).ok()
 }
 
 /// Whether an ErrorResponse body ends the session (severity comes first).
