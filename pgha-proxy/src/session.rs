@@ -12,7 +12,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::frame::FrameReader;
-use crate::startup::{self, StartupRequest, MAX_STARTUP};
+use crate::startup::{self, StartupRequest};
 use crate::{messages, route, server, CancelTarget, Error, Shared};
 
 /// The server side of a session, bound to one node in one term.
@@ -156,13 +156,8 @@ async fn startup_phase(
     client: &mut TcpStream,
 ) -> Result<Option<Vec<(String, String)>>, Error> {
     loop {
-        let len = client.read_u32().await.map_err(Error::Io)? as usize;
-        if !(8..=MAX_STARTUP).contains(&len) {
-            return Err(Error::Protocol(format!(
-                "startup packet length {len} out of range"
-            )));
-        }
-        let mut body = vec![0u8; len - 4];
+        let len = client.read_u32().await.map_err(Error::Io)?;
+        let mut body = vec![0u8; startup::body_len(len)?];
         client.read_exact(&mut body).await.map_err(Error::Io)?;
         match startup::parse(&body)? {
             // TLS and GSS encryption are not offered (yet): the client
