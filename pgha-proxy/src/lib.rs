@@ -52,6 +52,7 @@ mod client_auth;
 mod config;
 mod error;
 pub mod frame;
+pub mod fuzzing;
 pub mod messages;
 mod proxy;
 pub mod route;
