@@ -131,7 +131,7 @@ async fn read_password_message(client: &mut TcpStream) -> Result<Vec<u8>, Error>
 
 /// The client-first message inside a SASLInitialResponse: mechanism name,
 /// then a length-prefixed payload.
-fn sasl_initial_data(body: &[u8]) -> Result<&[u8], Error> {
+pub(crate) fn sasl_initial_data(body: &[u8]) -> Result<&[u8], Error> {
     let bad = || Error::Protocol("malformed SASLInitialResponse".into());
     let nul = body.iter().position(|b| *b == 0).ok_or_else(bad)?;
     if &body[..nul] != b"SCRAM-SHA-256" {

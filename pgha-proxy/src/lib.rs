@@ -63,6 +63,7 @@ mod config;
 mod error;
 pub mod frame;
 pub mod http;
+pub mod fuzzing;
 pub mod messages;
 pub mod metrics;
 pub mod params;

@@ -31,6 +31,19 @@ pub enum StartupRequest {
     Startup(Vec<(String, String)>),
 }
 
+/// The body length of a startup-phase packet whose length word (which
+/// counts itself) is `len`, checked before anything is allocated: room for
+/// the 4-byte code, at most [`MAX_STARTUP`].
+pub fn body_len(len: u32) -> Result<usize, Error> {
+    let len = len as usize;
+    if !(8..=MAX_STARTUP).contains(&len) {
+        return Err(Error::Protocol(format!(
+            "startup packet length {len} out of range"
+        )));
+    }
+    Ok(len - 4)
+}
+
 /// Parses one startup-phase packet's body (after its length word).
 pub fn parse(mut body: &[u8]) -> Result<StartupRequest, Error> {
     if body.len() < 4 {
@@ -98,6 +111,15 @@ mod tests {
                 ("database".into(), "db".into())
             ]))
         );
+    }
+
+    #[test]
+    fn startup_lengths_are_checked() {
+        assert_eq!(body_len(8).ok(), Some(4));
+        assert_eq!(body_len(MAX_STARTUP as u32).ok(), Some(MAX_STARTUP - 4));
+        for bad in [0, 3, 7, MAX_STARTUP as u32 + 1, u32::MAX] {
+            assert!(body_len(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::auth::AuthError;
 use crate::frame::FrameReader;
 use crate::metrics::AuthFailure;
 use crate::params::{self, Params};
-use crate::startup::{self, StartupRequest, MAX_STARTUP};
+use crate::startup::{self, StartupRequest};
 use crate::{messages, Error, Shared};
 
 mod acquire;
@@ -215,13 +215,8 @@ async fn startup_phase(
     client: &mut TcpStream,
 ) -> Result<Option<Vec<(String, String)>>, Error> {
     loop {
-        let len = client.read_u32().await.map_err(Error::Io)? as usize;
-        if !(8..=MAX_STARTUP).contains(&len) {
-            return Err(Error::Protocol(format!(
-                "startup packet length {len} out of range"
-            )));
-        }
-        let mut body = vec![0u8; len - 4];
+        let len = client.read_u32().await.map_err(Error::Io)?;
+        let mut body = vec![0u8; startup::body_len(len)?];
         client.read_exact(&mut body).await.map_err(Error::Io)?;
         match startup::parse(&body)? {
             // TLS and GSS encryption are not offered (yet): the client
