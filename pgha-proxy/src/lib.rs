@@ -1,31 +1,34 @@
 //! # pgha-proxy
 //!
 //! The PostgreSQL wire-protocol proxy of pgha: the one address clients
-//! connect to. Today (first slice) it
+//! connect to. It
 //!
 //! * handles the startup phase (SSLRequest and GSSENCRequest answered `N`,
 //!   CancelRequest, StartupMessage 3.0; other versions get a clear error),
 //!   with a deadline and a length check before any allocation;
-//! * logs in to the server with the configured credentials (SCRAM-SHA-256,
-//!   md5 or cleartext, via postgres-protocol) and relays whole messages as
-//!   bytes — simple and extended protocol, COPY, notices;
-//! * sends every session to the primary of the current term, from a
-//!   `watch` of [`pgha_core::Topology`]: a client between transactions keeps
-//!   its connection across a failover and its next statement goes to the new
-//!   primary (held up to [`ProxyConfig::no_primary_wait`] while there is
-//!   none); a client whose statement was running gets `08006` and keeps its
-//!   connection;
-//! * sends a session's lone simple-protocol reads to a probed standby
-//!   within [`ProxyConfig::max_standby_lag_bytes`] until the session sends
-//!   anything else to the primary (then it reads its writes there);
+//! * authenticates clients: hba rules and an auth file ([`ClientAuth`]) with
+//!   SCRAM-SHA-256, md5, cleartext, trust and reject;
+//! * pools server connections per node, database, user and startup options
+//!   ([`pool`]) in [`PoolMode::Session`] or [`PoolMode::Transaction`], with a
+//!   queue and a timeout when a pool is full; relays whole messages as bytes
+//!   (simple and extended protocol, COPY, notices, NOTIFY in session mode);
+//! * carries a client's protocol-level prepared statements ([`prepared`])
+//!   and reported parameters ([`params`]) to whichever server connection its
+//!   transaction gets, hiding the proxy's own requests ([`tracker`]);
+//! * sends transactions that need the primary to the primary of the current
+//!   term, from a `watch` of [`pgha_core::Topology`]: a client between
+//!   transactions keeps its connection across a failover and its next
+//!   statement goes to the new primary (held up to
+//!   [`ProxyConfig::no_primary_wait`] while there is none); a client whose
+//!   statement was running gets `08006` and keeps its connection;
+//! * balances reads (simple or extended protocol, classified by a real
+//!   PostgreSQL lexer, [`classify`]) over standbys within
+//!   [`ProxyConfig::max_standby_lag_bytes`], with read-your-writes by
+//!   pinning or by WAL position ([`Consistency`]);
 //! * issues its own cancel keys and forwards a CancelRequest to the server
-//!   connection the client uses at that moment.
-//!
-//! Client authentication: hba rules and an auth file ([`ClientAuth`]) with
-//! SCRAM-SHA-256, md5, cleartext, trust and reject. The [`admin`] console's
-//! pure part (commands, result sets) is here; pools, transaction mode,
-//! extended-protocol routing and the console's wiring into sessions come
-//! next (see the crate's issue).
+//!   connection the client uses at that moment;
+//! * answers the [`admin`] console (database `pgha`) and holds new
+//!   transactions on `PAUSE` or a planned switchover ([`PauseGate`]).
 //!
 //! Monitoring: [`ProxyMetrics`] counts clients, server connections, pool
 //! waits, transactions by node and route decision, and follows the
