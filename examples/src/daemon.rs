@@ -1,144 +1,49 @@
 //! `pgha run`: the daemon — a cluster monitor and the proxy in front of it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
-use pgha_core::{
-    ClusterMonitor, MonitorConfig, MonitorHandle, NodeState, Role, SqlNodeController, Topology,
-};
-use pgha_proxy::{PauseGate, PoolMode, Proxy, ProxyConfig, ServerAuth};
+use anyhow::Context;
+use pgha_core::{ClusterMonitor, MonitorHandle, SqlNodeController, SqlProbe};
+use pgha_proxy::{PauseGate, Proxy, ProxyConfig};
 use tokio::net::TcpListener;
 
-/// The proxy's settings on the command line.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ProxyArgs {
-    /// When server connections go back to the pool: at the end of each
-    /// session or of each transaction.
-    #[arg(long, value_enum, default_value_t = Mode::Session)]
-    pub pool_mode: Mode,
-    /// Most server connections per node, database and user.
-    #[arg(long, default_value_t = 20)]
-    pub pool_size: usize,
-    /// Send every read to the primary (no load balancing).
-    #[arg(long)]
-    pub no_load_balance: bool,
-    /// A user allowed on the admin console (database `pgha`); repeat.
-    #[arg(long = "admin-user")]
-    pub admin_users: Vec<String>,
-    /// Address of the HTTP port serving /metrics (Prometheus) and /status
-    /// (JSON); none by default.
-    #[arg(long)]
-    pub http: Option<SocketAddr>,
-    /// User the proxy logs in to servers as (default: the client's).
-    #[arg(long)]
-    pub server_user: Option<String>,
-    /// Password for that user (or set PGHA_SERVER_PASSWORD).
-    #[arg(long, env = "PGHA_SERVER_PASSWORD", hide_env_values = true)]
-    pub server_password: Option<String>,
-}
+use crate::config::RunConfig;
 
-/// [`PoolMode`] for clap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// A server connection per client session.
-    Session,
-    /// A server connection per transaction.
-    Transaction,
-}
-
-impl Default for ProxyArgs {
-    fn default() -> Self {
-        Self {
-            pool_mode: Mode::Session,
-            pool_size: 20,
-            no_load_balance: false,
-            admin_users: Vec::new(),
-            http: None,
-            server_user: None,
-            server_password: None,
-        }
-    }
-}
-
-impl ProxyArgs {
-    /// The proxy configuration these arguments describe.
-    pub fn config(&self) -> ProxyConfig {
-        ProxyConfig {
-            server_auth: ServerAuth {
-                user: self.server_user.clone(),
-                password: self.server_password.clone(),
-            },
-            pool_mode: match self.pool_mode {
-                Mode::Session => PoolMode::Session,
-                Mode::Transaction => PoolMode::Transaction,
-            },
-            pool_size: self.pool_size,
-            load_balance: !self.no_load_balance,
-            admin_users: self.admin_users.clone(),
-            ..ProxyConfig::default()
-        }
-    }
-}
-
-/// `NAME=HOST:PORT` as given on the command line.
-pub fn parse_node(text: &str) -> anyhow::Result<(String, String, u16)> {
-    let (name, address) = text
-        .split_once('=')
-        .with_context(|| format!("--node {text:?}: expected NAME=HOST:PORT"))?;
-    let (host, port) = address
-        .rsplit_once(':')
-        .with_context(|| format!("--node {text:?}: expected NAME=HOST:PORT"))?;
-    let port = port
-        .parse()
-        .with_context(|| format!("--node {text:?}: port {port:?} is not a number"))?;
-    if name.is_empty() || host.is_empty() {
-        bail!("--node {text:?}: name and host must not be empty");
-    }
-    Ok((name.to_string(), host.to_string(), port))
-}
-
-/// The nodes as configured: the first is the primary until the state
-/// file or the probes say otherwise.
-pub fn topology(nodes: &[(String, String, u16)]) -> Topology {
-    Topology::new(nodes.iter().enumerate().map(|(i, (name, host, port))| {
-        let role = if i == 0 { Role::Primary } else { Role::Standby };
-        NodeState::new(name.as_str(), role, host.as_str(), *port)
-    }))
-}
-
-/// Starts the monitor and the proxy; returns the monitor's handle and the
-/// proxy's address. Both run until the process ends.
-pub async fn start(
-    listen: SocketAddr,
-    topology: Topology,
-    state_file: Option<PathBuf>,
-    proxy: &ProxyArgs,
-) -> anyhow::Result<(MonitorHandle, SocketAddr)> {
-    let config = MonitorConfig {
-        state_file,
-        ..MonitorConfig::default()
-    };
+/// Starts the monitor and the proxy as `config` says; returns the
+/// monitor's handle and the proxy's address. Both run until the process
+/// ends.
+pub async fn start(config: &RunConfig) -> anyhow::Result<(MonitorHandle, SocketAddr)> {
     // Planned switchovers hold new transactions in the proxy.
     let gate = PauseGate::new(std::time::Duration::from_secs(30));
-    let (monitor, handle) = ClusterMonitor::builder(topology)
-        .controller(Arc::new(SqlNodeController::default()))
+    let probe = SqlProbe::new(config.controller.connect.clone());
+    let (monitor, handle) = ClusterMonitor::builder(config.topology())
+        .probe(Arc::new(probe))
+        .controller(Arc::new(SqlNodeController::new(config.controller.clone())))
+        .policy(config.policy.clone())
         .switchover_hook(gate.clone())
-        .config(config)
+        .config(config.monitor.clone())
         .build()?;
     tokio::spawn(monitor.run(std::future::pending()));
-    serve_proxy(listen, &handle, proxy, gate)
-        .await
-        .map(|addr| (handle, addr))
+    serve_proxy(
+        config.listen,
+        &handle,
+        config.proxy.clone(),
+        config.http,
+        gate,
+    )
+    .await
+    .map(|addr| (handle, addr))
 }
 
 /// Starts a proxy following `handle`'s topology, reporting broken server
-/// connections back to the monitor.
+/// connections back to the monitor, and the HTTP monitoring port when
+/// `http` is given.
 pub async fn serve_proxy(
     listen: SocketAddr,
     handle: &MonitorHandle,
-    args: &ProxyArgs,
+    config: ProxyConfig,
+    http: Option<SocketAddr>,
     gate: Arc<PauseGate>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
@@ -146,14 +51,14 @@ pub async fn serve_proxy(
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let hints = handle.clone();
-    let proxy = Proxy::with_hint(args.config(), handle.topology(), move |node, sqlstate| {
+    let proxy = Proxy::with_hint(config, handle.topology(), move |node, sqlstate| {
         hints.hint(node, sqlstate)
     })
     .with_pause_gate(gate);
-    if let Some(http) = args.http {
+    if let Some(http) = http {
         let http_listener = TcpListener::bind(http)
             .await
-            .with_context(|| format!("listening on {http} (--http)"))?;
+            .with_context(|| format!("listening on {http} (http)"))?;
         let topology = handle.topology();
         let status = move || pgha_proxy::http::topology_json(&topology.borrow());
         tokio::spawn(pgha_proxy::http::serve_http(
@@ -165,21 +70,4 @@ pub async fn serve_proxy(
     }
     tokio::spawn(async move { proxy.serve(listener, std::future::pending()).await });
     Ok(addr)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_arguments_are_checked() {
-        assert_eq!(
-            parse_node("db1=10.0.0.1:5432").ok(),
-            Some(("db1".into(), "10.0.0.1".into(), 5432))
-        );
-        assert!(parse_node("db1").is_err());
-        assert!(parse_node("db1=host").is_err());
-        assert!(parse_node("db1=host:x").is_err());
-        assert!(parse_node("=host:1").is_err());
-    }
 }

@@ -63,7 +63,8 @@ pub async fn start_monitor(cluster: &Arc<PgCluster>) -> anyhow::Result<Monitor> 
     let proxy = crate::daemon::serve_proxy(
         "127.0.0.1:0".parse()?,
         &handle,
-        &crate::daemon::ProxyArgs::default(),
+        pgha_proxy::ProxyConfig::default(),
+        None,
         pgha_proxy::PauseGate::new(Duration::from_secs(30)),
     )
     .await?;

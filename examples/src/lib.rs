@@ -1,4 +1,6 @@
 //! Shared code of the reference binaries (`pgha`, `pgha-ctl`).
 
+pub mod args;
+pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -1,15 +1,20 @@
 //! `pgha`: the reference daemon.
 //!
-//! Today it has one subcommand, `demo`: a local cluster of real PostgreSQL
-//! servers (a primary and a streaming standby) watched by pgha's cluster
-//! monitor; the primary is killed (or frozen), the standby promoted, and
-//! the old primary rewound and re-attached — each step timed.
+//! `pgha run` watches the nodes, fails over and serves clients on one
+//! address; its settings come from `--config pgha.toml` and flags.
+//! `pgha check-config` checks such a file and prints the effective
+//! settings. `pgha demo` starts a local cluster of real PostgreSQL servers
+//! (a primary and a streaming standby) watched by pgha's cluster monitor;
+//! the primary is killed (or frozen), the standby promoted, and the old
+//! primary rewound and re-attached — each step timed.
 #![allow(clippy::print_stdout)] // a command-line tool talks on stdout
 
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use pgha::args::RunArgs;
+use pgha::config::RunConfig;
 use pgha::demo::{self, Fault};
 
 #[derive(Parser)]
@@ -19,24 +24,29 @@ struct Cli {
     command: Command,
 }
 
+const CONFIG_HELP: &str = "\
+Settings come from the libraries' defaults, then the configuration file
+(--config), then the flags: a flag given wins over the file.
+
+The file is TOML with sections [proxy] (listen, http, pool_mode, pool_size,
+pool_timeout, max_client_conn, load_balance, max_standby_lag, …), [server]
+(user, password or password_env), [auth] (hba_file, auth_file), [monitor]
+(probe_interval, probe_timeout, failures_before_down, maximum_lag,
+auto_rejoin, state_file, user, …) and one [[node]] per backend (name, host,
+port, weight, priority). Durations take a unit (\"1s\", \"500ms\"), sizes
+are bytes or \"16MB\". Unknown keys are errors. See examples/pgha.toml.";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: monitor the nodes, fail over, and serve clients on
     /// one address that always reaches the primary.
-    Run {
-        /// Address clients connect to.
-        #[arg(long, default_value = "127.0.0.1:6432")]
-        listen: std::net::SocketAddr,
-        /// A backend as NAME=HOST:PORT; repeat. The first is the primary
-        /// until the state file or the probes say otherwise.
-        #[arg(long = "node", required = true)]
-        nodes: Vec<String>,
-        /// Where the term and primary are kept across restarts.
-        #[arg(long)]
-        state_file: Option<std::path::PathBuf>,
-        #[command(flatten)]
-        proxy: pgha::daemon::ProxyArgs,
-    },
+    #[command(after_help = CONFIG_HELP)]
+    Run(RunArgs),
+    /// Check a configuration file (with any flags laid over it) and print
+    /// the effective settings; exit status 2 and `file:line:column: what is
+    /// wrong` when it is not valid.
+    #[command(after_help = CONFIG_HELP)]
+    CheckConfig(RunArgs),
     /// Start a local demo cluster, fail its primary over, rejoin it.
     Demo {
         /// How many standbys to start.
@@ -67,22 +77,20 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let (standbys, fault, no_failover, keep_running) = match Cli::parse().command {
-        Command::Run {
-            listen,
-            nodes,
-            state_file,
-            proxy,
-        } => {
-            let nodes = nodes
-                .iter()
-                .map(|n| pgha::daemon::parse_node(n))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let (_handle, addr) =
-                pgha::daemon::start(listen, pgha::daemon::topology(&nodes), state_file, &proxy)
-                    .await?;
+        Command::Run(args) => {
+            let config = settings(&args);
+            let (_handle, addr) = pgha::daemon::start(&config).await?;
             tracing::warn!(%addr, "pgha serving");
             eprintln!("pgha: serving clients on {addr}");
             tokio::signal::ctrl_c().await?;
+            return Ok(());
+        }
+        Command::CheckConfig(args) => {
+            if args.config.is_none() {
+                eprintln!("pgha check-config: give the file to check with --config FILE");
+                std::process::exit(2);
+            }
+            print!("{}", settings(&args).render());
             return Ok(());
         }
         Command::Demo {
@@ -124,4 +132,16 @@ async fn main() -> anyhow::Result<()> {
     drop(monitor);
     println!("\nstopping the cluster (every server and data directory is removed)");
     Ok(())
+}
+
+/// The settings `args` describe; a mistake ends the process with status 2
+/// and one `file:line:column: what is wrong` line per mistake.
+fn settings(args: &RunArgs) -> RunConfig {
+    match args.resolve() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    }
 }

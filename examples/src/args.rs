@@ -1,0 +1,191 @@
+//! `pgha run`'s and `pgha check-config`'s command line: an optional
+//! configuration file, and flags that override what it says.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use pgha_core::{NodeState, Role};
+use pgha_proxy::PoolMode;
+
+use crate::config::{self, ConfigError, Problem, RunConfig};
+
+/// Where the settings come from. Each flag given wins over the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (pgha.toml); see examples/pgha.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address clients connect to [default: the file's `listen`, else
+    /// 127.0.0.1:6432].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// A backend as NAME=HOST:PORT; repeat. Replaces the file's [[node]]s.
+    /// The first is the primary until the state file or the probes say
+    /// otherwise.
+    #[arg(long = "node", value_name = "NAME=HOST:PORT")]
+    pub nodes: Vec<String>,
+    /// Where the term and primary are kept across restarts.
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// The proxy's flags.
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+}
+
+/// The proxy's settings on the command line.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProxyArgs {
+    /// When server connections go back to the pool: at the end of each
+    /// session or of each transaction [default: session].
+    #[arg(long, value_enum)]
+    pub pool_mode: Option<Mode>,
+    /// Most server connections per node, database and user [default: 20].
+    #[arg(long)]
+    pub pool_size: Option<usize>,
+    /// Send every read to the primary (no load balancing).
+    #[arg(long)]
+    pub no_load_balance: bool,
+    /// A user allowed on the admin console (database `pgha`); repeat.
+    /// Replaces the file's `admin_users`.
+    #[arg(long = "admin-user")]
+    pub admin_users: Vec<String>,
+    /// Address of the HTTP port serving /metrics (Prometheus) and /status
+    /// (JSON); none by default.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// User the proxy logs in to servers as (default: the client's).
+    #[arg(long)]
+    pub server_user: Option<String>,
+    /// Password for that user (or set PGHA_SERVER_PASSWORD).
+    #[arg(long, env = "PGHA_SERVER_PASSWORD", hide_env_values = true)]
+    pub server_password: Option<String>,
+}
+
+/// [`PoolMode`] for clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// A server connection per client session.
+    Session,
+    /// A server connection per transaction.
+    Transaction,
+}
+
+impl RunArgs {
+    /// The settings: the file's (if any), then the flags; at least one node.
+    pub fn resolve(&self) -> Result<RunConfig, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => config::load(path)?,
+            None => RunConfig::default(),
+        };
+        self.apply(&mut config)?;
+        if config.nodes.is_empty() {
+            let message = "no backend: add a [[node]] section or give --node NAME=HOST:PORT";
+            return Err(match &self.config {
+                Some(path) => Problem::in_file(path, message).into(),
+                None => Problem::flag(message).into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Lays the flags that were given over `config`.
+    pub fn apply(&self, config: &mut RunConfig) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !self.nodes.is_empty() {
+            let mut names = HashSet::new();
+            config.nodes.clear();
+            for text in &self.nodes {
+                match parse_node(text) {
+                    Ok(node) if !names.insert(node.id.clone()) => problems.push(Problem::flag(
+                        format!("--node {text:?}: node {} is given twice", node.id),
+                    )),
+                    Ok(node) => config.nodes.push(node),
+                    Err(problem) => problems.push(problem),
+                }
+            }
+        }
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(path) = &self.state_file {
+            config.monitor.state_file = Some(path.clone());
+        }
+        let args = &self.proxy;
+        let proxy = &mut config.proxy;
+        if let Some(mode) = args.pool_mode {
+            proxy.pool_mode = match mode {
+                Mode::Session => PoolMode::Session,
+                Mode::Transaction => PoolMode::Transaction,
+            };
+        }
+        match args.pool_size {
+            Some(0) => problems.push(Problem::flag("--pool-size must be at least 1")),
+            Some(size) => proxy.pool_size = size,
+            None => {}
+        }
+        if args.no_load_balance {
+            proxy.load_balance = false;
+        }
+        if !args.admin_users.is_empty() {
+            proxy.admin_users = args.admin_users.clone();
+        }
+        if args.http.is_some() {
+            config.http = args.http;
+        }
+        if args.server_user.is_some() {
+            proxy.server_auth.user = args.server_user.clone();
+        }
+        if args.server_password.is_some() {
+            proxy.server_auth.password = args.server_password.clone();
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+/// `NAME=HOST:PORT` as given on the command line.
+pub fn parse_node(text: &str) -> Result<NodeState, Problem> {
+    let bad = |what: &str| Problem::flag(format!("--node {text:?}: {what}"));
+    let (name, address) = text
+        .split_once('=')
+        .ok_or_else(|| bad("expected NAME=HOST:PORT"))?;
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected NAME=HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad(&format!("port {port:?} is not a number from 1 to 65535")))?;
+    if name.is_empty() || host.is_empty() {
+        return Err(bad("name and host must not be empty"));
+    }
+    if port == 0 {
+        return Err(bad("port must not be 0"));
+    }
+    // Roles are assigned when the topology is built (first = primary).
+    Ok(NodeState::new(name, Role::Standby, host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_arguments_are_checked() {
+        let node = parse_node("db1=10.0.0.1:5432").map(|n| (n.id.to_string(), n.host, n.port));
+        assert_eq!(node.ok(), Some(("db1".into(), "10.0.0.1".into(), 5432)));
+        for bad in [
+            "db1",
+            "db1=host",
+            "db1=host:x",
+            "=host:1",
+            "db1=host:0",
+            "db1=:5432",
+        ] {
+            assert!(parse_node(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}

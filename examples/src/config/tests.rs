@@ -1,0 +1,334 @@
+//! A file maps onto the library settings; flags win; the example parses;
+//! check-config's output reads back. Mistakes are in `error_tests.rs`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use pgha_core::{DefaultPolicy, MonitorConfig, Role, SqlControllerConfig};
+use pgha_proxy::{PoolMode, ProxyConfig};
+
+use super::*;
+use crate::args::RunArgs;
+
+mod error_tests;
+
+/// No environment variable is set.
+pub(super) fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// A directory holding an hba file and an auth file.
+pub(super) fn auth_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hba.conf"),
+        "host all all 127.0.0.1/32 trust\nhost all all 0.0.0.0/0 md5\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("users.txt"), "\"app\" \"secret\"\n").unwrap();
+    dir
+}
+
+const FULL: &str = r#"
+[proxy]
+listen = "0.0.0.0:9999"
+http = "127.0.0.1:9930"
+pool_mode = "transaction"
+pool_size = 7
+pool_timeout = "5s"
+max_client_conn = 300
+load_balance = false
+max_standby_lag = "16MB"
+no_primary_wait = "12s"
+server_idle_timeout = "2m"
+server_lifetime = "30m"
+server_reset_query = ""
+connect_timeout = "800ms"
+startup_timeout = "4s"
+admin_users = ["dba", "ops"]
+
+[server]
+user = "pgha_proxy"
+password_env = "TEST_SERVER_PW"
+
+[auth]
+hba_file = "hba.conf"
+auth_file = "users.txt"
+
+[monitor]
+probe_interval = "250ms"
+probe_timeout = "2s"
+failures_before_down = 3
+minimum_down_time = "1s"
+maximum_lag = "none"
+auto_rejoin = false
+state_file = "state.json"
+catch_up_timeout = "45s"
+action_timeout = "20s"
+user = "monitor"
+password = "m0n"
+dbname = "admin"
+replication_user = "repl"
+replication_password_env = "TEST_REPL_PW"
+
+[[node]]
+name = "a"
+host = "10.0.0.1"
+weight = 0
+priority = 5
+
+[[node]]
+name = "b"
+host = "10.0.0.2"
+port = 5433
+"#;
+
+fn full_env(name: &str) -> Option<String> {
+    match name {
+        "TEST_SERVER_PW" => Some("from-env".into()),
+        "TEST_REPL_PW" => Some("repl-pw".into()),
+        _ => None,
+    }
+}
+
+fn parse_full(dir: &Path) -> RunConfig {
+    parse(FULL, &dir.join("pgha.toml"), &full_env).unwrap()
+}
+
+#[test]
+fn a_full_file_sets_every_value() {
+    let dir = auth_dir();
+    let c = parse_full(dir.path());
+    assert_eq!(c.listen, "0.0.0.0:9999".parse().unwrap());
+    assert_eq!(c.http, Some("127.0.0.1:9930".parse().unwrap()));
+    let p = &c.proxy;
+    assert_eq!(p.pool_mode, PoolMode::Transaction);
+    assert_eq!(p.pool_size, 7);
+    assert_eq!(p.pool_timeout, Duration::from_secs(5));
+    assert_eq!(p.max_client_conn, 300);
+    assert!(!p.load_balance);
+    assert_eq!(p.max_standby_lag_bytes, Some(16 << 20));
+    assert_eq!(p.no_primary_wait, Duration::from_secs(12));
+    assert_eq!(p.server_idle_timeout, Duration::from_secs(120));
+    assert_eq!(p.server_lifetime, Duration::from_secs(1800));
+    assert_eq!(p.server_reset_query, "");
+    assert_eq!(p.connect_timeout, Duration::from_millis(800));
+    assert_eq!(p.startup_timeout, Duration::from_secs(4));
+    assert_eq!(p.admin_users, ["dba", "ops"]);
+    assert_eq!(p.server_auth.user.as_deref(), Some("pgha_proxy"));
+    assert_eq!(p.server_auth.password.as_deref(), Some("from-env"));
+
+    let auth = p.client_auth.as_ref().unwrap();
+    assert_eq!(auth.hba.rules().len(), 2);
+    assert!(auth.users.lookup("app").is_some());
+    assert_eq!(c.hba_file, Some(dir.path().join("hba.conf")));
+    assert_eq!(c.auth_file, Some(dir.path().join("users.txt")));
+
+    assert_eq!(c.monitor.probe_interval, Duration::from_millis(250));
+    assert_eq!(c.monitor.probe_timeout, Duration::from_secs(2));
+    assert_eq!(c.monitor.catch_up_timeout, Duration::from_secs(45));
+    // Relative to the file, not to the working directory.
+    assert_eq!(c.monitor.state_file, Some(dir.path().join("state.json")));
+    assert_eq!(
+        c.policy,
+        DefaultPolicy {
+            failures_before_down: 3,
+            maximum_lag_bytes: None,
+            auto_rejoin: false,
+            minimum_down_time: Duration::from_secs(1),
+        }
+    );
+    assert_eq!(c.controller.timeout, Duration::from_secs(20));
+    let connect = &c.controller.connect;
+    assert_eq!(connect.user, "monitor");
+    assert_eq!(connect.password.as_deref(), Some("m0n"));
+    assert_eq!(connect.dbname, "admin");
+    assert_eq!(connect.replication_user, "repl");
+    assert_eq!(connect.replication_password.as_deref(), Some("repl-pw"));
+
+    let topology = c.topology();
+    let nodes = topology.nodes();
+    let summary: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.id.as_str(),
+                n.role,
+                n.host.as_str(),
+                n.port,
+                n.weight,
+                n.priority,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("a", Role::Primary, "10.0.0.1", 5432, 0, 5),
+            ("b", Role::Standby, "10.0.0.2", 5433, 1, 1),
+        ]
+    );
+}
+
+#[test]
+fn missing_keys_keep_the_library_defaults() {
+    let c = parse(
+        "[[node]]\nname = \"a\"\nhost = \"h\"\n",
+        Path::new("pgha.toml"),
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(c.listen, DEFAULT_LISTEN);
+    assert_eq!(c.http, None);
+    assert_eq!(c.proxy.settings(), ProxyConfig::default().settings());
+    let monitor = MonitorConfig::default();
+    assert_eq!(c.monitor.probe_interval, monitor.probe_interval);
+    assert_eq!(c.monitor.probe_timeout, monitor.probe_timeout);
+    assert_eq!(c.monitor.catch_up_timeout, monitor.catch_up_timeout);
+    assert_eq!(c.monitor.state_file, None);
+    assert_eq!(c.policy, DefaultPolicy::default());
+    assert_eq!(c.controller, SqlControllerConfig::default());
+    assert!(c.proxy.client_auth.is_none());
+}
+
+/// `pgha run` parsed from these words.
+fn run_args(words: &[&str]) -> RunArgs {
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let words = std::iter::once("pgha").chain(words.iter().copied());
+    Cli::try_parse_from(words).unwrap().run
+}
+
+#[test]
+fn flags_win_over_the_file() {
+    let dir = auth_dir();
+    let path = dir.path().join("pgha.toml");
+    std::fs::write(&path, FULL).unwrap();
+    let path_text = path.to_str().unwrap();
+    // What the file says, with no flag.
+    let mut config = parse_full(dir.path());
+    run_args(&["--config", path_text])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(config.proxy.pool_size, 7);
+    assert_eq!(config.nodes.len(), 2);
+
+    let args = run_args(&[
+        "--config",
+        path_text,
+        "--listen",
+        "127.0.0.1:7000",
+        "--node",
+        "x=10.9.9.9:6000",
+        "--state-file",
+        "/tmp/elsewhere.json",
+        "--pool-mode",
+        "session",
+        "--pool-size",
+        "3",
+        "--admin-user",
+        "root",
+        "--http",
+        "127.0.0.1:7001",
+        "--server-user",
+        "flag_user",
+        "--server-password",
+        "flag_pw",
+    ]);
+    let mut config = parse_full(dir.path());
+    args.apply(&mut config).unwrap();
+    assert_eq!(config.listen, "127.0.0.1:7000".parse().unwrap());
+    let nodes: Vec<_> = config
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.port))
+        .collect();
+    assert_eq!(nodes, [("x", 6000)]);
+    assert_eq!(
+        config.monitor.state_file,
+        Some(PathBuf::from("/tmp/elsewhere.json"))
+    );
+    assert_eq!(config.proxy.pool_mode, PoolMode::Session);
+    assert_eq!(config.proxy.pool_size, 3);
+    assert_eq!(config.proxy.admin_users, ["root"]);
+    assert_eq!(config.http, Some("127.0.0.1:7001".parse().unwrap()));
+    assert_eq!(config.proxy.server_auth.user.as_deref(), Some("flag_user"));
+    assert_eq!(
+        config.proxy.server_auth.password.as_deref(),
+        Some("flag_pw")
+    );
+    // What no flag touched stays as the file said.
+    assert_eq!(config.proxy.max_client_conn, 300);
+    assert_eq!(config.monitor.probe_interval, Duration::from_millis(250));
+
+    // --no-load-balance turns balancing off over a file that has it on.
+    let mut config = parse("[proxy]\nload_balance = true\n", &path, &no_env).unwrap();
+    run_args(&["--no-load-balance"]).apply(&mut config).unwrap();
+    assert!(!config.proxy.load_balance);
+}
+
+#[test]
+fn flags_alone_still_work() {
+    let args = run_args(&["--node", "db1=10.0.0.1:5432", "--node", "db2=10.0.0.2:5432"]);
+    let config = args.resolve().unwrap();
+    assert_eq!(config.nodes.len(), 2);
+    assert_eq!(config.listen, DEFAULT_LISTEN);
+    assert_eq!(config.proxy.pool_size, ProxyConfig::default().pool_size);
+}
+
+#[test]
+fn the_shipped_example_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pgha.toml");
+    let config = run_args(&["--config", path.to_str().unwrap()])
+        .resolve()
+        .unwrap();
+    assert_eq!(config.listen, "0.0.0.0:9999".parse().unwrap());
+    let topology = config.topology();
+    let nodes: Vec<_> = topology
+        .nodes()
+        .iter()
+        .map(|n| (n.id.as_str(), n.role, n.host.as_str(), n.port))
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("pg16", Role::Primary, "192.168.20.16", 5432),
+            ("pg17", Role::Standby, "192.168.20.17", 5432),
+        ]
+    );
+    assert!(config.proxy.load_balance);
+    assert_eq!(config.proxy.max_standby_lag_bytes, Some(10_000_000));
+    let auth = config.proxy.client_auth.as_ref().unwrap();
+    assert_eq!(auth.hba.rules().len(), 4);
+    assert!(auth.users.lookup("actorcloud").is_some());
+    assert_eq!(config.controller.connect.user, "actorcloud");
+}
+
+#[test]
+fn check_config_output_reads_back_to_the_same_settings() {
+    let dir = auth_dir();
+    let first = parse_full(dir.path()).render();
+    assert!(
+        first.contains("# [server] password: set (not shown)"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("from-env") && !first.contains("m0n"),
+        "{first}"
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let again = parse(&first, &elsewhere.path().join("shown.toml"), &no_env)
+        .unwrap_or_else(|e| panic!("{e}\n{first}"));
+    // Equal but for the header naming the source, and the passwords.
+    let body = |text: &str| {
+        text.lines()
+            .skip_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&again.render()), body(&first));
+}
