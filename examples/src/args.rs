@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use pgha_core::{NodeState, Role};
-use pgha_proxy::PoolMode;
+use pgha_proxy::{Consistency, PoolMode};
 
 use crate::config::{self, ConfigError, Problem, RunConfig};
 
@@ -40,6 +40,10 @@ pub struct ProxyArgs {
     /// session or of each transaction [default: session].
     #[arg(long, value_enum)]
     pub pool_mode: Option<Mode>,
+    /// Read-your-writes with load balancing [default: pin]: `lsn` sends a
+    /// client's reads only to standbys that replayed its last commit.
+    #[arg(long, value_enum)]
+    pub consistency: Option<ReadConsistency>,
     /// Most server connections per node, database and user [default: 20].
     #[arg(long)]
     pub pool_size: Option<usize>,
@@ -69,6 +73,19 @@ pub enum Mode {
     Session,
     /// A server connection per transaction.
     Transaction,
+}
+
+/// [`Consistency`] for clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadConsistency {
+    /// After a write, read from the primary for the rest of the session.
+    Pin,
+    /// After a write, read from standbys that replayed it.
+    Lsn,
+    /// As lsn, across every session of the same user.
+    LsnPerUser,
+    /// As lsn, across every session of the same application_name.
+    LsnPerApplication,
 }
 
 impl RunArgs {
@@ -117,6 +134,14 @@ impl RunArgs {
             proxy.pool_mode = match mode {
                 Mode::Session => PoolMode::Session,
                 Mode::Transaction => PoolMode::Transaction,
+            };
+        }
+        if let Some(c) = args.consistency {
+            proxy.consistency = match c {
+                ReadConsistency::Pin => Consistency::Pin,
+                ReadConsistency::Lsn => Consistency::Lsn,
+                ReadConsistency::LsnPerUser => Consistency::LsnPerUser,
+                ReadConsistency::LsnPerApplication => Consistency::LsnPerApplication,
             };
         }
         match args.pool_size {

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use pgha_proxy::PoolMode;
+use pgha_proxy::{Consistency, PoolMode};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -46,6 +46,10 @@ pub struct ProxySection {
     /// `session` or `transaction`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_mode: Option<PoolMode>,
+    /// Read-your-writes with load balancing: `pin`, `lsn`,
+    /// `lsn_per_user` or `lsn_per_application`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
     /// Most server connections per node, database and user (pgpool opens
     /// up to num_init_children × max_pool in all).
     #[serde(skip_serializing_if = "Option::is_none")]

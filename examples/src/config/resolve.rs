@@ -136,6 +136,7 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
     set(&mut cfg.listen, section.listen);
     set(&mut cfg.http, section.http.map(Some));
     set(&mut p.pool_mode, section.pool_mode);
+    set(&mut p.consistency, section.consistency);
     set(
         &mut p.pool_size,
         ctx.positive("pool_size", section.pool_size),

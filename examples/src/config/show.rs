@@ -23,6 +23,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             listen: Some(cfg.listen),
             http: cfg.http,
             pool_mode: Some(p.pool_mode),
+            consistency: Some(p.consistency),
             pool_size: sp(p.pool_size),
             pool_timeout: Some(Dur(p.pool_timeout)),
             max_client_conn: sp(p.max_client_conn),
