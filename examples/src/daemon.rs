@@ -21,6 +21,9 @@ pub struct ProxyArgs {
     /// Most server connections per node, database and user.
     #[arg(long, default_value_t = 20)]
     pub pool_size: usize,
+    /// Most clients connected at once; more get `53300`.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_client_conn: usize,
     /// Send every read to the primary (no load balancing).
     #[arg(long)]
     pub no_load_balance: bool,
@@ -53,6 +56,7 @@ impl Default for ProxyArgs {
         Self {
             pool_mode: Mode::Session,
             pool_size: 20,
+            max_client_conn: 10_000,
             no_load_balance: false,
             admin_users: Vec::new(),
             http: None,
@@ -75,6 +79,7 @@ impl ProxyArgs {
                 Mode::Transaction => PoolMode::Transaction,
             },
             pool_size: self.pool_size,
+            max_client_conn: self.max_client_conn,
             load_balance: !self.no_load_balance,
             admin_users: self.admin_users.clone(),
             ..ProxyConfig::default()
