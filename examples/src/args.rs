@@ -47,6 +47,9 @@ pub struct ProxyArgs {
     /// Most server connections per node, database and user [default: 20].
     #[arg(long)]
     pub pool_size: Option<usize>,
+    /// Most clients connected at once; more get `53300` [default: 10000].
+    #[arg(long)]
+    pub max_client_conn: Option<usize>,
     /// Send every read to the primary (no load balancing).
     #[arg(long)]
     pub no_load_balance: bool,
@@ -143,6 +146,11 @@ impl RunArgs {
                 ReadConsistency::LsnPerUser => Consistency::LsnPerUser,
                 ReadConsistency::LsnPerApplication => Consistency::LsnPerApplication,
             };
+        }
+        match args.max_client_conn {
+            Some(0) => problems.push(Problem::flag("--max-client-conn must be at least 1")),
+            Some(max) => proxy.max_client_conn = max,
+            None => {}
         }
         match args.pool_size {
             Some(0) => problems.push(Problem::flag("--pool-size must be at least 1")),
