@@ -16,7 +16,17 @@ pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
     max_message: usize,
+    /// Frees the buffer whenever it is drained and starts the next read
+    /// small: a connection that sits idle costs bytes, not kilobytes.
+    lean: bool,
 }
+
+/// A lean reader's first read between batches: room for a typical query
+/// (`SELECT … WHERE id = $1` with its Bind/Execute/Sync is under 200 bytes).
+const LEAN_FIRST_READ: usize = 256;
+
+/// Room kept free for a read otherwise.
+const READ_ROOM: usize = 4096;
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// A reader refusing messages longer than `max_message` bytes.
@@ -25,6 +35,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             inner,
             buf: BytesMut::new(),
             max_message,
+            lean: false,
+        }
+    }
+
+    /// A reader for a connection that may sit idle for long (a client):
+    /// no buffer is held between batches.
+    pub fn lean(inner: R, max_message: usize) -> Self {
+        Self {
+            lean: true,
+            ..Self::new(inner, max_message)
         }
     }
 
@@ -52,7 +72,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 total += len;
             }
             if total > 0 {
-                return Ok(Some(self.buf.split_to(total)));
+                let batch = self.buf.split_to(total);
+                if self.lean && self.buf.is_empty() {
+                    // The batch keeps the allocation alive only until the
+                    // caller has forwarded it.
+                    self.buf = BytesMut::new();
+                }
+                return Ok(Some(batch));
             }
             if !self.fill().await? {
                 return Ok(None);
@@ -62,8 +88,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads more bytes; false at a clean end of stream (between messages).
     async fn fill(&mut self) -> Result<bool, Error> {
-        if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(8192);
+        let room = self.buf.capacity() - self.buf.len();
+        if self.lean && self.buf.is_empty() {
+            // Waiting for the next batch (perhaps for hours): small. A
+            // read that was interrupted comes back here; it stays small.
+            if self.buf.capacity() == 0 {
+                self.buf.reserve(LEAN_FIRST_READ);
+            }
+        } else if room < READ_ROOM {
+            // After a small first read that filled up, a big message is
+            // arriving: grow by a useful step.
+            self.buf.reserve(2 * READ_ROOM);
         }
         let n = self
             .inner
@@ -162,6 +197,37 @@ mod tests {
         assert!(
             reader.next_batch().await.is_err(),
             "a truncated tail is an error"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lean_reader_holds_no_buffer_between_batches() {
+        let mut big = vec![b'Q'];
+        big.extend_from_slice(&3005u32.to_be_bytes());
+        big.extend(std::iter::repeat_n(b'x', 3001));
+        let mut bytes = b"Z\0\0\0\x05I".to_vec();
+        bytes.extend_from_slice(&big);
+        let mut reader = FrameReader::lean(&bytes[..], 1 << 20);
+        let first = reader.next_batch().await.ok().flatten().unwrap_or_default();
+        let second = reader.next_batch().await.ok().flatten().unwrap_or_default();
+        assert_eq!(first.len() + second.len(), bytes.len());
+        assert_eq!(reader.buf.capacity(), 0, "drained: nothing held");
+        assert!(matches!(reader.next_batch().await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn a_lean_reader_stays_small_while_its_reads_are_interrupted() {
+        let (idle, _peer) = tokio::io::duplex(64);
+        let mut reader = FrameReader::lean(idle, 1 << 20);
+        for _ in 0..3 {
+            let wait =
+                tokio::time::timeout(std::time::Duration::from_millis(5), reader.next_batch());
+            assert!(wait.await.is_err(), "nothing to read");
+        }
+        assert!(
+            reader.buf.capacity() <= 2 * LEAN_FIRST_READ,
+            "{}",
+            reader.buf.capacity()
         );
     }
 

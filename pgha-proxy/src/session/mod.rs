@@ -76,7 +76,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
     let _ = client.set_nodelay(true);
     let startup = match tokio::time::timeout(
         shared.config.startup_timeout,
-        startup_phase(&shared, &mut client),
+        // Boxed here and below: a future is as big as its biggest state,
+        // and the task of an idle client should not carry the startup's.
+        Box::pin(startup_phase(&shared, &mut client)),
     )
     .await
     {
@@ -106,13 +108,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
         return;
     }
     if let Some(auth) = &shared.config.client_auth {
-        let exchange = crate::client_auth::authenticate(
+        let exchange = Box::pin(crate::client_auth::authenticate(
             &mut client,
             auth,
             peer.ip(),
             &startup,
             &shared.mock_key,
-        );
+        ));
         let done = tokio::time::timeout(shared.config.startup_timeout, exchange)
             .await
             .unwrap_or_else(|_| {
@@ -143,7 +145,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
     };
     let user = get("user").unwrap_or_default();
     if login.database == crate::admin::ADMIN_DATABASE {
-        if let Err(e) = admin::serve(&shared, client, user, (pid, secret)).await {
+        if let Err(e) = Box::pin(admin::serve(&shared, client, user, (pid, secret))).await {
             tracing::debug!(%peer, error = %e, "admin session ended");
         }
         return;
@@ -162,7 +164,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
     );
     let (client_read, client_write) = client.into_split();
     let mut relay = relay::Relay::new(&shared, client_write, login, (pid, secret), status);
-    let greeting = match relay.login().await {
+    let greeting = match Box::pin(relay.login()).await {
         Ok(greeting) => greeting,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "login failed");
@@ -173,11 +175,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
             return;
         }
     };
-    let frames = FrameReader::new(client_read, shared.config.max_message);
+    // An idle client keeps nothing it does not need.
+    drop(startup);
+    let frames = FrameReader::lean(client_read, shared.config.max_message);
     if let Err(e) = relay.run(frames, greeting).await {
         tracing::debug!(%peer, error = %e, "session ended");
     }
-    relay.finish().await;
+    Box::pin(relay.finish()).await;
 }
 
 /// Counts connected clients; the count drops when the session ends.

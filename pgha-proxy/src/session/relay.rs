@@ -41,7 +41,7 @@ pub(crate) struct Relay<'a> {
     server: Option<Attached>,
     /// Session mode: the session's primary connection while one of its
     /// reads runs on a standby.
-    parked: Option<Attached>,
+    parked: Option<Box<Attached>>,
     tracker: Tracker,
     /// Transaction status of the last ReadyForQuery the client got.
     tx_status: u8,
@@ -114,12 +114,12 @@ impl<'a> Relay<'a> {
     /// takes the user and the client's parameters) and returns the
     /// client's greeting.
     pub(crate) async fn login(&mut self) -> Result<BytesMut, Error> {
-        let mut attached = acquire::primary(
+        let mut attached = Box::pin(acquire::primary(
             self.shared,
             &mut self.topology,
             &mut self.pools,
             &self.login,
-        )
+        ))
         .await?;
         // What the client did not ask for, it gets from the server.
         let mut params = attached.conn.params.clone();
@@ -128,7 +128,12 @@ impl<'a> Relay<'a> {
         }
         if let Some(sql) = params.sync_query(&mut attached.conn.params) {
             let sql = String::from_utf8_lossy(&sql[..sql.len() - 1]).into_owned();
-            hidden::run(&mut attached.conn, &sql, self.shared.config.connect_timeout).await?;
+            Box::pin(hidden::run(
+                &mut attached.conn,
+                &sql,
+                self.shared.config.connect_timeout,
+            ))
+            .await?;
         }
         self.params = attached.conn.params.clone();
         let mut out = BytesMut::with_capacity(512);
@@ -151,6 +156,7 @@ impl<'a> Relay<'a> {
         greeting: BytesMut,
     ) -> Result<(), Error> {
         self.client.write_all(&greeting).await.map_err(Error::Io)?;
+        drop(greeting);
         loop {
             tokio::select! {
                 // Servers first: a connection that died is noticed before
@@ -160,7 +166,9 @@ impl<'a> Relay<'a> {
                     Ok(Some(batch)) => self.on_server(&batch).await?,
                     Ok(None) | Err(_) => self.server_lost(Lost::Broken).await?,
                 },
-                changed = self.topology.changed() => {
+                // Only a session holding a server cares about the term (an
+                // idle client is not woken by every probe).
+                changed = self.topology.changed(), if self.server.is_some() || self.parked.is_some() => {
                     if changed.is_err() {
                         return Ok(());
                     }
@@ -292,17 +300,17 @@ impl<'a> Relay<'a> {
                 }
                 let topology = self.topology.borrow().clone();
                 let at_least = self.written_lsn();
-                let standby = acquire::standby(
+                let standby = Box::pin(acquire::standby(
                     self.shared,
                     &topology,
                     &mut self.pools,
                     &self.login,
                     at_least,
-                )
+                ))
                 .await;
                 if let Some(standby) = standby {
                     if let Some(primary) = self.server.take() {
-                        self.parked = Some(primary);
+                        self.parked = Some(Box::new(primary));
                     }
                     self.server = Some(standby);
                     self.set_route(RouteTarget::Standby, RouteReason::Read);
@@ -337,16 +345,16 @@ impl<'a> Relay<'a> {
         // standby) is simply left: the next statement goes to the primary
         // of the current term.
         self.server = None;
-        if let Some(parked) = self.parked.take().filter(writable) {
-            self.server = Some(parked);
+        if let Some(parked) = self.parked.take().filter(|p| writable(p)) {
+            self.server = Some(*parked);
             return Ok(());
         }
-        let attached = acquire::primary(
+        let attached = Box::pin(acquire::primary(
             self.shared,
             &mut self.topology,
             &mut self.pools,
             &self.login,
-        )
+        ))
         .await?;
         self.attach(attached);
         Ok(())
@@ -485,7 +493,7 @@ impl<'a> Relay<'a> {
                 self.server = Some(server);
             } else {
                 self.put_back(server);
-                self.server = self.parked.take();
+                self.server = self.parked.take().map(|p| *p);
             }
         }
         Ok(())
@@ -588,7 +596,7 @@ impl<'a> Relay<'a> {
         }
         self.tx_status = b'I';
         if !server.primary {
-            self.server = self.parked.take();
+            self.server = self.parked.take().map(|p| *p);
         }
         Ok(())
     }
@@ -660,14 +668,20 @@ impl<'a> Relay<'a> {
     pub(crate) async fn finish(&mut self) {
         let idle = self.tracker.is_empty() && self.tx_status == b'I';
         // The parked primary is between transactions by definition.
-        let servers = [self.server.take().filter(|_| idle), self.parked.take()];
+        let servers = [
+            self.server.take().filter(|_| idle),
+            self.parked.take().map(|p| *p),
+        ];
         for mut server in servers.into_iter().flatten() {
             if self.shared.config.pool_mode == PoolMode::Session {
                 let reset = &self.shared.config.server_reset_query;
                 if !reset.is_empty() {
-                    let done =
-                        hidden::run(&mut server.conn, reset, self.shared.config.connect_timeout)
-                            .await;
+                    let done = Box::pin(hidden::run(
+                        &mut server.conn,
+                        reset,
+                        self.shared.config.connect_timeout,
+                    ))
+                    .await;
                     if let Err(e) = done {
                         tracing::debug!(error = %e, "server reset failed; closing the connection");
                         continue;
