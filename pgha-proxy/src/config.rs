@@ -69,6 +69,12 @@ pub struct ProxyConfig {
     pub max_client_conn: usize,
     /// Users allowed on the admin console (database `pgha`); empty: none.
     pub admin_users: Vec<String>,
+    /// TLS for clients: an SSLRequest over TCP is answered `S` and the
+    /// handshake run with this certificate; `None` answers `N` (default).
+    pub tls: Option<crate::TlsConfig>,
+    /// Refuse TCP clients that did not switch to TLS (`28000`); clients on
+    /// the Unix socket are local and exempt (default false).
+    pub tls_required: bool,
 }
 
 impl Default for ProxyConfig {
@@ -91,6 +97,8 @@ impl Default for ProxyConfig {
             server_reset_query: "DISCARD ALL".into(),
             max_client_conn: 10_000,
             admin_users: Vec::new(),
+            tls: None,
+            tls_required: false,
         }
     }
 }
@@ -127,6 +135,8 @@ impl ProxyConfig {
             ),
             ("admin_users", self.admin_users.join(",")),
             ("client_auth", self.client_auth.is_some().to_string()),
+            ("tls", self.tls.is_some().to_string()),
+            ("tls_required", self.tls_required.to_string()),
         ]
     }
 }

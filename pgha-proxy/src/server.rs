@@ -10,8 +10,8 @@ use postgres_protocol::message::backend::ErrorResponseBody;
 use postgres_protocol::message::backend::{ErrorFields, Message};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::stream::{self, Stream};
 use crate::Error;
 
 /// Credentials the proxy logs in to servers with.
@@ -26,8 +26,8 @@ pub struct ServerAuth {
 /// An authenticated server connection, ready for queries.
 #[derive(Debug)]
 pub struct ServerConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The connection.
+    pub stream: Stream,
     /// `ParameterStatus` values the server reported.
     pub params: Vec<(String, String)>,
     /// The server's own cancel key (pid, secret).
@@ -37,6 +37,8 @@ pub struct ServerConn {
 }
 
 /// Connects to `host:port` and logs in as the client's user and database.
+/// A `host` starting with `/` is a directory holding the server's Unix
+/// socket (`<host>/.s.PGSQL.<port>`), as in libpq.
 pub async fn connect(
     host: &str,
     port: u16,
@@ -64,10 +66,9 @@ async fn connect_inner(
         node: node.clone(),
         what,
     };
-    let mut stream = TcpStream::connect((host, port))
+    let mut stream = stream::connect(host, port)
         .await
         .map_err(|e| fail(format!("connect: {e}")))?;
-    let _ = stream.set_nodelay(true);
     let user = auth
         .user
         .clone()
