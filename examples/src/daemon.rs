@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use pgha_core::{
     ClusterMonitor, MonitorConfig, MonitorHandle, NodeState, Role, SqlNodeController, Topology,
 };
-use pgha_proxy::{PauseGate, PoolMode, Proxy, ProxyConfig, ServerAuth};
+use pgha_proxy::{Listener, PauseGate, PoolMode, Proxy, ProxyConfig, ServerAuth, TlsConfig};
 use tokio::net::TcpListener;
 
 /// The proxy's settings on the command line.
@@ -37,6 +37,20 @@ pub struct ProxyArgs {
     /// Password for that user (or set PGHA_SERVER_PASSWORD).
     #[arg(long, env = "PGHA_SERVER_PASSWORD", hide_env_values = true)]
     pub server_password: Option<String>,
+    /// Also listen on a Unix socket in this directory, named like
+    /// PostgreSQL's: DIR/.s.PGSQL.<listen port> (psql -h DIR -p PORT).
+    #[arg(long, value_name = "DIR")]
+    pub unix_socket_dir: Option<PathBuf>,
+    /// PEM certificate chain for TLS with clients (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse TCP clients that do not use TLS (Unix-socket clients are
+    /// exempt).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_required: bool,
 }
 
 /// [`PoolMode`] for clap.
@@ -58,14 +72,27 @@ impl Default for ProxyArgs {
             http: None,
             server_user: None,
             server_password: None,
+            unix_socket_dir: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
         }
     }
 }
 
 impl ProxyArgs {
-    /// The proxy configuration these arguments describe.
-    pub fn config(&self) -> ProxyConfig {
-        ProxyConfig {
+    /// The proxy configuration these arguments describe; fails on TLS
+    /// files that cannot be used.
+    pub fn config(&self) -> anyhow::Result<ProxyConfig> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
+        if self.tls_required && tls.is_none() {
+            bail!("--tls-required needs --tls-cert and --tls-key");
+        }
+        Ok(ProxyConfig {
             server_auth: ServerAuth {
                 user: self.server_user.clone(),
                 password: self.server_password.clone(),
@@ -77,12 +104,15 @@ impl ProxyArgs {
             pool_size: self.pool_size,
             load_balance: !self.no_load_balance,
             admin_users: self.admin_users.clone(),
+            tls,
+            tls_required: self.tls_required,
             ..ProxyConfig::default()
-        }
+        })
     }
 }
 
-/// `NAME=HOST:PORT` as given on the command line.
+/// `NAME=HOST:PORT` as given on the command line; a HOST starting with
+/// `/` is the directory of the server's Unix socket.
 pub fn parse_node(text: &str) -> anyhow::Result<(String, String, u16)> {
     let (name, address) = text
         .split_once('=')
@@ -145,8 +175,15 @@ pub async fn serve_proxy(
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
+    let mut listeners = vec![Listener::from(listener)];
+    if let Some(dir) = &args.unix_socket_dir {
+        let unix = pgha_proxy::bind_unix(dir, addr.port())
+            .await
+            .with_context(|| format!("listening in {} (--unix-socket-dir)", dir.display()))?;
+        listeners.push(unix.into());
+    }
     let hints = handle.clone();
-    let proxy = Proxy::with_hint(args.config(), handle.topology(), move |node, sqlstate| {
+    let proxy = Proxy::with_hint(args.config()?, handle.topology(), move |node, sqlstate| {
         hints.hint(node, sqlstate)
     })
     .with_pause_gate(gate);
@@ -163,7 +200,11 @@ pub async fn serve_proxy(
             std::future::pending(),
         ));
     }
-    tokio::spawn(async move { proxy.serve(listener, std::future::pending()).await });
+    tokio::spawn(async move {
+        proxy
+            .serve_listeners(listeners, std::future::pending())
+            .await
+    });
     Ok(addr)
 }
 
@@ -181,5 +222,29 @@ mod tests {
         assert!(parse_node("db1=host").is_err());
         assert!(parse_node("db1=host:x").is_err());
         assert!(parse_node("=host:1").is_err());
+        assert_eq!(
+            parse_node("db1=/run/postgresql:5432").ok(),
+            Some(("db1".into(), "/run/postgresql".into(), 5432))
+        );
+    }
+
+    #[test]
+    fn tls_arguments_are_checked() {
+        let args = |cert: Option<&str>, key: Option<&str>, required| ProxyArgs {
+            tls_cert: cert.map(PathBuf::from),
+            tls_key: key.map(PathBuf::from),
+            tls_required: required,
+            ..ProxyArgs::default()
+        };
+        assert!(args(None, None, false).config().is_ok());
+        assert!(args(None, None, true).config().is_err());
+        assert!(args(Some("/nonexistent.crt"), None, false)
+            .config()
+            .is_err());
+        let err = args(Some("/nonexistent.crt"), Some("/nonexistent.key"), false)
+            .config()
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("/nonexistent.crt")));
     }
 }

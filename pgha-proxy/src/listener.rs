@@ -2,6 +2,7 @@
 //! like PostgreSQL's.
 
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::task::{Context, Poll};
 
@@ -67,21 +68,29 @@ impl From<UnixListener> for Listener {
 /// Listens on `<dir>/.s.PGSQL.<port>`, where libpq (`host=<dir>`) and
 /// psql (`-h <dir>`) look for a server on `port`. A socket file left by
 /// a process that is gone is replaced; one that still answers is an
-/// `AddrInUse` error. The socket gets the process umask's permissions
-/// and is left behind when the process ends, as a crashed server's is.
+/// `AddrInUse` error. Like PostgreSQL's default `unix_socket_permissions`
+/// the socket is open to every local user (mode 0777): hba `local` rules
+/// decide who gets in, and the directory's own mode can restrict more.
+/// It is left behind when the process ends, as a crashed server's is.
 pub async fn bind_unix(dir: impl AsRef<Path>, port: u16) -> io::Result<UnixListener> {
     let path = socket_path(dir, port);
-    match UnixListener::bind(&path) {
+    let listener = bind_replacing_stale(&path).await?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))?;
+    Ok(listener)
+}
+
+async fn bind_replacing_stale(path: &Path) -> io::Result<UnixListener> {
+    match UnixListener::bind(path) {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            if UnixStream::connect(&path).await.is_ok() {
+            if UnixStream::connect(path).await.is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!("{} is in use by a running server", path.display()),
                 ));
             }
             tracing::info!(path = %path.display(), "replacing a stale Unix socket");
-            std::fs::remove_file(&path)?;
-            UnixListener::bind(&path)
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)
         }
         other => other,
     }
@@ -95,6 +104,8 @@ mod tests {
     async fn a_stale_socket_is_replaced_and_a_live_one_is_not() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let live = bind_unix(dir.path(), 5999).await?;
+        let mode = std::fs::metadata(socket_path(dir.path(), 5999))?.permissions();
+        assert_eq!(mode.mode() & 0o777, 0o777);
         let err = bind_unix(dir.path(), 5999).await.err();
         assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::AddrInUse));
         drop(live); // the file stays, nobody answers

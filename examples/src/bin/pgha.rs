@@ -28,14 +28,15 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:6432")]
         listen: std::net::SocketAddr,
         /// A backend as NAME=HOST:PORT; repeat. The first is the primary
-        /// until the state file or the probes say otherwise.
+        /// until the state file or the probes say otherwise. A HOST
+        /// starting with / is the directory of the server's Unix socket.
         #[arg(long = "node", required = true)]
         nodes: Vec<String>,
         /// Where the term and primary are kept across restarts.
         #[arg(long)]
         state_file: Option<std::path::PathBuf>,
         #[command(flatten)]
-        proxy: pgha::daemon::ProxyArgs,
+        proxy: Box<pgha::daemon::ProxyArgs>,
     },
     /// Start a local demo cluster, fail its primary over, rejoin it.
     Demo {
