@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 use pgha_core::{
     ClusterMonitor, MonitorConfig, MonitorHandle, NodeState, Role, SqlNodeController, Topology,
 };
-use pgha_proxy::{Listener, PauseGate, PoolMode, Proxy, ProxyConfig, ServerAuth, TlsConfig};
+use pgha_proxy::{
+    Listener, PauseGate, PoolMode, Proxy, ProxyConfig, ServerAuth, ServerTls, TlsConfig,
+};
 use tokio::net::TcpListener;
 
 /// The proxy's settings on the command line.
@@ -51,6 +53,29 @@ pub struct ProxyArgs {
     /// exempt).
     #[arg(long, requires = "tls_cert")]
     pub tls_required: bool,
+    /// TLS to the servers over TCP, as libpq's sslmode: disable, prefer
+    /// (encrypt if the server agrees), require (encrypt, certificate not
+    /// checked), verify-full (checked against --server-tls-ca and the
+    /// node's host).
+    #[arg(long, value_enum, default_value_t = ServerTlsMode::Disable)]
+    pub server_tls: ServerTlsMode,
+    /// PEM CA certificates the servers' certificates must chain to
+    /// (--server-tls verify-full).
+    #[arg(long, value_name = "FILE")]
+    pub server_tls_ca: Option<PathBuf>,
+}
+
+/// `--server-tls`: libpq's sslmode names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerTlsMode {
+    /// Plain connections.
+    Disable,
+    /// TLS when the server offers it.
+    Prefer,
+    /// TLS or no connection; any certificate.
+    Require,
+    /// TLS with a certificate from --server-tls-ca naming the host.
+    VerifyFull,
 }
 
 /// [`PoolMode`] for clap.
@@ -76,6 +101,8 @@ impl Default for ProxyArgs {
             tls_cert: None,
             tls_key: None,
             tls_required: false,
+            server_tls: ServerTlsMode::Disable,
+            server_tls_ca: None,
         }
     }
 }
@@ -92,6 +119,16 @@ impl ProxyArgs {
         if self.tls_required && tls.is_none() {
             bail!("--tls-required needs --tls-cert and --tls-key");
         }
+        let server_tls = match (self.server_tls, &self.server_tls_ca) {
+            (ServerTlsMode::VerifyFull, Some(ca)) => Some(ServerTls::verify_full(ca)?),
+            (ServerTlsMode::VerifyFull, None) => {
+                bail!("--server-tls verify-full needs --server-tls-ca")
+            }
+            (_, Some(_)) => bail!("--server-tls-ca goes with --server-tls verify-full"),
+            (ServerTlsMode::Disable, None) => None,
+            (ServerTlsMode::Prefer, None) => Some(ServerTls::encrypt_only(false)?),
+            (ServerTlsMode::Require, None) => Some(ServerTls::encrypt_only(true)?),
+        };
         Ok(ProxyConfig {
             server_auth: ServerAuth {
                 user: self.server_user.clone(),
@@ -106,6 +143,7 @@ impl ProxyArgs {
             admin_users: self.admin_users.clone(),
             tls,
             tls_required: self.tls_required,
+            server_tls,
             ..ProxyConfig::default()
         })
     }
@@ -246,5 +284,21 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("/nonexistent.crt")));
+    }
+
+    #[test]
+    fn server_tls_arguments_are_checked() {
+        let args = |mode, ca: Option<&str>| ProxyArgs {
+            server_tls: mode,
+            server_tls_ca: ca.map(PathBuf::from),
+            ..ProxyArgs::default()
+        };
+        let config = |mode, ca| args(mode, ca).config().map(|c| c.server_tls);
+        assert!(config(ServerTlsMode::Disable, None).is_ok_and(|t| t.is_none()));
+        assert!(config(ServerTlsMode::Prefer, None).is_ok_and(|t| t.is_some_and(|t| !t.required())));
+        assert!(config(ServerTlsMode::Require, None).is_ok_and(|t| t.is_some_and(|t| t.required())));
+        assert!(config(ServerTlsMode::VerifyFull, None).is_err());
+        assert!(config(ServerTlsMode::Require, Some("/ca.crt")).is_err());
+        assert!(config(ServerTlsMode::VerifyFull, Some("/nonexistent.crt")).is_err());
     }
 }

@@ -75,6 +75,9 @@ pub struct ProxyConfig {
     /// Refuse TCP clients that did not switch to TLS (`28000`); clients on
     /// the Unix socket are local and exempt (default false).
     pub tls_required: bool,
+    /// TLS to servers reached over TCP (default none; see
+    /// [`ServerTls`](crate::ServerTls)).
+    pub server_tls: Option<crate::ServerTls>,
 }
 
 impl Default for ProxyConfig {
@@ -99,6 +102,7 @@ impl Default for ProxyConfig {
             admin_users: Vec::new(),
             tls: None,
             tls_required: false,
+            server_tls: None,
         }
     }
 }
@@ -137,6 +141,15 @@ impl ProxyConfig {
             ("client_auth", self.client_auth.is_some().to_string()),
             ("tls", self.tls.is_some().to_string()),
             ("tls_required", self.tls_required.to_string()),
+            (
+                "server_tls",
+                match &self.server_tls {
+                    None => "none",
+                    Some(t) if t.required() => "required",
+                    Some(_) => "preferred",
+                }
+                .into(),
+            ),
         ]
     }
 }

@@ -196,6 +196,7 @@ impl Pool {
             self.port,
             &self.startup,
             &config.server_auth,
+            config.server_tls.as_ref(),
             config.connect_timeout,
         )
         .await;

@@ -12,7 +12,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::stream::{self, Stream};
-use crate::Error;
+use crate::{Error, ServerTls};
 
 /// Credentials the proxy logs in to servers with.
 #[derive(Debug, Clone, Default)]
@@ -38,16 +38,18 @@ pub struct ServerConn {
 
 /// Connects to `host:port` and logs in as the client's user and database.
 /// A `host` starting with `/` is a directory holding the server's Unix
-/// socket (`<host>/.s.PGSQL.<port>`), as in libpq.
+/// socket (`<host>/.s.PGSQL.<port>`), as in libpq. With `tls`, a TCP
+/// connection asks for TLS before its StartupMessage.
 pub async fn connect(
     host: &str,
     port: u16,
     startup: &[(String, String)],
     auth: &ServerAuth,
+    tls: Option<&ServerTls>,
     timeout: Duration,
 ) -> Result<ServerConn, Error> {
     let node = format!("{host}:{port}");
-    tokio::time::timeout(timeout, connect_inner(host, port, startup, auth))
+    tokio::time::timeout(timeout, connect_inner(host, port, startup, auth, tls))
         .await
         .map_err(|_| Error::Server {
             node: node.clone(),
@@ -60,6 +62,7 @@ async fn connect_inner(
     port: u16,
     startup: &[(String, String)],
     auth: &ServerAuth,
+    tls: Option<&ServerTls>,
 ) -> Result<ServerConn, Error> {
     let node = format!("{host}:{port}");
     let fail = |what: String| Error::Server {
@@ -69,6 +72,11 @@ async fn connect_inner(
     let mut stream = stream::connect(host, port)
         .await
         .map_err(|e| fail(format!("connect: {e}")))?;
+    if let Some(tls) = tls {
+        stream = crate::server_tls::start(stream, host, tls)
+            .await
+            .map_err(fail)?;
+    }
     let user = auth
         .user
         .clone()
