@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use bytes::{Buf, BufMut, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::auth::{AuthError, AuthFile, ClientInfo, HbaRules, Md5Challenge, Method, ScramServer};
 use crate::stream::Stream;

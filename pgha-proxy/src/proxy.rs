@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use pgha_core::{NodeId, Topology};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 

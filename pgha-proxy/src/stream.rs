@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{tcp, unix, TcpStream, UnixStream};
 
 type TlsAccepted = tokio_rustls::server::TlsStream<TcpStream>;
@@ -109,6 +109,30 @@ impl Stream {
         }
     }
 }
+
+/// `write_all` that also flushes TLS. Inherent, so it shadows
+/// [`AsyncWriteExt::write_all`] at every call site: tokio-rustls accepts
+/// bytes into its buffer and reports them written even when the socket is
+/// full, and a caller that then waits for the peer would wait for ever for
+/// an answer to bytes still in that buffer. Plain sockets buffer nothing
+/// and skip the flush.
+macro_rules! write_all_flushed {
+    ($t:ty) => {
+        impl $t {
+            /// Writes all of `buf` and, over TLS, flushes it to the socket.
+            pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+                AsyncWriteExt::write_all(self, buf).await?;
+                if matches!(self, Self::TlsAccepted(_) | Self::TlsOpened(_)) {
+                    AsyncWriteExt::flush(self).await?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+write_all_flushed!(Stream);
+write_all_flushed!(WriteHalf);
 
 impl ReadHalf {
     /// Reads what has already arrived without waiting: `WouldBlock` when
@@ -244,6 +268,10 @@ pub async fn connect(host: &str, port: u16) -> io::Result<Stream> {
         Ok(Stream::Tcp(s))
     }
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tls_tests;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use crate::admin::{handle_query, AdminAction};
 use crate::frame::{self, FrameReader};

@@ -1,7 +1,7 @@
 //! The startup phase of a session: startup packets up to the
 //! StartupMessage, with the switch to TLS on the way.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::time::{timeout_at, Instant};
 
 use super::send_fatal;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use pgha_core::{Role, Topology};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::acquire::{self, Attached, PoolCache};
