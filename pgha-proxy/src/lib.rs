@@ -3,12 +3,21 @@
 //! The PostgreSQL wire-protocol proxy of pgha: the one address clients
 //! connect to. Today (first slice) it
 //!
-//! * handles the startup phase (SSLRequest and GSSENCRequest answered `N`,
-//!   CancelRequest, StartupMessage 3.0; other versions get a clear error),
-//!   with a deadline and a length check before any allocation;
+//! * accepts clients over TCP and on a Unix socket named like PostgreSQL's
+//!   (`<dir>/.s.PGSQL.<port>`, [`bind_unix`], [`Proxy::serve_listeners`]);
+//! * handles the startup phase (SSLRequest answered `S` and the TLS
+//!   handshake run when [`ProxyConfig::tls`] is set and the client is on
+//!   TCP, `N` otherwise; GSSENCRequest `N`; CancelRequest; StartupMessage
+//!   3.0, other versions get a clear error), with a deadline and a length
+//!   check before any allocation. Bytes sent after an SSL or GSS request
+//!   before its answer are refused (`08P01`), never taken as encrypted;
+//!   [`ProxyConfig::tls_required`] refuses plain TCP clients (`28000`);
 //! * logs in to the server with the configured credentials (SCRAM-SHA-256,
-//!   md5 or cleartext, via postgres-protocol) and relays whole messages as
-//!   bytes — simple and extended protocol, COPY, notices;
+//!   md5 or cleartext, via postgres-protocol) — over TCP, optionally with
+//!   TLS ([`ServerTls`]), or over the server's Unix socket when the node's
+//!   host is a directory (starts with `/`, as in libpq: cheaper for a
+//!   PostgreSQL on the same host) — and relays whole messages as bytes —
+//!   simple and extended protocol, COPY, notices;
 //! * sends every session to the primary of the current term, from a
 //!   `watch` of [`pgha_core::Topology`]: a client between transactions keeps
 //!   its connection across a failover and its next statement goes to the new
@@ -22,7 +31,8 @@
 //!   connection the client uses at that moment.
 //!
 //! Client authentication: hba rules and an auth file ([`ClientAuth`]) with
-//! SCRAM-SHA-256, md5, cleartext, trust and reject. The [`admin`] console's
+//! SCRAM-SHA-256, md5, cleartext, trust and reject; Unix-socket clients
+//! match `local` rules, TLS clients `hostssl`, plain TCP ones `hostnossl`. The [`admin`] console's
 //! pure part (commands, result sets) is here; pools, transaction mode,
 //! extended-protocol routing and the console's wiring into sessions come
 //! next (see the crate's issue).
