@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use pgha_core::{NodeState, Role};
-use pgha_proxy::{Consistency, PoolMode};
+use pgha_proxy::{Consistency, PoolMode, ServerTls, TlsConfig};
 
 use crate::config::{self, ConfigError, Problem, RunConfig};
 
@@ -61,6 +61,30 @@ pub struct ProxyArgs {
     /// (JSON); none by default.
     #[arg(long)]
     pub http: Option<SocketAddr>,
+    /// Also listen on a Unix socket in this directory, named like
+    /// PostgreSQL's: DIR/.s.PGSQL.<listen port> (psql -h DIR -p PORT).
+    #[arg(long, value_name = "DIR")]
+    pub unix_socket_dir: Option<PathBuf>,
+    /// PEM certificate chain for TLS with clients (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse TCP clients that do not use TLS (Unix-socket clients are
+    /// exempt).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_required: bool,
+    /// TLS to the servers over TCP, as libpq's sslmode: disable, prefer
+    /// (encrypt if the server agrees), require (encrypt, certificate not
+    /// checked), verify-full (checked against --server-tls-ca and the
+    /// node's host) [default: disable].
+    #[arg(long, value_enum)]
+    pub server_tls: Option<ServerTlsMode>,
+    /// PEM CA certificates the servers' certificates must chain to
+    /// (--server-tls verify-full).
+    #[arg(long, value_name = "FILE")]
+    pub server_tls_ca: Option<PathBuf>,
     /// User the proxy logs in to servers as (default: the client's).
     #[arg(long)]
     pub server_user: Option<String>,
@@ -76,6 +100,19 @@ pub enum Mode {
     Session,
     /// A server connection per transaction.
     Transaction,
+}
+
+/// `--server-tls`: libpq's sslmode names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerTlsMode {
+    /// Plain connections.
+    Disable,
+    /// TLS when the server offers it.
+    Prefer,
+    /// TLS or no connection; the certificate is not checked.
+    Require,
+    /// TLS with the certificate checked against a CA and the host name.
+    VerifyFull,
 }
 
 /// [`Consistency`] for clap.
@@ -168,6 +205,44 @@ impl RunArgs {
         }
         if args.server_user.is_some() {
             proxy.server_auth.user = args.server_user.clone();
+        }
+        if args.unix_socket_dir.is_some() {
+            config.unix_socket_dir = args.unix_socket_dir.clone();
+        }
+        let proxy = &mut config.proxy;
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            match TlsConfig::from_pem_files(cert, key) {
+                Ok(tls) => proxy.tls = Some(tls),
+                Err(e) => problems.push(Problem::flag(format!("--tls-cert/--tls-key: {e}"))),
+            }
+        }
+        proxy.tls_required |= args.tls_required;
+        let server_tls = match (args.server_tls, &args.server_tls_ca) {
+            (Some(ServerTlsMode::VerifyFull), Some(ca)) => Some(ServerTls::verify_full(ca)),
+            (Some(ServerTlsMode::VerifyFull), None) => {
+                problems.push(Problem::flag(
+                    "--server-tls verify-full needs --server-tls-ca",
+                ));
+                None
+            }
+            (_, Some(_)) => {
+                problems.push(Problem::flag(
+                    "--server-tls-ca goes with --server-tls verify-full",
+                ));
+                None
+            }
+            (Some(ServerTlsMode::Prefer), None) => Some(ServerTls::encrypt_only(false)),
+            (Some(ServerTlsMode::Require), None) => Some(ServerTls::encrypt_only(true)),
+            (Some(ServerTlsMode::Disable), None) => {
+                proxy.server_tls = None;
+                None
+            }
+            (None, None) => None,
+        };
+        match server_tls {
+            Some(Ok(tls)) => proxy.server_tls = Some(tls),
+            Some(Err(e)) => problems.push(Problem::flag(format!("--server-tls: {e}"))),
+            None => {}
         }
         if args.server_password.is_some() {
             proxy.server_auth.password = args.server_password.clone();

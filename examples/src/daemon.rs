@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use pgha_core::{ClusterMonitor, MonitorHandle, SqlNodeController, SqlProbe};
-use pgha_proxy::{PauseGate, Proxy, ProxyConfig};
+use pgha_proxy::{Listener, PauseGate, Proxy, ProxyConfig};
 use tokio::net::TcpListener;
 
 use crate::config::RunConfig;
@@ -29,7 +29,10 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<(MonitorHandle, SocketA
         config.listen,
         &handle,
         config.proxy.clone(),
-        config.http,
+        Extras {
+            http: config.http,
+            unix_socket_dir: config.unix_socket_dir.clone(),
+        },
         gate,
     )
     .await
@@ -43,13 +46,21 @@ pub async fn serve_proxy(
     listen: SocketAddr,
     handle: &MonitorHandle,
     config: ProxyConfig,
-    http: Option<SocketAddr>,
+    extras: Extras,
     gate: Arc<PauseGate>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
+    let mut listeners = vec![Listener::from(listener)];
+    if let Some(dir) = &extras.unix_socket_dir {
+        let unix = pgha_proxy::bind_unix(dir, addr.port())
+            .await
+            .with_context(|| format!("listening in {} (unix_socket_dir)", dir.display()))?;
+        listeners.push(unix.into());
+    }
+    let http = extras.http;
     let hints = handle.clone();
     let proxy = Proxy::with_hint(config, handle.topology(), move |node, sqlstate| {
         hints.hint(node, sqlstate)
@@ -68,6 +79,19 @@ pub async fn serve_proxy(
             std::future::pending(),
         ));
     }
-    tokio::spawn(async move { proxy.serve(listener, std::future::pending()).await });
+    tokio::spawn(async move {
+        proxy
+            .serve_listeners(listeners, std::future::pending())
+            .await
+    });
     Ok(addr)
+}
+
+/// Listeners beside the proxy's TCP address.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// The HTTP monitoring port (/metrics, /status).
+    pub http: Option<SocketAddr>,
+    /// A directory for the proxy's Unix socket.
+    pub unix_socket_dir: Option<std::path::PathBuf>,
 }

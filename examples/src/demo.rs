@@ -64,7 +64,7 @@ pub async fn start_monitor(cluster: &Arc<PgCluster>) -> anyhow::Result<Monitor> 
         "127.0.0.1:0".parse()?,
         &handle,
         pgha_proxy::ProxyConfig::default(),
-        None,
+        crate::daemon::Extras::default(),
         pgha_proxy::PauseGate::new(Duration::from_secs(30)),
     )
     .await?;

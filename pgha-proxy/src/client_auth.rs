@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 
 use bytes::{Buf, BufMut, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 use crate::auth::{AuthError, AuthFile, ClientInfo, HbaRules, Md5Challenge, Method, ScramServer};
+use crate::stream::Stream;
 use crate::Error;
 
 /// Who may connect, and how they prove it.
@@ -24,11 +24,13 @@ const MAX_AUTH_MESSAGE: usize = 10_000;
 
 /// Runs the exchange the hba rules ask for; `Ok` once the client proved
 /// who it is. `mock_key` makes unknown users indistinguishable from wrong
-/// passwords.
+/// passwords. `peer` is `None` for a Unix-socket client (hba `local`
+/// rules); `tls` picks between `hostssl` and `hostnossl` rules.
 pub(crate) async fn authenticate(
-    client: &mut TcpStream,
+    client: &mut Stream,
     auth: &ClientAuth,
-    peer: IpAddr,
+    peer: Option<IpAddr>,
+    tls: bool,
     params: &[(String, String)],
     mock_key: &[u8; 32],
 ) -> Result<(), Error> {
@@ -41,8 +43,8 @@ pub(crate) async fn authenticate(
     let user = get("user").unwrap_or_default();
     let database = get("database").unwrap_or(user);
     let info = ClientInfo {
-        addr: Some(peer),
-        ssl: false,
+        addr: peer,
+        ssl: tls,
         database,
         user,
     };
@@ -110,7 +112,7 @@ fn request(out: &mut BytesMut, code: i32, data: &[u8]) {
 }
 
 /// Reads one `p` message (password, SASL initial response or response).
-async fn read_password_message(client: &mut TcpStream) -> Result<Vec<u8>, Error> {
+async fn read_password_message(client: &mut Stream) -> Result<Vec<u8>, Error> {
     let tag = client.read_u8().await.map_err(Error::Io)?;
     if tag != b'p' {
         return Err(Error::Protocol(format!(

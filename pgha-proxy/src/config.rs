@@ -101,6 +101,15 @@ pub struct ProxyConfig {
     /// How often standbys' replay positions are polled when
     /// `consistency` tracks write positions (default 20 ms).
     pub replay_poll_interval: Duration,
+    /// TLS for clients: an SSLRequest over TCP is answered `S` and the
+    /// handshake run with this certificate; `None` answers `N` (default).
+    pub tls: Option<crate::TlsConfig>,
+    /// Refuse TCP clients that did not switch to TLS (`28000`); clients on
+    /// the Unix socket are local and exempt (default false).
+    pub tls_required: bool,
+    /// TLS to servers reached over TCP (default none; see
+    /// [`ServerTls`](crate::ServerTls)).
+    pub server_tls: Option<crate::ServerTls>,
 }
 
 impl Default for ProxyConfig {
@@ -125,6 +134,9 @@ impl Default for ProxyConfig {
             admin_users: Vec::new(),
             consistency: Consistency::Pin,
             replay_poll_interval: Duration::from_millis(20),
+            tls: None,
+            tls_required: false,
+            server_tls: None,
         }
     }
 }
@@ -166,6 +178,17 @@ impl ProxyConfig {
                 format!("{:?}", self.consistency).to_lowercase(),
             ),
             ("replay_poll_interval", d(self.replay_poll_interval)),
+            ("tls", self.tls.is_some().to_string()),
+            ("tls_required", self.tls_required.to_string()),
+            (
+                "server_tls",
+                match &self.server_tls {
+                    None => "none",
+                    Some(t) if t.required() => "required",
+                    Some(_) => "preferred",
+                }
+                .into(),
+            ),
         ]
     }
 }

@@ -57,6 +57,9 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A TCP client did not switch to TLS, and the proxy requires it.
+    #[error("TLS required")]
+    TlsRequired,
     /// No primary became available in time.
     #[error("no primary within {waited:?}")]
     NoPrimary {
@@ -77,6 +80,7 @@ impl Error {
             Error::NoPrimary { .. } => "57P03",
             Error::PoolTimeout { .. } => "53400",
             Error::TooManyClients { .. } => "53300",
+            Error::TlsRequired => "28000",
         }
     }
 
@@ -98,6 +102,9 @@ impl Error {
                 format!("pgha: every server connection stayed busy for {waited:?} (pool_size reached); retry later")
             }
             Error::TooManyClients { .. } => "sorry, too many clients already".into(),
+            Error::TlsRequired => {
+                "pgha: this proxy accepts TCP clients over TLS only (tls_required); connect with sslmode=require".into()
+            }
             Error::NoPrimary { waited } => {
                 format!("pgha: no primary server is available (waited {waited:?}); retry later")
             }

@@ -3,15 +3,25 @@
 //! The PostgreSQL wire-protocol proxy of pgha: the one address clients
 //! connect to. It
 //!
-//! * handles the startup phase (SSLRequest and GSSENCRequest answered `N`,
-//!   CancelRequest, StartupMessage 3.0; other versions get a clear error),
-//!   with a deadline and a length check before any allocation;
+//! * accepts clients over TCP and on a Unix socket named like PostgreSQL's
+//!   (`<dir>/.s.PGSQL.<port>`, [`bind_unix`], [`Proxy::serve_listeners`]);
+//! * handles the startup phase (SSLRequest answered `S` and the TLS
+//!   handshake run when [`ProxyConfig::tls`] is set and the client is on
+//!   TCP, `N` otherwise; GSSENCRequest `N`; CancelRequest; StartupMessage
+//!   3.0, other versions get a clear error), with a deadline and a length
+//!   check before any allocation. Bytes sent after an SSL or GSS request
+//!   before its answer are refused (`08P01`), never taken as encrypted;
+//!   [`ProxyConfig::tls_required`] refuses plain TCP clients (`28000`);
 //! * authenticates clients: hba rules and an auth file ([`ClientAuth`]) with
-//!   SCRAM-SHA-256, md5, cleartext, trust and reject;
+//!   SCRAM-SHA-256, md5, cleartext, trust and reject; Unix-socket clients
+//!   match `local` rules, TLS clients `hostssl`, plain TCP ones `hostnossl`;
 //! * pools server connections per node, database, user and startup options
 //!   ([`pool`]) in [`PoolMode::Session`] or [`PoolMode::Transaction`], with a
-//!   queue and a timeout when a pool is full; relays whole messages as bytes
-//!   (simple and extended protocol, COPY, notices, NOTIFY in session mode);
+//!   queue and a timeout when a pool is full, over TCP (optionally TLS,
+//!   [`ServerTls`]) or the server's Unix socket when the node's host is a
+//!   directory (starts with `/`, as in libpq: cheaper for a PostgreSQL on
+//!   the same host); relays whole messages as bytes (simple and extended
+//!   protocol, COPY, notices, NOTIFY in session mode);
 //! * carries a client's protocol-level prepared statements ([`prepared`])
 //!   and reported parameters ([`params`]) to whichever server connection its
 //!   transaction gets, hiding the proxy's own requests ([`tracker`]);
@@ -67,6 +77,7 @@ mod error;
 pub mod frame;
 pub mod fuzzing;
 pub mod http;
+mod listener;
 pub mod messages;
 pub mod metrics;
 pub mod params;
@@ -77,16 +88,22 @@ mod proxy;
 mod replay;
 pub mod route;
 pub mod server;
+mod server_tls;
 mod session;
 pub mod startup;
+pub mod stream;
+mod tls;
 pub mod tracker;
 mod upkeep;
 
 pub use client_auth::ClientAuth;
 pub use config::{Consistency, PoolMode, ProxyConfig};
 pub use error::Error;
+pub use listener::{bind_unix, Listener};
 pub use metrics::ProxyMetrics;
 pub use pause::PauseGate;
 pub(crate) use proxy::Shared;
 pub use proxy::{CancelTarget, Proxy};
 pub use server::ServerAuth;
+pub use server_tls::ServerTls;
+pub use tls::{TlsConfig, TlsError};

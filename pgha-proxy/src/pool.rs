@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgha_core::NodeId;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::admin::{ServerRow, ServerState};
@@ -19,6 +18,7 @@ use crate::frame::FrameReader;
 use crate::metrics::{NodeLabel, ProxyMetrics};
 use crate::params::Params;
 use crate::prepared::ServerStatements;
+use crate::stream::{ReadHalf, WriteHalf};
 use crate::{server, CancelTarget, Error, ProxyConfig};
 
 /// What a pool is for. Parameters pgha keeps consistent itself
@@ -39,8 +39,8 @@ pub struct PoolKey {
 /// A logged-in server connection.
 #[derive(Debug)]
 pub struct ServerConnection {
-    pub(crate) reader: FrameReader<OwnedReadHalf>,
-    pub(crate) writer: OwnedWriteHalf,
+    pub(crate) reader: FrameReader<ReadHalf>,
+    pub(crate) writer: WriteHalf,
     pub(crate) node: NodeId,
     pub(crate) cancel: CancelTarget,
     /// The server's values of the tracked parameters.
@@ -196,6 +196,7 @@ impl Pool {
             self.port,
             &self.startup,
             &config.server_auth,
+            config.server_tls.as_ref(),
             config.connect_timeout,
         )
         .await;

@@ -6,11 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use pgha_core::{NodeId, Topology};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
-use crate::{session, ProxyConfig};
+use crate::{session, Listener, ProxyConfig};
 
 /// Where a client's cancel request must go: the server connection it is
 /// using now.
@@ -85,7 +84,8 @@ impl Shared {
         let mut buf = BytesMut::new();
         postgres_protocol::message::frontend::cancel_request(target.key.0, target.key.1, &mut buf);
         let sent = async {
-            let mut s = TcpStream::connect((target.host.as_str(), target.port)).await?;
+            // The same way as the connection it cancels: TCP or Unix socket.
+            let mut s = crate::stream::connect(&target.host, target.port).await?;
             s.write_all(&buf).await
         };
         if let Err(e) = tokio::time::timeout(self.config.connect_timeout, sent)
@@ -208,18 +208,41 @@ impl Proxy {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        self.serve_listeners(vec![listener.into()], shutdown).await
+    }
+
+    /// Accepts clients on a Unix socket (from [`bind_unix`](crate::bind_unix))
+    /// until `shutdown` completes. They match hba `local` rules and never
+    /// use TLS, as with PostgreSQL.
+    pub async fn serve_unix(
+        &self,
+        listener: UnixListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        self.serve_listeners(vec![listener.into()], shutdown).await
+    }
+
+    /// Accepts clients on every listener (e.g. TCP and a Unix socket)
+    /// until `shutdown` completes.
+    pub async fn serve_listeners(
+        &self,
+        listeners: Vec<Listener>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
+        // One upkeep task whatever the number of listeners.
         let upkeep = crate::upkeep::run(self.shared.clone());
         tokio::pin!(upkeep);
         let tracks_lsn = self.shared.config.consistency.tracks_lsn();
         let replay = crate::replay::run(self.shared.clone());
         tokio::pin!(replay);
+        let mut next = 0;
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
                 () = &mut upkeep => {}
                 () = &mut replay, if tracks_lsn => {}
-                accepted = listener.accept() => match accepted {
+                accepted = crate::listener::accept(&listeners, &mut next) => match accepted {
                     Ok((stream, peer)) => {
                         tokio::spawn(session::run(self.shared.clone(), stream, peer));
                     }

@@ -9,10 +9,10 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM
 use postgres_protocol::message::backend::ErrorResponseBody;
 use postgres_protocol::message::backend::{ErrorFields, Message};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
-use crate::Error;
+use crate::stream::{self, Stream};
+use crate::{Error, ServerTls};
 
 /// Credentials the proxy logs in to servers with.
 #[derive(Debug, Clone, Default)]
@@ -26,8 +26,8 @@ pub struct ServerAuth {
 /// An authenticated server connection, ready for queries.
 #[derive(Debug)]
 pub struct ServerConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The connection.
+    pub stream: Stream,
     /// `ParameterStatus` values the server reported.
     pub params: Vec<(String, String)>,
     /// The server's own cancel key (pid, secret).
@@ -37,15 +37,19 @@ pub struct ServerConn {
 }
 
 /// Connects to `host:port` and logs in as the client's user and database.
+/// A `host` starting with `/` is a directory holding the server's Unix
+/// socket (`<host>/.s.PGSQL.<port>`), as in libpq. With `tls`, a TCP
+/// connection asks for TLS before its StartupMessage.
 pub async fn connect(
     host: &str,
     port: u16,
     startup: &[(String, String)],
     auth: &ServerAuth,
+    tls: Option<&ServerTls>,
     timeout: Duration,
 ) -> Result<ServerConn, Error> {
     let node = format!("{host}:{port}");
-    tokio::time::timeout(timeout, connect_inner(host, port, startup, auth))
+    tokio::time::timeout(timeout, connect_inner(host, port, startup, auth, tls))
         .await
         .map_err(|_| Error::Server {
             node: node.clone(),
@@ -58,16 +62,21 @@ async fn connect_inner(
     port: u16,
     startup: &[(String, String)],
     auth: &ServerAuth,
+    tls: Option<&ServerTls>,
 ) -> Result<ServerConn, Error> {
     let node = format!("{host}:{port}");
     let fail = |what: String| Error::Server {
         node: node.clone(),
         what,
     };
-    let mut stream = TcpStream::connect((host, port))
+    let mut stream = stream::connect(host, port)
         .await
         .map_err(|e| fail(format!("connect: {e}")))?;
-    let _ = stream.set_nodelay(true);
+    if let Some(tls) = tls {
+        stream = crate::server_tls::start(stream, host, tls)
+            .await
+            .map_err(fail)?;
+    }
     let user = auth
         .user
         .clone()

@@ -33,6 +33,9 @@ pub struct RunConfig {
     pub listen: SocketAddr,
     /// Address of the HTTP monitoring port, if any.
     pub http: Option<SocketAddr>,
+    /// Directory of the proxy's Unix socket (`.s.PGSQL.<listen port>`), if
+    /// any.
+    pub unix_socket_dir: Option<PathBuf>,
     /// The backends; the first is the primary until the state file or the
     /// probes say otherwise (see [`RunConfig::topology`]).
     pub nodes: Vec<NodeState>,
@@ -57,6 +60,7 @@ impl Default for RunConfig {
         RunConfig {
             listen: DEFAULT_LISTEN,
             http: None,
+            unix_socket_dir: None,
             nodes: Vec::new(),
             monitor: MonitorConfig::default(),
             policy: DefaultPolicy::default(),

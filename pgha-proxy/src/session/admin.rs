@@ -4,17 +4,16 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::admin::{handle_query, AdminAction};
 use crate::frame::{self, FrameReader};
+use crate::stream::Stream;
 use crate::{admin_view, messages, Error, Shared};
 
 /// Serves an authenticated client of the admin database until it leaves.
 pub(crate) async fn serve(
     shared: &Arc<Shared>,
-    client: TcpStream,
+    client: Stream,
     user: &str,
     key: (i32, i32),
 ) -> Result<(), Error> {

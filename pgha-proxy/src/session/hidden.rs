@@ -2,7 +2,6 @@
 //! parameters at login, the session-mode reset): answers read and hidden.
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::AsyncWriteExt;
 
 use crate::params::parse_status;
 use crate::pool::ServerConnection;

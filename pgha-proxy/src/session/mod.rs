@@ -1,24 +1,23 @@
 //! One client session: startup, authentication, login, then the relay
 //! ([`relay`]) until the client leaves.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::auth::AuthError;
 use crate::frame::FrameReader;
 use crate::metrics::AuthFailure;
 use crate::params::{self, Params};
-use crate::startup::{self, StartupRequest};
+use crate::stream::{Peer, Stream};
 use crate::{messages, Error, Shared};
 
 mod acquire;
 mod admin;
 mod hidden;
+mod negotiate;
 mod relay;
 
 pub(crate) use relay::Written;
@@ -72,30 +71,19 @@ impl Login {
     }
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
-    let _ = client.set_nodelay(true);
-    let startup = match tokio::time::timeout(
-        shared.config.startup_timeout,
-        // Boxed here and below: a future is as big as its biggest state,
-        // and the task of an idle client should not carry the startup's.
-        Box::pin(startup_phase(&shared, &mut client)),
-    )
-    .await
-    {
-        Ok(Ok(Some(params))) => params,
-        Ok(Ok(None)) => return, // a cancel request, served
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "startup failed");
-            let _ = send_fatal(&mut client, &e).await;
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "startup timed out");
-            let e = Error::Protocol("startup not finished in time".into());
-            let _ = send_fatal(&mut client, &e).await;
-            return;
-        }
+pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
+    let deadline = Instant::now() + shared.config.startup_timeout;
+    let Some((mut client, startup)) =
+        Box::pin(negotiate::startup(&shared, client, peer, deadline)).await
+    else {
+        return;
     };
+    if shared.config.tls_required && matches!(client, Stream::Tcp(_)) {
+        tracing::info!(%peer, "refused: TLS is required");
+        shared.metrics.auth_failure(AuthFailure::HbaReject);
+        let _ = send_fatal(&mut client, &Error::TlsRequired).await;
+        return;
+    }
     let _count = ClientCount::enter(&shared);
     let _gauge = shared.metrics.client_connected();
     if _count.over_limit {
@@ -108,10 +96,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
         return;
     }
     if let Some(auth) = &shared.config.client_auth {
+        let tls = client.is_tls();
         let exchange = Box::pin(crate::client_auth::authenticate(
             &mut client,
             auth,
             peer.ip(),
+            tls,
             &startup,
             &shared.mock_key,
         ));
@@ -157,7 +147,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: Socket
             user: user.to_string(),
             database: login.database.clone(),
             application_name: get("application_name").map(str::to_string),
-            peer: Some(peer),
+            peer: peer.addr(),
             connect_time: std::time::SystemTime::now(),
             status: status.clone(),
         },
@@ -206,35 +196,10 @@ impl Drop for ClientCount<'_> {
     }
 }
 
-async fn send_fatal(client: &mut TcpStream, e: &Error) -> std::io::Result<()> {
+async fn send_fatal(client: &mut Stream, e: &Error) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     messages::error(&mut out, "FATAL", e.sqlstate(), &e.client_message());
     client.write_all(&out).await
-}
-
-/// Reads startup packets until a StartupMessage (returned) or a cancel
-/// request (served; `None`).
-async fn startup_phase(
-    shared: &Shared,
-    client: &mut TcpStream,
-) -> Result<Option<Vec<(String, String)>>, Error> {
-    loop {
-        let len = client.read_u32().await.map_err(Error::Io)?;
-        let mut body = vec![0u8; startup::body_len(len)?];
-        client.read_exact(&mut body).await.map_err(Error::Io)?;
-        match startup::parse(&body)? {
-            // TLS and GSS encryption are not offered (yet): the client
-            // continues in plain text or gives up, as libpq does.
-            StartupRequest::Ssl | StartupRequest::GssEnc => {
-                client.write_all(b"N").await.map_err(Error::Io)?;
-            }
-            StartupRequest::Cancel { pid, secret } => {
-                shared.cancel(pid, secret).await;
-                return Ok(None);
-            }
-            StartupRequest::Startup(params) => return Ok(Some(params)),
-        }
-    }
 }
 
 /// The first messages a client gets after authentication.

@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use pgha_core::{Role, Topology};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use super::acquire::{self, Attached, PoolCache};
@@ -19,6 +17,7 @@ use crate::metrics::{RouteReason, RouteTarget};
 use crate::params::{parse_status, Params};
 use crate::pause::Running;
 use crate::prepared::{self, ClientStatements, Rewrite};
+use crate::stream::{ReadHalf, WriteHalf};
 use crate::tracker::{Disposition, Origin, Request, Tracker};
 use crate::Consistency;
 use crate::{messages, Error, PoolMode, Shared};
@@ -28,7 +27,7 @@ use tokio::time::Instant;
 
 pub(crate) struct Relay<'a> {
     shared: &'a Arc<Shared>,
-    client: OwnedWriteHalf,
+    client: WriteHalf,
     key: (i32, i32),
     login: Login,
     /// The tracked parameters as the client was told they are.
@@ -77,7 +76,7 @@ pub(crate) struct Relay<'a> {
 impl<'a> Relay<'a> {
     pub(crate) fn new(
         shared: &'a Arc<Shared>,
-        client: OwnedWriteHalf,
+        client: WriteHalf,
         login: Login,
         key: (i32, i32),
         status: Arc<ClientStatus>,
@@ -152,7 +151,7 @@ impl<'a> Relay<'a> {
 
     pub(crate) async fn run(
         &mut self,
-        mut frames: FrameReader<OwnedReadHalf>,
+        mut frames: FrameReader<ReadHalf>,
         greeting: BytesMut,
     ) -> Result<(), Error> {
         self.client.write_all(&greeting).await.map_err(Error::Io)?;

@@ -1,10 +1,11 @@
 //! Helpers shared by the proxy's integration tests.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pgha_core::Topology;
-use pgha_proxy::{Proxy, ProxyConfig};
+use pgha_proxy::{Listener, Proxy, ProxyConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_postgres::{Client, NoTls};
@@ -13,22 +14,51 @@ use tokio_postgres::{Client, NoTls};
 pub struct Running {
     pub port: u16,
     pub metrics: Arc<pgha_proxy::ProxyMetrics>,
+    /// The directory of the proxy's Unix socket (`.s.PGSQL.<port>`), if
+    /// it has one.
+    pub socket_dir: Option<PathBuf>,
     _stop: oneshot::Sender<()>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub async fn start_proxy(config: ProxyConfig, topology: watch::Receiver<Arc<Topology>>) -> Running {
+    start(config, topology, false).await
+}
+
+/// Like [`start_proxy`], also listening on a Unix socket in a temporary
+/// directory, for the same port number.
+pub async fn start_proxy_with_unix(
+    config: ProxyConfig,
+    topology: watch::Receiver<Arc<Topology>>,
+) -> Running {
+    start(config, topology, true).await
+}
+
+async fn start(
+    config: ProxyConfig,
+    topology: watch::Receiver<Arc<Topology>>,
+    unix: bool,
+) -> Running {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let mut listeners = vec![Listener::from(listener)];
+    let dir = unix.then(|| tempfile::tempdir().expect("temporary directory"));
+    if let Some(dir) = &dir {
+        let unix = pgha_proxy::bind_unix(dir.path(), port)
+            .await
+            .expect("bind unix");
+        listeners.push(unix.into());
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let proxy = Proxy::new(config, topology);
     let metrics = proxy.metrics();
     tokio::spawn(async move {
         proxy
-            .serve(listener, async {
+            .serve_listeners(listeners, async {
                 let _ = stopped.await;
             })
             .await;
@@ -36,7 +66,9 @@ pub async fn start_proxy(config: ProxyConfig, topology: watch::Receiver<Arc<Topo
     Running {
         port,
         metrics,
+        socket_dir: dir.as_ref().map(|d| d.path().to_path_buf()),
         _stop: stop,
+        _dir: dir,
     }
 }
 
