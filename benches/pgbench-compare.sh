@@ -168,6 +168,9 @@ cleanup() {
   run_as "$bindir/pg_ctl" -D "$work/standby" -m immediate stop >/dev/null 2>&1 || true
   run_as "$bindir/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
   sleep 0.5
+  # The servers' and proxies' logs outlive the run, for a failed one.
+  mkdir -p /tmp/pgha-bench-logs
+  cp "$work"/*.log /tmp/pgha-bench-logs/ 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
