@@ -289,11 +289,24 @@ impl<'a> Relay<'a> {
             ));
         }
         let config = &self.shared.config;
-        let route = prepared::batch_route(batch, &self.statements, &config.classify);
+        // Without balancing, or pinned to the primary, where the batch may
+        // run does not matter: the lexer is not run (it is the biggest
+        // per-statement cost of routing).
+        let route = if !config.load_balance {
+            None
+        } else if self.pinned {
+            Some(Route::Any)
+        } else {
+            Some(prepared::batch_route(
+                batch,
+                &self.statements,
+                &config.classify,
+            ))
+        };
         let reason = match route {
-            Route::Any if !config.load_balance => RouteReason::NoStandby,
-            Route::Any if self.pinned => RouteReason::Pinned,
-            Route::Any => {
+            None => RouteReason::NoStandby,
+            Some(Route::Any) if self.pinned => RouteReason::Pinned,
+            Some(Route::Any) => {
                 if self.server.as_ref().is_some_and(|s| !s.primary) {
                     return Ok(());
                 }
@@ -321,7 +334,7 @@ impl<'a> Relay<'a> {
                     RouteReason::NoStandby
                 }
             }
-            Route::Primary(reason) => {
+            Some(Route::Primary(reason)) => {
                 match reason {
                     // Session state lives on the primary connection: later
                     // reads must see it.
