@@ -97,6 +97,23 @@ fn hba_empty_rules_reject_everyone() {
 }
 
 #[test]
+fn hba_ipv4_mapped_networks_match_ipv4_clients() {
+    let rules = HbaRules::parse("host all all ::ffff:192.168.0.0/120 trust\n", "mapped").unwrap();
+    let client = |addr: &str| ClientInfo {
+        addr: addr.parse().ok(),
+        ssl: false,
+        database: "d",
+        user: "u",
+    };
+    assert_eq!(rules.method_for(&client("192.168.0.7")), Method::Trust);
+    assert_eq!(
+        rules.method_for(&client("::ffff:192.168.0.7")),
+        Method::Trust
+    );
+    assert_eq!(rules.method_for(&client("192.168.1.7")), Method::Reject);
+}
+
+#[test]
 fn hba_first_match_wins_and_reports_its_line() {
     let rules =
         HbaRules::parse("\nhost all all all trust\nhost all all all reject\n", "x").unwrap();

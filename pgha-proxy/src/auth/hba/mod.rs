@@ -78,6 +78,12 @@ impl Address {
                     let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
                     u128::from(n) & mask == u128::from(a) & mask
                 }
+                // A rule written as an IPv4-mapped network
+                // (`::ffff:10.0.0.0/104`) for a client seen as IPv4.
+                (IpAddr::V6(n), IpAddr::V4(a)) => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                    u128::from(n) & mask == u128::from(a.to_ipv6_mapped()) & mask
+                }
                 _ => false,
             },
         }
