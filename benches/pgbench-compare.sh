@@ -33,6 +33,9 @@
 #   pgha-session-lb    pgha --pool-mode session     (load balancing on)
 #   pgha-tx            pgha --pool-mode transaction --no-load-balance
 #   pgha-tx-lb         pgha --pool-mode transaction (load balancing on)
+#   pgha-tx-lsn-lb     as pgha-tx-lb with --consistency lsn (read-your-writes by
+#                      WAL position: one hidden query per write transaction;
+#                      not in the default list)
 #   pgbouncer-session  PgBouncer pool_mode = session
 #   pgbouncer-tx       PgBouncer pool_mode = transaction
 #   pgpool             pgpool-II 4.x, streaming-replication mode, the primary
@@ -104,7 +107,7 @@ has_target() { [[ " $targets " == *" $1 "* ]]; }
 any_target() { [[ " $targets " == *" $1"* ]]; } # a prefix
 for t in $targets; do
   case $t in
-    direct | pgha-session | pgha-session-lb | pgha-tx | pgha-tx-lb | pgbouncer-session | pgbouncer-tx | pgpool) ;;
+    direct | pgha-session | pgha-session-lb | pgha-tx | pgha-tx-lb | pgha-tx-lsn-lb | pgbouncer-session | pgbouncer-tx | pgpool) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
 done
@@ -211,6 +214,7 @@ for t in $targets; do
     pgha-session-lb) args=(--pool-mode session) ;;
     pgha-tx) args=(--pool-mode transaction --no-load-balance) ;;
     pgha-tx-lb) args=(--pool-mode transaction) ;;
+    pgha-tx-lsn-lb) args=(--pool-mode transaction --consistency lsn) ;;
     *) continue ;;
   esac
   http[$t]=$(free_port)
