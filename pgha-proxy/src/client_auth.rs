@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::AsyncReadExt;
 
-use crate::auth::{AuthError, AuthFile, ClientInfo, HbaRules, Md5Challenge, Method, ScramServer};
+use crate::auth::{
+    AuthError, AuthFile, ClientInfo, HbaRules, Md5Challenge, Method, ScramServer, Secret,
+};
 use crate::stream::Stream;
 use crate::Error;
 
@@ -32,6 +34,7 @@ pub(crate) async fn authenticate(
     peer: Option<IpAddr>,
     tls: bool,
     params: &[(String, String)],
+    looked_up: Option<&Secret>,
     mock_key: &[u8; 32],
 ) -> Result<(), Error> {
     let get = |key: &str| {
@@ -48,7 +51,7 @@ pub(crate) async fn authenticate(
         database,
         user,
     };
-    let secret = auth.users.lookup(user);
+    let secret = auth.users.lookup(user).or(looked_up);
     let method = auth.hba.method_for(&info).resolve(secret);
     let mut out = BytesMut::new();
     match method {

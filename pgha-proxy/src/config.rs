@@ -94,6 +94,11 @@ pub struct ProxyConfig {
     pub server_reset_query: String,
     /// Most clients connected at once; more get `53300` (default 10,000).
     pub max_client_conn: usize,
+    /// Looks up users missing from the auth file on the primary: a query
+    /// taking the user name as `$1` and returning its stored secret, e.g.
+    /// `SELECT rolpassword FROM pg_authid WHERE rolname = $1` (default
+    /// none).
+    pub auth_query: Option<String>,
     /// Users allowed on the admin console (database `pgha`); empty: none.
     pub admin_users: Vec<String>,
     /// Read-your-writes with load balancing (default [`Consistency::Pin`]).
@@ -131,6 +136,7 @@ impl Default for ProxyConfig {
             server_lifetime: Duration::from_secs(3600),
             server_reset_query: "DISCARD ALL".into(),
             max_client_conn: 10_000,
+            auth_query: None,
             admin_users: Vec::new(),
             consistency: Consistency::Pin,
             replay_poll_interval: Duration::from_millis(20),
@@ -172,6 +178,7 @@ impl ProxyConfig {
                 self.server_auth.password.clone().unwrap_or_default(),
             ),
             ("admin_users", self.admin_users.join(",")),
+            ("auth_query", self.auth_query.clone().unwrap_or_default()),
             ("client_auth", self.client_auth.is_some().to_string()),
             (
                 "consistency",

@@ -69,6 +69,7 @@
 pub mod admin;
 mod admin_view;
 pub mod auth;
+mod auth_query;
 pub mod classify;
 mod client_auth;
 mod clients;

@@ -23,6 +23,13 @@ host all all     0.0.0.0/0 scram-sha-256
 async fn start(
     cluster: &PgCluster,
 ) -> Result<(u16, watch::Sender<Arc<pgha_core::Topology>>), Box<dyn std::error::Error>> {
+    start_with(cluster, None).await
+}
+
+async fn start_with(
+    cluster: &PgCluster,
+    auth_query: Option<&str>,
+) -> Result<(u16, watch::Sender<Arc<pgha_core::Topology>>), Box<dyn std::error::Error>> {
     let verifier = ScramVerifier::from_password("alice-secret", b"0123456789abcdef");
     let users =
         format!("\"alice\" \"{verifier}\"\n\"bob\" \"bob-secret\"\n\"carol\" \"carol-secret\"\n");
@@ -37,6 +44,7 @@ async fn start(
             user: Some("postgres".into()),
             password: None,
         },
+        auth_query: auth_query.map(str::to_string),
         ..ProxyConfig::default()
     };
     let (tx, topology) = watch::channel(Arc::new(cluster.topology()));
@@ -92,5 +100,34 @@ async fn each_authentication_outcome_has_its_sqlstate() -> R {
         rejected.code(),
         Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn auth_query_finds_users_missing_from_the_auth_file_on_the_primary() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    // PostgreSQL 15 stores a SCRAM verifier for this password.
+    cluster
+        .primary()
+        .execute("CREATE ROLE dave LOGIN PASSWORD 'dave-secret'")
+        .await?;
+    let query = "SELECT rolpassword FROM pg_authid WHERE rolname = $1";
+    let (port, _keep) = start_with(&cluster, Some(query)).await?;
+    login(port, "dave", "dave-secret").await?;
+    let wrong = login(port, "dave", "nope")
+        .await
+        .expect_err("wrong password");
+    assert_eq!(wrong.code(), Some(&SqlState::INVALID_PASSWORD));
+    // Not in the file and not on the server: an unknown user, as before.
+    let unknown = login(port, "nobody", "x").await.expect_err("unknown user");
+    assert_eq!(unknown.code(), Some(&SqlState::INVALID_PASSWORD));
+    // Users of the auth file are still checked against the file.
+    login(port, "alice", "alice-secret").await?;
+    // Without auth_query the same user is unknown.
+    let (plain, _keep2) = start(&cluster).await?;
+    let refused = login(plain, "dave", "dave-secret")
+        .await
+        .expect_err("not in the file");
+    assert_eq!(refused.code(), Some(&SqlState::INVALID_PASSWORD));
     Ok(())
 }

@@ -116,6 +116,11 @@ pub struct AuthSection {
     /// holds the same secrets in another layout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_file: Option<Spanned<PathBuf>>,
+    /// Looks up users missing from the auth file on the primary: a query
+    /// with the user name as `$1` returning its stored secret (PgBouncer's
+    /// auth_query), e.g. `SELECT rolpassword FROM pg_authid WHERE rolname = $1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_query: Option<String>,
 }
 
 /// `[monitor]`.

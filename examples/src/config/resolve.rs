@@ -171,6 +171,9 @@ fn server(section: ServerSection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
 }
 
 fn auth(section: AuthSection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
+    if section.auth_query.is_some() {
+        cfg.proxy.auth_query = section.auth_query.clone();
+    }
     let Some(hba_key) = section.hba_file else {
         if let Some(auth_key) = section.auth_file {
             ctx.problem(

@@ -45,6 +45,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
         auth: AuthSection {
             hba_file: cfg.hba_file.clone().and_then(sp),
             auth_file: cfg.auth_file.clone().and_then(sp),
+            auth_query: p.auth_query.clone(),
         },
         monitor: MonitorSection {
             probe_interval: sp(Dur(cfg.monitor.probe_interval)),

@@ -55,6 +55,7 @@ password_env = "TEST_SERVER_PW"
 [auth]
 hba_file = "hba.conf"
 auth_file = "users.txt"
+auth_query = "SELECT rolpassword FROM pg_authid WHERE rolname = $1"
 
 [monitor]
 probe_interval = "250ms"
@@ -113,6 +114,10 @@ fn a_full_file_sets_every_value() {
     assert_eq!(p.server_idle_timeout, Duration::from_secs(120));
     assert_eq!(p.server_lifetime, Duration::from_secs(1800));
     assert_eq!(p.server_reset_query, "");
+    assert_eq!(
+        p.auth_query.as_deref(),
+        Some("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+    );
     assert_eq!(p.connect_timeout, Duration::from_millis(800));
     assert_eq!(p.startup_timeout, Duration::from_secs(4));
     assert_eq!(p.admin_users, ["dba", "ops"]);

@@ -97,12 +97,22 @@ pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
     }
     if let Some(auth) = &shared.config.client_auth {
         let tls = client.is_tls();
+        let user = startup
+            .iter()
+            .find(|(k, _)| k == "user")
+            .map_or("", |(_, v)| v.as_str());
+        let looked_up = if auth.users.lookup(user).is_none() {
+            Box::pin(crate::auth_query::lookup(&shared, user)).await
+        } else {
+            None
+        };
         let exchange = Box::pin(crate::client_auth::authenticate(
             &mut client,
             auth,
             peer.ip(),
             tls,
             &startup,
+            looked_up.as_ref(),
             &shared.mock_key,
         ));
         let done = tokio::time::timeout(shared.config.startup_timeout, exchange)
