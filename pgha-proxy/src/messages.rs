@@ -20,22 +20,16 @@ fn cstr(buf: &mut BytesMut, s: &str) {
 
 /// `ErrorResponse` with severity, SQLSTATE and message.
 pub fn error(buf: &mut BytesMut, severity: &str, code: &str, message: &str) {
-    tagged(buf, b'E', |b| {
-        b.put_u8(b'S');
-        cstr(b, severity);
-        b.put_u8(b'V');
-        cstr(b, severity);
-        b.put_u8(b'C');
-        cstr(b, code);
-        b.put_u8(b'M');
-        cstr(b, message);
-        b.put_u8(0);
-    });
+    error_fields(buf, severity, code, message, None);
 }
 
 /// `ErrorResponse` like [`error`], with a hint (`H`) telling the user what
 /// would have worked.
 pub fn error_with_hint(buf: &mut BytesMut, severity: &str, code: &str, message: &str, hint: &str) {
+    error_fields(buf, severity, code, message, Some(hint));
+}
+
+fn error_fields(buf: &mut BytesMut, severity: &str, code: &str, message: &str, hint: Option<&str>) {
     tagged(buf, b'E', |b| {
         b.put_u8(b'S');
         cstr(b, severity);
@@ -45,8 +39,10 @@ pub fn error_with_hint(buf: &mut BytesMut, severity: &str, code: &str, message: 
         cstr(b, code);
         b.put_u8(b'M');
         cstr(b, message);
-        b.put_u8(b'H');
-        cstr(b, hint);
+        if let Some(hint) = hint {
+            b.put_u8(b'H');
+            cstr(b, hint);
+        }
         b.put_u8(0);
     });
 }
