@@ -25,6 +25,13 @@ use pgha_core::Lsn;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
+mod reply;
+mod ryw;
+
+use reply::Lost;
+use ryw::PendingWrite;
+pub(crate) use ryw::Written;
+
 pub(crate) struct Relay<'a> {
     shared: &'a Arc<Shared>,
     client: WriteHalf,
@@ -137,7 +144,7 @@ impl<'a> Relay<'a> {
         self.params = attached.conn.params.clone();
         let mut out = BytesMut::with_capacity(512);
         greeting(&mut out, &attached.pool.reported(), &self.params, self.key);
-        self.attach(attached);
+        self.server = Some(attached);
         self.release_if_done().await?;
         Ok(out)
     }
@@ -368,12 +375,8 @@ impl<'a> Relay<'a> {
             &self.login,
         ))
         .await?;
-        self.attach(attached);
-        Ok(())
-    }
-
-    fn attach(&mut self, attached: Attached) {
         self.server = Some(attached);
+        Ok(())
     }
 
     fn set_route(&mut self, target: RouteTarget, reason: RouteReason) {
@@ -405,212 +408,10 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// Relays a server batch, hiding answers to the proxy's own requests
-    /// and adding the proxy's answers in their place.
-    async fn on_server(&mut self, batch: &[u8]) -> Result<(), Error> {
-        tracing::trace!(pid = self.key.0, tags = %tags(batch), "server batch");
-        let Some(server) = self.server.as_mut() else {
-            return Ok(());
-        };
-        let mut rebuilt = false;
-        let mut fatal = false;
-        self.out.clear();
-        let mut at = 0;
-        for m in frame::messages(batch) {
-            let tag = m[0];
-            let statements = &mut server.conn.statements;
-            let disposition = self.tracker.on_server(tag, |id| {
-                statements.remove(&id);
-            });
-            match tag {
-                b'S' => {
-                    if let Some((name, value)) = parse_status(frame::body(m)) {
-                        // The server's value is now the client's too
-                        // (normalised when the proxy set it).
-                        server.conn.params.set(name, value);
-                        self.params.set(name, value);
-                    }
-                }
-                b'Z' if disposition == Disposition::Forward => {
-                    self.tx_status = m.get(5).copied().unwrap_or(b'I');
-                }
-                // The server is closing this connection (terminated,
-                // shutting down): do not send it anything more.
-                b'E' => fatal |= is_fatal(frame::body(m)),
-                b'D' if disposition == Disposition::Hide && self.lsn_probe.is_some() => {
-                    self.lsn_probe = Some(first_text(frame::body(m)).and_then(|t| t.parse().ok()));
-                }
-                _ => {}
-            }
-            let synthetic = self.tracker.next_synthetic();
-            if (disposition == Disposition::Hide || synthetic.is_some()) && !rebuilt {
-                rebuilt = true;
-                self.out.put_slice(&batch[..at]);
-            }
-            at += m.len();
-            if rebuilt && disposition == Disposition::Forward {
-                self.out.put_slice(m);
-            }
-            if let Some(tag) = synthetic {
-                put_empty(&mut self.out, tag);
-                while let Some(tag) = self.tracker.next_synthetic() {
-                    put_empty(&mut self.out, tag);
-                }
-            }
-        }
-        if self.lsn_wanted && self.tracker.is_empty() && self.tx_status == b'I' {
-            // Before the client learns of its commit.
-            self.pending = self
-                .shared_key()
-                .map(|key| PendingWrite::new(self.shared, key));
-        }
-        let reply = if rebuilt { &self.out[..] } else { batch };
-        if !reply.is_empty() {
-            self.client.write_all(reply).await.map_err(Error::Io)?;
-        }
-        if fatal {
-            return self.server_lost(Lost::Told).await;
-        }
-        self.release_if_done().await
-    }
-
-    /// At a transaction boundary: a standby goes back to its pool, and in
-    /// transaction mode the primary too.
-    async fn release_if_done(&mut self) -> Result<(), Error> {
-        if !self.tracker.is_empty() || self.tx_status != b'I' {
-            return Ok(());
-        }
-        if let Some(answer) = self.lsn_probe.take() {
-            self.wrote(answer);
-        } else if std::mem::take(&mut self.lsn_wanted) {
-            if let Some(server) = self.server.as_mut().filter(|s| s.primary) {
-                // The client has its answer; the connection stays ours for
-                // one more round trip.
-                self.to_server.clear();
-                put_query(&mut self.to_server, b"SELECT pg_current_wal_lsn()::text\0");
-                self.tracker.push(Request::Query, Origin::Proxy);
-                self.lsn_probe = Some(None);
-                if server.conn.writer.write_all(&self.to_server).await.is_err() {
-                    return self.server_lost(Lost::Broken).await;
-                }
-                return Ok(());
-            }
-        }
-        let keep = |s: &Attached, mode| s.primary && mode == PoolMode::Session;
-        let mode = self.shared.config.pool_mode;
-        let server = self.server.take();
-        self.transaction_done(server.as_ref());
-        if let Some(server) = server {
-            if keep(&server, mode) {
-                self.server = Some(server);
-            } else {
-                self.put_back(server);
-                self.server = self.parked.take().map(|p| *p);
-            }
-        }
-        Ok(())
-    }
-
-    /// Records the client's write position (and its user's or
-    /// application's, when shared).
-    fn wrote(&mut self, lsn: Option<Lsn>) {
-        let Some(lsn) = lsn else {
-            // Unknown: be safe, read from the primary from now on.
-            self.pinned = true;
-            return;
-        };
-        self.written = self.written.max(Some(lsn));
-        if let Some(key) = self.shared_key() {
-            let mut map = self
-                .shared
-                .written
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let at = map.entry(key).or_default();
-            at.lsn = at.lsn.max(Some(lsn));
-        }
-        self.pending = None;
-    }
-
-    /// The position this client's reads must have reached.
-    fn written_lsn(&self) -> Option<Lsn> {
-        let shared = self.shared_key().and_then(|key| {
-            let map = self
-                .shared
-                .written
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            // A commit whose position is not known yet: nothing but the
-            // primary is sure to have it.
-            map.get(&key).and_then(|w| {
-                if w.pending > 0 {
-                    Some(Lsn(u64::MAX))
-                } else {
-                    w.lsn
-                }
-            })
-        });
-        self.written.max(shared)
-    }
-
-    fn shared_key(&self) -> Option<String> {
-        match self.shared.config.consistency {
-            Consistency::LsnPerUser => Some(format!("u:{}", self.login.user)),
-            Consistency::LsnPerApplication => Some(format!(
-                "a:{}",
-                self.params.get("application_name").unwrap_or_default()
-            )),
-            Consistency::Pin | Consistency::Lsn => None,
-        }
-    }
-
     fn put_back(&self, server: Attached) {
         server
             .pool
             .put(server.conn, self.shared.config.server_lifetime);
-    }
-
-    /// The server connection in use broke (or belongs to an old primary).
-    async fn server_lost(&mut self, how: Lost) -> Result<(), Error> {
-        let Some(server) = self.server.take() else {
-            return Ok(());
-        };
-        if how != Lost::Dropped {
-            tracing::debug!(node = %server.conn.node, "server connection lost");
-            if let Some(hint) = &self.shared.hint {
-                hint(&server.conn.node, "08006");
-            }
-        }
-        let owed = self.tracker.owed_ready();
-        let busy = !self.tracker.is_empty();
-        self.tracker.clear();
-        self.transaction_done(Some(&server));
-        if busy {
-            // Told the way a server reports an error, for every request
-            // still unanswered (pipelined ones never ran: none may look
-            // successful): an ErrorResponse and a ReadyForQuery each. With
-            // no Query/Sync sent yet (an extended-protocol batch in
-            // progress), the client's messages are dropped until its Sync.
-            self.out.clear();
-            let e = Error::ServerLost;
-            for i in 0..owed.max(1) {
-                if i > 0 || how != Lost::Told {
-                    messages::error(&mut self.out, "ERROR", e.sqlstate(), &e.client_message());
-                }
-                if owed > 0 {
-                    messages::ready(&mut self.out, b'I');
-                }
-            }
-            self.discarding = owed == 0;
-            self.client.write_all(&self.out).await.map_err(Error::Io)?;
-        } else if self.tx_status != b'I' {
-            self.transaction_lost = true;
-        }
-        self.tx_status = b'I';
-        if !server.primary {
-            self.server = self.parked.take().map(|p| *p);
-        }
-        Ok(())
     }
 
     async fn on_topology(&mut self) -> Result<(), Error> {
@@ -706,75 +507,11 @@ impl<'a> Relay<'a> {
     }
 }
 
-/// A write position shared by a user's (or application's) sessions.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Written {
-    lsn: Option<Lsn>,
-    /// Commits whose position is being asked for.
-    pending: usize,
-}
-
-/// A commit of the key whose position is not known yet; dropped once it
-/// is (or the connection is lost).
-struct PendingWrite {
-    shared: Arc<Shared>,
-    key: String,
-}
-
-impl PendingWrite {
-    fn new(shared: &Arc<Shared>, key: String) -> Self {
-        let mut map = shared.written.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(key.clone()).or_default().pending += 1;
-        drop(map);
-        Self {
-            shared: shared.clone(),
-            key,
-        }
-    }
-}
-
-impl Drop for PendingWrite {
-    fn drop(&mut self) {
-        let mut map = self
-            .shared
-            .written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = map.get_mut(&self.key) {
-            w.pending = w.pending.saturating_sub(1);
-        }
-    }
-}
-
-/// Why a server connection is given up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lost {
-    /// It broke (closed, reset, unreadable).
-    Broken,
-    /// It said FATAL, which the client got as the answer to its oldest
-    /// request.
-    Told,
-    /// The topology no longer allows it.
-    Dropped,
-}
-
 /// A Query message for NUL-terminated `sql`.
 fn put_query(out: &mut BytesMut, sql: &[u8]) {
     out.put_u8(b'Q');
     out.put_u32(sql.len() as u32 + 4);
     out.put_slice(sql);
-}
-
-/// The first column of a DataRow body, as text.
-fn first_text(body: &[u8]) -> Option<&str> {
-    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
-    let len = usize::try_from(len).ok()?;
-    std::str::from_utf8(body.get(6..6 + len)?).ok()
-}
-
-/// Whether an ErrorResponse body ends the session (severity comes first).
-fn is_fatal(body: &[u8]) -> bool {
-    body.starts_with(b"SFATAL\0") || body.starts_with(b"SPANIC\0")
 }
 
 /// The message tags of a batch, for trace logs.

@@ -1,0 +1,182 @@
+//! The server side of the relay: answers forwarded (the proxy's own hidden,
+//! its own answers added), the connection released at a transaction
+//! boundary, a lost connection reported as a server would.
+
+use bytes::BufMut;
+
+use super::*;
+
+impl Relay<'_> {
+    /// Relays a server batch, hiding answers to the proxy's own requests
+    /// and adding the proxy's answers in their place.
+    pub(super) async fn on_server(&mut self, batch: &[u8]) -> Result<(), Error> {
+        tracing::trace!(pid = self.key.0, tags = %tags(batch), "server batch");
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let mut rebuilt = false;
+        let mut fatal = false;
+        self.out.clear();
+        let mut at = 0;
+        for m in frame::messages(batch) {
+            let tag = m[0];
+            let statements = &mut server.conn.statements;
+            let disposition = self.tracker.on_server(tag, |id| {
+                statements.remove(&id);
+            });
+            match tag {
+                b'S' => {
+                    if let Some((name, value)) = parse_status(frame::body(m)) {
+                        // The server's value is now the client's too
+                        // (normalised when the proxy set it).
+                        server.conn.params.set(name, value);
+                        self.params.set(name, value);
+                    }
+                }
+                b'Z' if disposition == Disposition::Forward => {
+                    self.tx_status = m.get(5).copied().unwrap_or(b'I');
+                }
+                // The server is closing this connection (terminated,
+                // shutting down): do not send it anything more.
+                b'E' => fatal |= is_fatal(frame::body(m)),
+                b'D' if disposition == Disposition::Hide && self.lsn_probe.is_some() => {
+                    self.lsn_probe = Some(first_text(frame::body(m)).and_then(|t| t.parse().ok()));
+                }
+                _ => {}
+            }
+            let synthetic = self.tracker.next_synthetic();
+            if (disposition == Disposition::Hide || synthetic.is_some()) && !rebuilt {
+                rebuilt = true;
+                self.out.put_slice(&batch[..at]);
+            }
+            at += m.len();
+            if rebuilt && disposition == Disposition::Forward {
+                self.out.put_slice(m);
+            }
+            if let Some(tag) = synthetic {
+                put_empty(&mut self.out, tag);
+                while let Some(tag) = self.tracker.next_synthetic() {
+                    put_empty(&mut self.out, tag);
+                }
+            }
+        }
+        if self.lsn_wanted && self.tracker.is_empty() && self.tx_status == b'I' {
+            // Before the client learns of its commit.
+            self.pending = self
+                .shared_key()
+                .map(|key| PendingWrite::new(self.shared, key));
+        }
+        let reply = if rebuilt { &self.out[..] } else { batch };
+        if !reply.is_empty() {
+            self.client.write_all(reply).await.map_err(Error::Io)?;
+        }
+        if fatal {
+            return self.server_lost(Lost::Told).await;
+        }
+        self.release_if_done().await
+    }
+
+    /// At a transaction boundary: a standby goes back to its pool, and in
+    /// transaction mode the primary too.
+    pub(super) async fn release_if_done(&mut self) -> Result<(), Error> {
+        if !self.tracker.is_empty() || self.tx_status != b'I' {
+            return Ok(());
+        }
+        if let Some(answer) = self.lsn_probe.take() {
+            self.wrote(answer);
+        } else if std::mem::take(&mut self.lsn_wanted) {
+            if let Some(server) = self.server.as_mut().filter(|s| s.primary) {
+                // The client has its answer; the connection stays ours for
+                // one more round trip.
+                self.to_server.clear();
+                put_query(&mut self.to_server, b"SELECT pg_current_wal_lsn()::text\0");
+                self.tracker.push(Request::Query, Origin::Proxy);
+                self.lsn_probe = Some(None);
+                if server.conn.writer.write_all(&self.to_server).await.is_err() {
+                    return self.server_lost(Lost::Broken).await;
+                }
+                return Ok(());
+            }
+        }
+        let keep = |s: &Attached, mode| s.primary && mode == PoolMode::Session;
+        let mode = self.shared.config.pool_mode;
+        let server = self.server.take();
+        self.transaction_done(server.as_ref());
+        if let Some(server) = server {
+            if keep(&server, mode) {
+                self.server = Some(server);
+            } else {
+                self.put_back(server);
+                self.server = self.parked.take().map(|p| *p);
+            }
+        }
+        Ok(())
+    }
+
+    /// The server connection in use broke (or belongs to an old primary).
+    pub(super) async fn server_lost(&mut self, how: Lost) -> Result<(), Error> {
+        let Some(server) = self.server.take() else {
+            return Ok(());
+        };
+        if how != Lost::Dropped {
+            tracing::debug!(node = %server.conn.node, "server connection lost");
+            if let Some(hint) = &self.shared.hint {
+                hint(&server.conn.node, "08006");
+            }
+        }
+        let owed = self.tracker.owed_ready();
+        let busy = !self.tracker.is_empty();
+        self.tracker.clear();
+        self.transaction_done(Some(&server));
+        if busy {
+            // Told the way a server reports an error, for every request
+            // still unanswered (pipelined ones never ran: none may look
+            // successful): an ErrorResponse and a ReadyForQuery each. With
+            // no Query/Sync sent yet (an extended-protocol batch in
+            // progress), the client's messages are dropped until its Sync.
+            self.out.clear();
+            let e = Error::ServerLost;
+            for i in 0..owed.max(1) {
+                if i > 0 || how != Lost::Told {
+                    messages::error(&mut self.out, "ERROR", e.sqlstate(), &e.client_message());
+                }
+                if owed > 0 {
+                    messages::ready(&mut self.out, b'I');
+                }
+            }
+            self.discarding = owed == 0;
+            self.client.write_all(&self.out).await.map_err(Error::Io)?;
+        } else if self.tx_status != b'I' {
+            self.transaction_lost = true;
+        }
+        self.tx_status = b'I';
+        if !server.primary {
+            self.server = self.parked.take().map(|p| *p);
+        }
+        Ok(())
+    }
+}
+
+/// Why a server connection is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lost {
+    /// It broke (closed, reset, unreadable).
+    Broken,
+    /// It said FATAL, which the client got as the answer to its oldest
+    /// request.
+    Told,
+    /// The topology no longer allows it.
+    Dropped,
+}
+
+/// The first column of a DataRow body, as text.
+fn first_text(body: &[u8]) -> Option<&str> {
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    std::str::from_utf8(body.get(6..6 + len)?).ok()
+}
+
+/// Whether an ErrorResponse body ends the session (severity comes first).
+fn is_fatal(body: &[u8]) -> bool {
+    body.starts_with(b"SFATAL\0") || body.starts_with(b"SPANIC\0")
+}
