@@ -157,6 +157,22 @@ impl ProxyMetrics {
         self.transaction_seconds[route.index()].observe(took.as_secs_f64());
     }
 
+    /// The series a session records on every transaction it runs on
+    /// `node`, looked up once: a pool holds one, so the hot path adds to
+    /// counters it already has instead of hashing labels per transaction.
+    pub fn recorder(&self, node: &NodeLabel) -> NodeRecorder {
+        NodeRecorder {
+            node: node.clone(),
+            queries: self
+                .queries
+                .get_or_create(&NodeLabels { node: node.clone() })
+                .clone(),
+            transactions: self.transactions.clone(),
+            seen: Mutex::default(),
+            transaction_seconds: self.transaction_seconds.clone(),
+        }
+    }
+
     /// A statement was relayed to `node`.
     pub fn query(&self, node: &NodeLabel) {
         let labels = NodeLabels { node: node.clone() };
@@ -171,6 +187,54 @@ impl ProxyMetrics {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         text
+    }
+}
+
+/// The per-transaction series of one node ([`ProxyMetrics::recorder`]).
+///
+/// Counters handed out by a family share their value with it, and the
+/// families never drop counter series, so a handle stays valid.
+#[derive(Debug)]
+pub struct NodeRecorder {
+    node: NodeLabel,
+    queries: Counter,
+    transactions: Family<TransactionLabels, Counter>,
+    /// The `pgha_transactions_total` series already used, by route and
+    /// reason (a handful per node).
+    seen: Mutex<Vec<(RouteTarget, RouteReason, Counter)>>,
+    transaction_seconds: [Histogram; 2],
+}
+
+impl NodeRecorder {
+    /// `n` statements were relayed to the node.
+    pub fn queries(&self, n: u64) {
+        self.queries.inc_by(n);
+    }
+
+    /// A transaction ran on the node, sent there as `route` for `reason`,
+    /// and took `took` (as [`ProxyMetrics::transaction`]).
+    pub fn transaction(&self, route: RouteTarget, reason: RouteReason, took: Duration) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen
+            .iter()
+            .find(|(r, why, _)| *r == route && *why == reason)
+        {
+            Some((_, _, counter)) => {
+                counter.inc();
+            }
+            None => {
+                let labels = TransactionLabels {
+                    node: self.node.clone(),
+                    route,
+                    reason,
+                };
+                let counter = self.transactions.get_or_create(&labels).clone();
+                counter.inc();
+                seen.push((route, reason, counter));
+            }
+        }
+        drop(seen);
+        self.transaction_seconds[route.index()].observe(took.as_secs_f64());
     }
 }
 

@@ -5,7 +5,7 @@
 //! server; transactions already running go on, and [`PauseGate::pause`]
 //! returns once they are done (or its time is up).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use tokio::sync::{watch, Notify};
 #[derive(Debug)]
 pub struct PauseGate {
     paused: watch::Sender<bool>,
+    /// `paused`, readable without a lock: every transaction looks.
+    held: AtomicBool,
     active: AtomicUsize,
     drained: Notify,
     drain_timeout: Duration,
@@ -28,6 +30,7 @@ impl PauseGate {
     pub fn new(drain_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             paused: watch::Sender::new(false),
+            held: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             drained: Notify::new(),
             drain_timeout,
@@ -37,11 +40,12 @@ impl PauseGate {
     /// Holds new transactions, then waits for the running ones to finish;
     /// returns how many were still running when the time ran out.
     pub async fn pause(&self) -> usize {
+        self.held.store(true, Ordering::SeqCst);
         self.paused.send_replace(true);
         let drained = async {
             loop {
                 let notified = self.drained.notified();
-                if self.active.load(Ordering::Acquire) == 0 {
+                if self.active.load(Ordering::SeqCst) == 0 {
                     return;
                 }
                 notified.await;
@@ -57,6 +61,7 @@ impl PauseGate {
 
     /// Lets held transactions go.
     pub fn resume(&self) {
+        self.held.store(false, Ordering::SeqCst);
         self.paused.send_replace(false);
     }
 
@@ -73,11 +78,20 @@ impl PauseGate {
     /// Waits while paused, then counts a transaction as running until the
     /// returned guard is dropped.
     pub(crate) async fn enter(self: &Arc<Self>) -> Running {
-        let mut paused = self.paused.subscribe();
-        // The sender lives in self, so this cannot fail.
-        let _ = paused.wait_for(|p| !p).await;
-        self.active.fetch_add(1, Ordering::AcqRel);
-        Running(self.clone())
+        loop {
+            // Counted first, then the flag checked (both SeqCst): either
+            // this sees the pause, or the pause sees this transaction
+            // running and waits for it.
+            self.active.fetch_add(1, Ordering::SeqCst);
+            let running = Running(self.clone());
+            if !self.held.load(Ordering::SeqCst) {
+                return running;
+            }
+            drop(running);
+            let mut paused = self.paused.subscribe();
+            // The sender lives in self, so this cannot fail.
+            let _ = paused.wait_for(|p| !p).await;
+        }
     }
 }
 

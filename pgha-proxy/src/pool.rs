@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::admin::{ServerRow, ServerState};
 use crate::frame::FrameReader;
-use crate::metrics::{NodeLabel, ProxyMetrics};
+use crate::metrics::{NodeLabel, NodeRecorder, ProxyMetrics};
 use crate::params::Params;
 use crate::prepared::ServerStatements;
 use crate::stream::{ReadHalf, WriteHalf};
@@ -118,6 +118,8 @@ pub struct Pool {
     inner: Mutex<Inner>,
     /// Its counters.
     pub stats: PoolStats,
+    /// Its node's per-transaction metrics.
+    pub recorder: NodeRecorder,
 }
 
 impl Pool {
@@ -160,19 +162,34 @@ impl Pool {
         result
     }
 
-    /// Without waiting: an idle connection, room for a new one, or a place
-    /// in the queue.
-    fn take_or_queue(&self) -> Ready {
-        let mut inner = self.lock();
+    /// An idle connection if there is one: a transaction's usual checkout,
+    /// with no future to build (no allocation, no clock read).
+    pub fn try_idle(&self) -> Option<ServerConnection> {
+        let conn = self.take_idle(&mut self.lock())?;
+        self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+        Some(conn)
+    }
+
+    fn take_idle(&self, inner: &mut Inner) -> Option<ServerConnection> {
         while let Some(mut conn) = inner.idle.pop() {
             // One non-blocking read per checkout: a server that died or
             // restarted since must not get the client's statement (which
             // then fails, though it never ran) when a live connection is a
             // connect away.
             if !conn.closed_while_idle() {
-                return Ready::Idle(Box::new(conn));
+                return Some(conn);
             }
             tracing::debug!(node = %self.key.node, "dropping a pooled connection the server closed");
+        }
+        None
+    }
+
+    /// Without waiting: an idle connection, room for a new one, or a place
+    /// in the queue.
+    fn take_or_queue(&self) -> Ready {
+        let mut inner = self.lock();
+        if let Some(conn) = self.take_idle(&mut inner) {
+            return Ready::Idle(Box::new(conn));
         }
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => Ready::Room(permit),
@@ -233,9 +250,10 @@ impl Pool {
     }
 
     /// Returns a connection that is between transactions. It goes to the
-    /// oldest waiting client, or to the idle list.
-    pub fn put(&self, mut conn: ServerConnection, lifetime: Duration) {
-        if conn.created.elapsed() >= lifetime {
+    /// oldest waiting client, or to the idle list. `now` is the caller's
+    /// clock reading (a transaction's end).
+    pub fn put(&self, mut conn: ServerConnection, lifetime: Duration, now: Instant) {
+        if now.saturating_duration_since(conn.created) >= lifetime {
             return; // closed; its permit lets a fresh one be opened
         }
         let mut inner = self.lock();
@@ -246,7 +264,7 @@ impl Pool {
                 Err(back) => conn = back,
             }
         }
-        conn.idle_since = Instant::now();
+        conn.idle_since = now;
         inner.idle.push(conn);
     }
 
@@ -310,7 +328,14 @@ pub struct Pools {
 impl Pools {
     /// The pool for `key`, created on first use for a server at
     /// `host:port`.
-    pub fn get(&self, key: &PoolKey, host: &str, port: u16, max_size: usize) -> Arc<Pool> {
+    pub fn get(
+        &self,
+        key: &PoolKey,
+        host: &str,
+        port: u16,
+        max_size: usize,
+        metrics: &ProxyMetrics,
+    ) -> Arc<Pool> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pool) = map.get(key) {
             if pool.at(host, port) {
@@ -325,9 +350,11 @@ impl Pools {
             let (k, v) = kv.split_once('=')?;
             Some((k.to_string(), v.to_string()))
         }));
+        let label = NodeLabel::new(key.node.as_str());
         let pool = Arc::new(Pool {
             key: key.clone(),
-            label: NodeLabel::new(key.node.as_str()),
+            recorder: metrics.recorder(&label),
+            label,
             host: host.to_string(),
             port,
             startup,

@@ -1,6 +1,6 @@
 //! Where a request goes: the pure part of read routing.
 
-use pgha_core::{Lsn, NodeId, NodeState, Role, Topology};
+use pgha_core::{Lsn, NodeState, Role, Topology};
 
 use crate::classify::{ClassifyConfig, Route};
 
@@ -38,31 +38,33 @@ pub fn pick_standby(
     topology: &Topology,
     max_lag_bytes: Option<u64>,
     pick: u64,
-) -> Option<(NodeId, String, u16)> {
+) -> Option<&NodeState> {
     pick_standby_at(topology, max_lag_bytes, None, |n| n.replayed_lsn, pick)
 }
 
 /// As [`pick_standby`], among standbys whose replay position (`replayed`)
-/// has reached `at_least`, when given (read-your-writes).
-pub fn pick_standby_at(
-    topology: &Topology,
+/// has reached `at_least`, when given (read-your-writes). Two passes over
+/// the candidates rather than a list: this runs for every routed read.
+pub fn pick_standby_at<'t>(
+    topology: &'t Topology,
     max_lag_bytes: Option<u64>,
     at_least: Option<Lsn>,
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
     pick: u64,
-) -> Option<(NodeId, String, u16)> {
-    let candidates: Vec<_> = read_candidates(topology, max_lag_bytes)
-        .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
-        .collect();
-    let total: u64 = candidates.iter().map(|n| u64::from(n.weight)).sum();
+) -> Option<&'t NodeState> {
+    let candidates = || {
+        read_candidates(topology, max_lag_bytes)
+            .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
+    };
+    let total: u64 = candidates().map(|n| u64::from(n.weight)).sum();
     if total == 0 {
         return None;
     }
     let mut at = pick % total;
-    for n in candidates {
+    for n in candidates() {
         let w = u64::from(n.weight);
         if at < w {
-            return Some((n.id.clone(), n.host.clone(), n.port));
+            return Some(n);
         }
         at -= w;
     }
@@ -72,7 +74,9 @@ pub fn pick_standby_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgha_core::{ClusterState, DefaultPolicy, Event, Health, Lsn, NodeState, Observation};
+    use pgha_core::{
+        ClusterState, DefaultPolicy, Event, Health, Lsn, NodeId, NodeState, Observation,
+    };
     use std::time::Duration;
 
     fn query(sql: &str) -> Vec<u8> {
@@ -113,17 +117,17 @@ mod tests {
         ]);
         let mut state = ClusterState::new(topology, DefaultPolicy::default());
         // Nothing probed yet: lag unknown, no standby qualifies.
-        assert_eq!(pick_standby(state.topology(), Some(100), 0), None);
+        assert!(pick_standby(state.topology(), Some(100), 0).is_none());
         observed(&mut state, "p", Health::primary(Lsn(10_000)));
         observed(&mut state, "s1", Health::standby(Lsn(9_950)));
         observed(&mut state, "s2", Health::standby(Lsn(1_000)));
         for pick in 0..10 {
-            let chosen = pick_standby(state.topology(), Some(100), pick).map(|c| c.0);
+            let chosen = pick_standby(state.topology(), Some(100), pick).map(|c| c.id.clone());
             assert_eq!(chosen, Some(NodeId::new("s1")), "s2 is 9000 bytes behind");
         }
         let both: std::collections::BTreeSet<_> = (0..10)
             .filter_map(|p| pick_standby(state.topology(), None, p))
-            .map(|c| c.0)
+            .map(|c| c.id.clone())
             .collect();
         assert_eq!(
             both.len(),

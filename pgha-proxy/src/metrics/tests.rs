@@ -266,3 +266,31 @@ fn two_proxies_keep_separate_counts() {
         None
     );
 }
+
+#[test]
+fn a_recorder_adds_to_the_same_series_as_the_proxy_metrics() {
+    let m = ProxyMetrics::new();
+    let p = NodeLabel::new("p");
+    let recorder = m.recorder(&p);
+    m.transaction(
+        &p,
+        RouteTarget::Primary,
+        RouteReason::Pinned,
+        Duration::ZERO,
+    );
+    for _ in 0..3 {
+        recorder.transaction(RouteTarget::Primary, RouteReason::Pinned, Duration::ZERO);
+    }
+    recorder.transaction(RouteTarget::Standby, RouteReason::Read, Duration::ZERO);
+    recorder.queries(4);
+    m.query(&p);
+    let text = m.encode();
+    let get = |s: &str| value(&text, s);
+    let pinned = r#"pgha_transactions_total{node="p",route="primary",reason="pinned"}"#;
+    assert_eq!(get(pinned).as_deref(), Some("4"));
+    let read = r#"pgha_transactions_total{node="p",route="standby",reason="read"}"#;
+    assert_eq!(get(read).as_deref(), Some("1"));
+    assert_eq!(get(r#"pgha_queries_total{node="p"}"#).as_deref(), Some("5"));
+    let all_standby = r#"pgha_transaction_duration_seconds_count{route="standby"}"#;
+    assert_eq!(get(all_standby).as_deref(), Some("1"));
+}

@@ -48,11 +48,33 @@ impl PoolCache {
             user: login.server_user.clone(),
             options: login.options.clone(),
         };
-        let pool = shared.pools.get(&key, host, port, shared.config.pool_size);
+        let pool = shared
+            .pools
+            .get(&key, host, port, shared.config.pool_size, &shared.metrics);
         self.0.retain(|p| &p.key.node != node);
         self.0.push(pool.clone());
         pool
     }
+}
+
+/// The primary's idle pooled connection, if it has one: how most
+/// transactions start, decided without building (and boxing) the waiting
+/// future of [`primary`].
+pub(crate) fn idle_primary(
+    shared: &Shared,
+    topology: &mut watch::Receiver<Arc<Topology>>,
+    pools: &mut PoolCache,
+    login: &Login,
+) -> Option<Attached> {
+    let t = topology.borrow_and_update();
+    let p = t.usable_primary()?;
+    let pool = pools.get(shared, login, &p.id, &p.host, p.port);
+    let conn = pool.try_idle()?;
+    Some(Attached {
+        conn,
+        pool,
+        primary: true,
+    })
 }
 
 /// A connection to the primary of the current term, waiting (up to the
@@ -116,24 +138,36 @@ pub(crate) async fn primary(
     }
 }
 
-/// A connection to a standby for a read, if one qualifies and answers
-/// soon; `None` sends the read to the primary.
-pub(crate) async fn standby(
+/// The pool of the standby a read goes to, if one qualifies (`None`
+/// sends the read to the primary).
+pub(crate) fn standby_pool(
     shared: &Shared,
     topology: &Topology,
     pools: &mut PoolCache,
     login: &Login,
     at_least: Option<pgha_core::Lsn>,
-) -> Option<Attached> {
-    let config = &shared.config;
-    let (node, host, port) = route::pick_standby_at(
+) -> Option<Arc<Pool>> {
+    let n = route::pick_standby_at(
         topology,
-        config.max_standby_lag_bytes,
+        shared.config.max_standby_lag_bytes,
         at_least,
         |n| shared.replay.of(n),
         rand::random(),
     )?;
-    let pool = pools.get(shared, login, &node, &host, port);
+    Some(pools.get(shared, login, &n.id, &n.host, n.port))
+}
+
+/// A connection from a standby's pool: an idle one at once, else a new or
+/// freed one if it comes soon; `None` sends the read to the primary.
+pub(crate) async fn standby(shared: &Shared, pool: Arc<Pool>) -> Option<Attached> {
+    if let Some(conn) = pool.try_idle() {
+        return Some(Attached {
+            conn,
+            pool,
+            primary: false,
+        });
+    }
+    let config = &shared.config;
     // A standby that is slow to give a connection is no better than the
     // primary: do not queue long for it.
     let deadline = Instant::now() + config.connect_timeout.min(config.pool_timeout);
@@ -144,7 +178,7 @@ pub(crate) async fn standby(
             primary: false,
         }),
         Err(e) => {
-            tracing::debug!(%node, error = %e, "standby not usable for reads; using the primary");
+            tracing::debug!(node = %pool.key.node, error = %e, "standby not usable for reads; using the primary");
             None
         }
     }

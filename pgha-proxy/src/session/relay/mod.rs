@@ -253,9 +253,7 @@ impl<'a> Relay<'a> {
                 .stats
                 .queries
                 .fetch_add(queries, Ordering::Relaxed);
-            for _ in 0..queries {
-                self.shared.metrics.query(&server.pool.label);
-            }
+            server.pool.recorder.queries(queries);
         }
         self.status
             .active(&server.conn.node, server.conn.cancel.key.0);
@@ -317,16 +315,18 @@ impl<'a> Relay<'a> {
                 if self.server.as_ref().is_some_and(|s| !s.primary) {
                     return Ok(());
                 }
-                let topology = self.topology.borrow().clone();
                 let at_least = self.written_lsn();
-                let standby = Box::pin(acquire::standby(
+                let pool = acquire::standby_pool(
                     self.shared,
-                    &topology,
+                    &self.topology.borrow(),
                     &mut self.pools,
                     &self.login,
                     at_least,
-                ))
-                .await;
+                );
+                let standby = match pool {
+                    Some(pool) => Box::pin(acquire::standby(self.shared, pool)).await,
+                    None => None,
+                };
                 if let Some(standby) = standby {
                     if let Some(primary) = self.server.take() {
                         self.parked = Some(Box::new(primary));
@@ -368,13 +368,24 @@ impl<'a> Relay<'a> {
             self.server = Some(*parked);
             return Ok(());
         }
-        let attached = Box::pin(acquire::primary(
+        let idle = acquire::idle_primary(
             self.shared,
             &mut self.topology,
             &mut self.pools,
             &self.login,
-        ))
-        .await?;
+        );
+        let attached = match idle {
+            Some(attached) => attached,
+            None => {
+                Box::pin(acquire::primary(
+                    self.shared,
+                    &mut self.topology,
+                    &mut self.pools,
+                    &self.login,
+                ))
+                .await?
+            }
+        };
         self.server = Some(attached);
         Ok(())
     }
@@ -386,14 +397,16 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// The transaction in progress ended (or never got a server).
-    fn transaction_done(&mut self, node: Option<&Attached>) {
+    /// The transaction in progress ended (or never got a server); returns
+    /// the time it ended.
+    fn transaction_done(&mut self, node: Option<&Attached>) -> Instant {
         self.status.idle();
+        let now = Instant::now();
         let Some((_, started, target, reason)) = self.running.take() else {
-            return;
+            return now;
         };
         if let Some(server) = node {
-            let took = started.elapsed();
+            let took = now.saturating_duration_since(started);
             let stats = &server.pool.stats;
             stats.transactions.fetch_add(1, Ordering::Relaxed);
             stats
@@ -402,16 +415,14 @@ impl<'a> Relay<'a> {
             if target == RouteTarget::Standby {
                 stats.reads.fetch_add(1, Ordering::Relaxed);
             }
-            self.shared
-                .metrics
-                .transaction(&server.pool.label, target, reason, took);
+            server.pool.recorder.transaction(target, reason, took);
         }
+        now
     }
 
-    fn put_back(&self, server: Attached) {
-        server
-            .pool
-            .put(server.conn, self.shared.config.server_lifetime);
+    fn put_back(&self, server: Attached, now: Instant) {
+        let lifetime = self.shared.config.server_lifetime;
+        server.pool.put(server.conn, lifetime, now.into_std());
     }
 
     async fn on_topology(&mut self) -> Result<(), Error> {
@@ -502,7 +513,7 @@ impl<'a> Relay<'a> {
                     server.conn.statements.clear();
                 }
             }
-            self.put_back(server);
+            self.put_back(server, Instant::now());
         }
     }
 }

@@ -101,12 +101,12 @@ impl Relay<'_> {
         let keep = |s: &Attached, mode| s.primary && mode == PoolMode::Session;
         let mode = self.shared.config.pool_mode;
         let server = self.server.take();
-        self.transaction_done(server.as_ref());
+        let now = self.transaction_done(server.as_ref());
         if let Some(server) = server {
             if keep(&server, mode) {
                 self.server = Some(server);
             } else {
-                self.put_back(server);
+                self.put_back(server, now);
                 self.server = self.parked.take().map(|p| *p);
             }
         }
