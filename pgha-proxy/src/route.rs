@@ -45,13 +45,13 @@ pub fn pick_standby(
 /// As [`pick_standby`], among standbys whose replay position (`replayed`)
 /// has reached `at_least`, when given (read-your-writes). Two passes over
 /// the candidates rather than a list: this runs for every routed read.
-pub fn pick_standby_at<'t>(
-    topology: &'t Topology,
+pub fn pick_standby_at(
+    topology: &Topology,
     max_lag_bytes: Option<u64>,
     at_least: Option<Lsn>,
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
     pick: u64,
-) -> Option<&'t NodeState> {
+) -> Option<&NodeState> {
     let candidates = || {
         read_candidates(topology, max_lag_bytes)
             .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
