@@ -38,6 +38,12 @@
 #                      not in the default list)
 #   pgbouncer-session  PgBouncer pool_mode = session
 #   pgbouncer-tx       PgBouncer pool_mode = transaction
+#   pgha-tx-unix, pgbouncer-tx-unix
+#                      as pgha-tx and pgbouncer-tx, but connecting to
+#                      PostgreSQL over its Unix socket (the seed's layout:
+#                      the pooler on the database host); not in the default
+#                      list. A *-unix target is compared with
+#                      pgbouncer-tx-unix when that ran, else pgbouncer-tx.
 #   pgpool             pgpool-II 4.x, streaming-replication mode, the primary
 #                      only, load_balance_mode = off
 # When any *-lb target is selected a streaming standby is started
@@ -107,7 +113,8 @@ has_target() { [[ " $targets " == *" $1 "* ]]; }
 any_target() { [[ " $targets " == *" $1"* ]]; } # a prefix
 for t in $targets; do
   case $t in
-    direct | pgha-session | pgha-session-lb | pgha-tx | pgha-tx-lb | pgha-tx-lsn-lb | pgbouncer-session | pgbouncer-tx | pgpool) ;;
+    direct | pgha-session | pgha-session-lb | pgha-tx | pgha-tx-lb | pgha-tx-lsn-lb | pgha-tx-unix) ;;
+    pgbouncer-session | pgbouncer-tx | pgbouncer-tx-unix | pgpool) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
 done
@@ -215,21 +222,24 @@ for t in $targets; do
     pgha-tx) args=(--pool-mode transaction --no-load-balance) ;;
     pgha-tx-lb) args=(--pool-mode transaction) ;;
     pgha-tx-lsn-lb) args=(--pool-mode transaction --consistency lsn) ;;
+    pgha-tx-unix) args=(--pool-mode transaction --no-load-balance) ;;
     *) continue ;;
   esac
+  primary=127.0.0.1; [[ $t == *-unix ]] && primary=$work
   http[$t]=$(free_port)
-  "$pgha_bin" run --listen "127.0.0.1:${port[$t]}" --node "primary=127.0.0.1:$pg_port" "${standby[@]}" \
+  "$pgha_bin" run --listen "127.0.0.1:${port[$t]}" --node "primary=$primary:$pg_port" "${standby[@]}" \
     --pool-size "$pool" --http "127.0.0.1:${http[$t]}" "${args[@]}" 2>"$work/$t.log" &
   pids+=($!); procs[$t]=$!
 done
 
 # PgBouncer, one instance per pool mode.
-for t in pgbouncer-session pgbouncer-tx; do
+for t in pgbouncer-session pgbouncer-tx pgbouncer-tx-unix; do
   has_target "$t" || continue
-  mode=session; [ "$t" = pgbouncer-tx ] && mode=transaction
+  mode=session; [[ $t == pgbouncer-tx* ]] && mode=transaction
+  host=127.0.0.1; [[ $t == *-unix ]] && host=$work
   cat >"$work/$t.ini" <<INI
 [databases]
-postgres = host=127.0.0.1 port=$pg_port dbname=postgres
+postgres = host=$host port=$pg_port dbname=postgres
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = ${port[$t]}
@@ -342,7 +352,7 @@ workload_args() { # workload → pgbench arguments
   esac
 }
 skipped() { # target workload → why it is not run, or nothing
-  if [ "$1" = pgbouncer-tx ] && [[ $2 == *-prepared ]] && [ "$bouncer_prepared" = 0 ]; then
+  if [[ $1 == pgbouncer-tx* ]] && [[ $2 == *-prepared ]] && [ "$bouncer_prepared" = 0 ]; then
     echo "PgBouncer $bouncer_version has no prepared statements in transaction mode (1.21+)"
   fi
 }
@@ -445,6 +455,7 @@ for w in $workloads; do
       sb=$(median "${r_sb[$w|$c|$t]:-}")
       ref=pgbouncer-tx; other=pgbouncer-session
       [[ $t == *-session* ]] && { ref=pgbouncer-session; other=pgbouncer-tx; }
+      [[ $t == *-unix ]] && [ -n "${r_tps[$w|$c|pgbouncer-tx-unix]:-}" ] && ref=pgbouncer-tx-unix
       mark=
       if [ -z "${r_tps[$w|$c|$ref]:-}" ] && [ -n "${r_tps[$w|$c|$other]:-}" ]; then ref=$other; mark='*'; fi
       b_tps=$(median "${r_tps[$w|$c|$ref]:-}")
