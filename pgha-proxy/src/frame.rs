@@ -116,6 +116,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Waits until bytes can be read (or the stream has ended) without
+    /// reading them: no buffer is needed for the wait.
+    pub async fn readable(&self) -> std::io::Result<()>
+    where
+        R: Readiness,
+    {
+        if !self.buf.is_empty() {
+            return Ok(());
+        }
+        std::future::poll_fn(|cx| self.inner.poll_read_ready(cx)).await
+    }
+
     /// Bytes already read past the last message (none in the normal case).
     pub fn buffered(&self) -> &[u8] {
         &self.buf
@@ -125,6 +137,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
+}
+
+/// A stream that can say when it has bytes to read without reading them.
+pub trait Readiness {
+    /// Ready once a read would not wait (or the stream cannot tell).
+    fn poll_read_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>>;
 }
 
 /// The full length of the first message in `buf` once all of it is there.

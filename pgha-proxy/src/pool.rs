@@ -70,8 +70,11 @@ impl ServerConnection {
 
 #[derive(Debug, Default)]
 struct Inner {
-    idle: Vec<ServerConnection>,
-    waiters: VecDeque<oneshot::Sender<ServerConnection>>,
+    /// Boxed: a connection moves between pool and session as a pointer,
+    /// and a session holding none keeps no room for one.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<ServerConnection>>,
+    waiters: VecDeque<oneshot::Sender<Box<ServerConnection>>>,
 }
 
 /// Counters of one pool, for the admin console and metrics.
@@ -98,7 +101,7 @@ pub struct PoolStats {
 enum Ready {
     Idle(Box<ServerConnection>),
     Room(OwnedSemaphorePermit),
-    Queued(oneshot::Receiver<ServerConnection>),
+    Queued(oneshot::Receiver<Box<ServerConnection>>),
 }
 
 /// One pool.
@@ -134,10 +137,10 @@ impl Pool {
         config: &ProxyConfig,
         metrics: &ProxyMetrics,
         deadline: tokio::time::Instant,
-    ) -> Result<ServerConnection, Error> {
+    ) -> Result<Box<ServerConnection>, Error> {
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
         let waiter = match self.take_or_queue() {
-            Ready::Idle(conn) => return Ok(*conn),
+            Ready::Idle(conn) => return Ok(conn),
             Ready::Room(permit) => return self.connect(config, metrics, permit).await,
             Ready::Queued(waiter) => waiter,
         };
@@ -164,13 +167,13 @@ impl Pool {
 
     /// An idle connection if there is one: a transaction's usual checkout,
     /// with no future to build (no allocation, no clock read).
-    pub fn try_idle(&self) -> Option<ServerConnection> {
+    pub fn try_idle(&self) -> Option<Box<ServerConnection>> {
         let conn = self.take_idle(&mut self.lock())?;
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
         Some(conn)
     }
 
-    fn take_idle(&self, inner: &mut Inner) -> Option<ServerConnection> {
+    fn take_idle(&self, inner: &mut Inner) -> Option<Box<ServerConnection>> {
         while let Some(mut conn) = inner.idle.pop() {
             // One non-blocking read per checkout: a server that died or
             // restarted since must not get the client's statement (which
@@ -189,7 +192,7 @@ impl Pool {
     fn take_or_queue(&self) -> Ready {
         let mut inner = self.lock();
         if let Some(conn) = self.take_idle(&mut inner) {
-            return Ready::Idle(Box::new(conn));
+            return Ready::Idle(conn);
         }
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => Ready::Room(permit),
@@ -206,7 +209,7 @@ impl Pool {
         config: &ProxyConfig,
         metrics: &ProxyMetrics,
         permit: OwnedSemaphorePermit,
-    ) -> Result<ServerConnection, Error> {
+    ) -> Result<Box<ServerConnection>, Error> {
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let conn = server::connect(
             &self.host,
@@ -231,7 +234,7 @@ impl Pool {
         *self.reported.lock().unwrap_or_else(|p| p.into_inner()) = conn.params.clone();
         let (read, writer) = conn.stream.into_split();
         let now = Instant::now();
-        Ok(ServerConnection {
+        Ok(Box::new(ServerConnection {
             reader: FrameReader::new(read, config.max_message),
             writer,
             node: self.key.node.clone(),
@@ -246,13 +249,13 @@ impl Pool {
             connected_at: std::time::SystemTime::now(),
             idle_since: now,
             _permit: permit,
-        })
+        }))
     }
 
     /// Returns a connection that is between transactions. It goes to the
     /// oldest waiting client, or to the idle list. `now` is the caller's
     /// clock reading (a transaction's end).
-    pub fn put(&self, mut conn: ServerConnection, lifetime: Duration, now: Instant) {
+    pub fn put(&self, mut conn: Box<ServerConnection>, lifetime: Duration, now: Instant) {
         if now.saturating_duration_since(conn.created) >= lifetime {
             return; // closed; its permit lets a fresh one be opened
         }

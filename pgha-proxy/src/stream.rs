@@ -110,6 +110,19 @@ impl Stream {
     }
 }
 
+impl crate::frame::Readiness for ReadHalf {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            // The waker goes in the socket's own slot: no future to keep.
+            ReadHalf::Tcp(s) => s.as_ref().poll_read_ready(cx),
+            ReadHalf::Unix(s) => s.as_ref().poll_read_ready(cx),
+            // A TLS session may hold decrypted bytes the socket no longer
+            // shows: it is read, not waited on.
+            ReadHalf::TlsAccepted(_) | ReadHalf::TlsOpened(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 /// `write_all` that also flushes TLS. Inherent, so it shadows
 /// [`AsyncWriteExt::write_all`] at every call site: tokio-rustls accepts
 /// bytes into its buffer and reports them written even when the socket is

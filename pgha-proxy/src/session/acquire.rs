@@ -15,7 +15,7 @@ use crate::{route, Error, Shared};
 /// A server connection checked out for this session.
 #[derive(Debug)]
 pub(crate) struct Attached {
-    pub(crate) conn: ServerConnection,
+    pub(crate) conn: Box<ServerConnection>,
     pub(crate) pool: Arc<Pool>,
     /// Checked out as the primary (writes); otherwise a standby for reads.
     pub(crate) primary: bool,

@@ -72,28 +72,64 @@ impl Login {
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
-    let deadline = Instant::now() + shared.config.startup_timeout;
-    let Some((mut client, startup)) =
-        Box::pin(negotiate::startup(&shared, client, peer, deadline)).await
-    else {
+    // Two phases, so that what startup, authentication and login need is
+    // freed before the session settles: the task keeps only the relay.
+    let Some(mut session) = Box::pin(open(&shared, client, peer)).await else {
         return;
     };
+    session.serve().await;
+}
+
+/// A client past login, ready for its relay.
+struct Opened<'a> {
+    relay: relay::Relay<'a>,
+    frames: FrameReader<crate::stream::ReadHalf>,
+    greeting: BytesMut,
+    peer: Peer,
+    _count: ClientCount<'a>,
+    _gauge: crate::metrics::ClientGauge,
+    _registration: crate::proxy::ClientGuard<'a>,
+}
+
+impl Opened<'_> {
+    /// Relays until the client leaves. By reference: the session's state
+    /// is held once, in the task.
+    async fn serve(&mut self) {
+        let greeting = std::mem::take(&mut self.greeting);
+        let greeted = Box::pin(self.relay.greet(greeting)).await;
+        let done = match greeted {
+            Ok(()) => self.relay.run(&mut self.frames).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            tracing::debug!(peer = %self.peer, error = %e, "session ended");
+        }
+        Box::pin(self.relay.finish()).await;
+    }
+}
+
+/// Startup, authentication and login; `None` when the session ends there
+/// (refused, failed, or an admin console session, served here).
+async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened<'_>> {
+    let deadline = Instant::now() + shared.config.startup_timeout;
+    let (mut client, startup) =
+        Box::pin(negotiate::startup(shared, client, peer, deadline)).await?;
     if shared.config.tls_required && matches!(client, Stream::Tcp(_)) {
         tracing::info!(%peer, "refused: TLS is required");
         shared.metrics.auth_failure(AuthFailure::HbaReject);
         let _ = send_fatal(&mut client, &Error::TlsRequired).await;
-        return;
+        return None;
     }
-    let _count = ClientCount::enter(&shared);
-    let _gauge = shared.metrics.client_connected();
-    if _count.over_limit {
+    let count = ClientCount::enter(shared);
+    let gauge = shared.metrics.client_connected();
+    if count.over_limit {
         let e = Error::TooManyClients {
             max: shared.config.max_client_conn,
         };
         tracing::warn!(%peer, "{e}");
         shared.metrics.auth_failure(AuthFailure::TooMany);
         let _ = send_fatal(&mut client, &e).await;
-        return;
+        return None;
     }
     if let Some(auth) = &shared.config.client_auth {
         let tls = client.is_tls();
@@ -102,7 +138,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
             .find(|(k, _)| k == "user")
             .map_or("", |(_, v)| v.as_str());
         let looked_up = if auth.users.lookup(user).is_none() {
-            Box::pin(crate::auth_query::lookup(&shared, user)).await
+            Box::pin(crate::auth_query::lookup(shared, user)).await
         } else {
             None
         };
@@ -131,12 +167,12 @@ pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
                 _ => AuthFailure::Protocol,
             });
             let _ = send_fatal(&mut client, &e).await;
-            return;
+            return None;
         }
     }
-    let login = Login::new(&shared, &startup);
+    let login = Login::new(shared, &startup);
     let (pid, secret) = shared.register_client();
-    let _registration = shared.client_guard(pid);
+    let registration = shared.client_guard(pid);
     let get = |key: &str| {
         startup
             .iter()
@@ -145,10 +181,10 @@ pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
     };
     let user = get("user").unwrap_or_default();
     if login.database == crate::admin::ADMIN_DATABASE {
-        if let Err(e) = Box::pin(admin::serve(&shared, client, user, (pid, secret))).await {
+        if let Err(e) = Box::pin(admin::serve(shared, client, user, (pid, secret))).await {
             tracing::debug!(%peer, error = %e, "admin session ended");
         }
-        return;
+        return None;
     }
     let status = Arc::new(crate::clients::ClientStatus::default());
     shared.clients.insert(
@@ -163,7 +199,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
         },
     );
     let (client_read, client_write) = client.into_split();
-    let mut relay = relay::Relay::new(&shared, client_write, login, (pid, secret), status);
+    let mut relay = relay::Relay::new(shared, client_write, login, (pid, secret), status);
     let greeting = match Box::pin(relay.login()).await {
         Ok(greeting) => greeting,
         Err(e) => {
@@ -172,16 +208,18 @@ pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
                 shared.metrics.auth_failure(AuthFailure::UnknownDatabase);
             }
             relay.fatal(&e).await;
-            return;
+            return None;
         }
     };
-    // An idle client keeps nothing it does not need.
-    drop(startup);
-    let frames = FrameReader::lean(client_read, shared.config.max_message);
-    if let Err(e) = relay.run(frames, greeting).await {
-        tracing::debug!(%peer, error = %e, "session ended");
-    }
-    Box::pin(relay.finish()).await;
+    Some(Opened {
+        relay,
+        frames: FrameReader::lean(client_read, shared.config.max_message),
+        greeting,
+        peer,
+        _count: count,
+        _gauge: gauge,
+        _registration: registration,
+    })
 }
 
 /// Counts connected clients; the count drops when the session ends.

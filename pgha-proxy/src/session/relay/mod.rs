@@ -36,7 +36,8 @@ pub(crate) struct Relay<'a> {
     shared: &'a Arc<Shared>,
     client: WriteHalf,
     key: (i32, i32),
-    login: Login,
+    /// Out of line: read at routing and login only.
+    login: Box<Login>,
     /// The tracked parameters as the client was told they are.
     params: Params,
     statements: ClientStatements,
@@ -47,7 +48,7 @@ pub(crate) struct Relay<'a> {
     server: Option<Attached>,
     /// Session mode: the session's primary connection while one of its
     /// reads runs on a standby.
-    parked: Option<Box<Attached>>,
+    parked: Option<Attached>,
     tracker: Tracker,
     /// Transaction status of the last ReadyForQuery the client got.
     tx_status: u8,
@@ -93,7 +94,7 @@ impl<'a> Relay<'a> {
             client,
             key,
             params: login.asked.clone(),
-            login,
+            login: Box::new(login),
             statements: ClientStatements::new(),
             topology: shared.topology.clone(),
             pools: PoolCache::default(),
@@ -156,13 +157,43 @@ impl<'a> Relay<'a> {
         let _ = self.client.write_all(&self.out).await;
     }
 
-    pub(crate) async fn run(
-        &mut self,
-        mut frames: FrameReader<ReadHalf>,
-        greeting: BytesMut,
-    ) -> Result<(), Error> {
-        self.client.write_all(&greeting).await.map_err(Error::Io)?;
-        drop(greeting);
+    /// Sends the client its greeting (authentication done, parameters,
+    /// key, ReadyForQuery).
+    pub(crate) async fn greet(&mut self, greeting: BytesMut) -> Result<(), Error> {
+        self.client.write_all(&greeting).await.map_err(Error::Io)
+    }
+
+    /// Relays until the client leaves.
+    pub(crate) async fn run(&mut self, frames: &mut FrameReader<ReadHalf>) -> Result<(), Error> {
+        loop {
+            if self.is_idle() {
+                // Between transactions with no server (transaction
+                // pooling): the wait holds the client's socket and the
+                // session's settings, nothing more. The relay's working
+                // state (the loop in `busy`) is built for each busy spell,
+                // so thousands of idle clients cost little.
+                self.out = BytesMut::new();
+                self.to_server = BytesMut::new();
+                frames.readable().await.map_err(Error::Io)?;
+            }
+            if !Box::pin(self.busy(frames)).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Nothing attached, nothing owed, nothing in flight.
+    fn is_idle(&self) -> bool {
+        self.server.is_none()
+            && self.parked.is_none()
+            && self.tracker.is_empty()
+            && self.tx_status == b'I'
+            && self.lsn_probe.is_none()
+    }
+
+    /// Relays until the session is idle again (true) or the client has
+    /// gone (false).
+    async fn busy(&mut self, frames: &mut FrameReader<ReadHalf>) -> Result<bool, Error> {
         loop {
             tokio::select! {
                 // Servers first: a connection that died is noticed before
@@ -176,16 +207,19 @@ impl<'a> Relay<'a> {
                 // idle client is not woken by every probe).
                 changed = self.topology.changed(), if self.server.is_some() || self.parked.is_some() => {
                     if changed.is_err() {
-                        return Ok(());
+                        return Ok(false);
                     }
                     self.on_topology().await?;
                 }
                 batch = frames.next_batch() => {
-                    let Some(batch) = batch? else { return Ok(()) };
+                    let Some(batch) = batch? else { return Ok(false) };
                     if !self.on_client(&batch).await? {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
+            }
+            if self.is_idle() && frames.buffered().is_empty() {
+                return Ok(true);
             }
         }
     }
@@ -329,7 +363,7 @@ impl<'a> Relay<'a> {
                 };
                 if let Some(standby) = standby {
                     if let Some(primary) = self.server.take() {
-                        self.parked = Some(Box::new(primary));
+                        self.parked = Some(primary);
                     }
                     self.server = Some(standby);
                     self.set_route(RouteTarget::Standby, RouteReason::Read);
@@ -365,7 +399,7 @@ impl<'a> Relay<'a> {
         // of the current term.
         self.server = None;
         if let Some(parked) = self.parked.take().filter(|p| writable(p)) {
-            self.server = Some(*parked);
+            self.server = Some(parked);
             return Ok(());
         }
         let idle = acquire::idle_primary(
@@ -492,10 +526,7 @@ impl<'a> Relay<'a> {
     pub(crate) async fn finish(&mut self) {
         let idle = self.tracker.is_empty() && self.tx_status == b'I';
         // The parked primary is between transactions by definition.
-        let servers = [
-            self.server.take().filter(|_| idle),
-            self.parked.take().map(|p| *p),
-        ];
+        let servers = [self.server.take().filter(|_| idle), self.parked.take()];
         for mut server in servers.into_iter().flatten() {
             if self.shared.config.pool_mode == PoolMode::Session {
                 let reset = &self.shared.config.server_reset_query;

@@ -107,7 +107,7 @@ impl Relay<'_> {
                 self.server = Some(server);
             } else {
                 self.put_back(server, now);
-                self.server = self.parked.take().map(|p| *p);
+                self.server = self.parked.take();
             }
         }
         Ok(())
@@ -151,7 +151,7 @@ impl Relay<'_> {
         }
         self.tx_status = b'I';
         if !server.primary {
-            self.server = self.parked.take().map(|p| *p);
+            self.server = self.parked.take();
         }
         Ok(())
     }
