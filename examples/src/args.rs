@@ -47,6 +47,10 @@ pub struct ProxyArgs {
     /// Most server connections per node, database and user [default: 20].
     #[arg(long)]
     pub pool_size: Option<usize>,
+    /// Server connections each pool keeps open once a client has used it,
+    /// at most --pool-size [default: 0].
+    #[arg(long)]
+    pub min_pool_size: Option<usize>,
     /// Most clients connected at once; more get `53300` [default: 10000].
     #[arg(long)]
     pub max_client_conn: Option<usize>,
@@ -193,6 +197,9 @@ impl RunArgs {
             Some(0) => problems.push(Problem::flag("--pool-size must be at least 1")),
             Some(size) => proxy.pool_size = size,
             None => {}
+        }
+        if let Some(min) = args.min_pool_size {
+            proxy.min_pool_size = min;
         }
         if args.no_load_balance {
             proxy.load_balance = false;

@@ -81,6 +81,13 @@ pub struct ProxyConfig {
     /// Most server connections per pool, i.e. per node, database, user
     /// and startup options (default 20).
     pub pool_size: usize,
+    /// Server connections (idle or lent) each pool keeps open while the
+    /// topology allows its node, like PgBouncer's `min_pool_size`: the
+    /// upkeep opens the missing ones every second, so a burst of clients
+    /// after a quiet spell does not wait for logins. Pools are still
+    /// created by a pool's first client. Capped by `pool_size` (default 0:
+    /// connections are opened only on demand).
+    pub min_pool_size: usize,
     /// How long a client waits for a connection of a full pool before it
     /// gets `53400` (default 30 s).
     pub pool_timeout: Duration,
@@ -131,6 +138,7 @@ impl Default for ProxyConfig {
             no_primary_wait: Duration::from_secs(30),
             pool_mode: PoolMode::Session,
             pool_size: 20,
+            min_pool_size: 0,
             pool_timeout: Duration::from_secs(30),
             server_idle_timeout: Duration::from_secs(600),
             server_lifetime: Duration::from_secs(3600),
@@ -154,6 +162,7 @@ impl ProxyConfig {
         vec![
             ("pool_mode", format!("{:?}", self.pool_mode).to_lowercase()),
             ("pool_size", self.pool_size.to_string()),
+            ("min_pool_size", self.min_pool_size.to_string()),
             ("pool_timeout", d(self.pool_timeout)),
             ("max_client_conn", self.max_client_conn.to_string()),
             ("load_balance", self.load_balance.to_string()),

@@ -54,6 +54,10 @@ pub struct ProxySection {
     /// up to num_init_children × max_pool in all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<Spanned<usize>>,
+    /// Server connections each pool keeps open once a client has used it
+    /// (PgBouncer's min_pool_size; at most pool_size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_pool_size: Option<usize>,
     /// How long a client waits for a connection from a full pool.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_timeout: Option<Dur>,

@@ -141,6 +141,7 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
         &mut p.pool_size,
         ctx.positive("pool_size", section.pool_size),
     );
+    set(&mut p.min_pool_size, section.min_pool_size);
     set(&mut p.pool_timeout, section.pool_timeout.map(|d| d.0));
     set(
         &mut p.max_client_conn,

@@ -25,6 +25,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             pool_mode: Some(p.pool_mode),
             consistency: Some(p.consistency),
             pool_size: sp(p.pool_size),
+            min_pool_size: Some(p.min_pool_size),
             pool_timeout: Some(Dur(p.pool_timeout)),
             max_client_conn: sp(p.max_client_conn),
             load_balance: Some(p.load_balance),

@@ -36,6 +36,7 @@ listen = "0.0.0.0:9999"
 http = "127.0.0.1:9930"
 pool_mode = "transaction"
 pool_size = 7
+min_pool_size = 2
 pool_timeout = "5s"
 max_client_conn = 300
 load_balance = false
@@ -106,6 +107,7 @@ fn a_full_file_sets_every_value() {
     let p = &c.proxy;
     assert_eq!(p.pool_mode, PoolMode::Transaction);
     assert_eq!(p.pool_size, 7);
+    assert_eq!(p.min_pool_size, 2);
     assert_eq!(p.pool_timeout, Duration::from_secs(5));
     assert_eq!(p.max_client_conn, 300);
     assert!(!p.load_balance);
@@ -235,6 +237,8 @@ fn flags_win_over_the_file() {
         "session",
         "--pool-size",
         "3",
+        "--min-pool-size",
+        "1",
         "--admin-user",
         "root",
         "--http",
@@ -259,6 +263,7 @@ fn flags_win_over_the_file() {
     );
     assert_eq!(config.proxy.pool_mode, PoolMode::Session);
     assert_eq!(config.proxy.pool_size, 3);
+    assert_eq!(config.proxy.min_pool_size, 1);
     assert_eq!(config.proxy.admin_users, ["root"]);
     assert_eq!(config.http, Some("127.0.0.1:7001".parse().unwrap()));
     assert_eq!(config.proxy.server_auth.user.as_deref(), Some("flag_user"));
