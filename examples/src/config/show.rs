@@ -6,6 +6,7 @@ use toml::Spanned;
 
 use super::file::{
     AuthSection, FileConfig, MonitorSection, NodeSection, ProxySection, ServerSection,
+    ServerTlsSection, TlsSection,
 };
 use super::units::{ByteLimit, Dur};
 use super::RunConfig;
@@ -22,6 +23,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
         proxy: ProxySection {
             listen: Some(cfg.listen),
             http: cfg.http,
+            unix_socket_dir: cfg.unix_socket_dir.clone(),
             pool_mode: Some(p.pool_mode),
             consistency: Some(p.consistency),
             pool_size: sp(p.pool_size),
@@ -37,6 +39,15 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             connect_timeout: Some(Dur(p.connect_timeout)),
             startup_timeout: Some(Dur(p.startup_timeout)),
             admin_users: Some(p.admin_users.clone()),
+        },
+        tls: TlsSection {
+            cert_file: cfg.tls.cert_file.clone().and_then(sp),
+            key_file: cfg.tls.key_file.clone().and_then(sp),
+            required: sp(p.tls_required),
+        },
+        server_tls: ServerTlsSection {
+            mode: sp(cfg.tls.server_mode),
+            ca_file: cfg.tls.server_ca_file.clone().and_then(sp),
         },
         server: ServerSection {
             user: p.server_auth.user.clone(),

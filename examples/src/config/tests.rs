@@ -18,9 +18,19 @@ pub(super) fn no_env(_: &str) -> Option<String> {
     None
 }
 
-/// A directory holding an hba file and an auth file.
+/// A directory holding an hba file, an auth file, and a self-signed
+/// certificate (`proxy.crt`, also as the CA `ca.crt`) with its key.
 pub(super) fn auth_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    for name in ["proxy.crt", "ca.crt"] {
+        std::fs::write(dir.path().join(name), made.cert.pem()).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("proxy.key"),
+        made.signing_key.serialize_pem(),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("hba.conf"),
         "host all all 127.0.0.1/32 trust\nhost all all 0.0.0.0/0 md5\n",
@@ -34,6 +44,7 @@ const FULL: &str = r#"
 [proxy]
 listen = "0.0.0.0:9999"
 http = "127.0.0.1:9930"
+unix_socket_dir = "run"
 pool_mode = "transaction"
 pool_size = 7
 min_pool_size = 2
@@ -49,9 +60,18 @@ connect_timeout = "800ms"
 startup_timeout = "4s"
 admin_users = ["dba", "ops"]
 
+[tls]
+cert_file = "proxy.crt"
+key_file = "proxy.key"
+required = true
+
 [server]
 user = "pgha_proxy"
 password_env = "TEST_SERVER_PW"
+
+[server_tls]
+mode = "verify-full"
+ca_file = "ca.crt"
 
 [auth]
 hba_file = "hba.conf"
@@ -104,7 +124,19 @@ fn a_full_file_sets_every_value() {
     let c = parse_full(dir.path());
     assert_eq!(c.listen, "0.0.0.0:9999".parse().unwrap());
     assert_eq!(c.http, Some("127.0.0.1:9930".parse().unwrap()));
+    assert_eq!(c.unix_socket_dir, Some(dir.path().join("run")));
     let p = &c.proxy;
+    assert!(p.tls.is_some() && p.tls_required);
+    assert!(p.server_tls.as_ref().is_some_and(|t| t.required()));
+    assert_eq!(
+        c.tls,
+        TlsSettings {
+            cert_file: Some(dir.path().join("proxy.crt")),
+            key_file: Some(dir.path().join("proxy.key")),
+            server_mode: ServerTlsMode::VerifyFull,
+            server_ca_file: Some(dir.path().join("ca.crt")),
+        }
+    );
     assert_eq!(p.pool_mode, PoolMode::Transaction);
     assert_eq!(p.pool_size, 7);
     assert_eq!(p.min_pool_size, 2);
@@ -197,6 +229,9 @@ fn missing_keys_keep_the_library_defaults() {
     assert_eq!(c.policy, DefaultPolicy::default());
     assert_eq!(c.controller, SqlControllerConfig::default());
     assert!(c.proxy.client_auth.is_none());
+    assert!(c.proxy.tls.is_none() && c.proxy.server_tls.is_none());
+    assert_eq!(c.tls, TlsSettings::default());
+    assert_eq!(c.unix_socket_dir, None);
 }
 
 /// `pgha run` parsed from these words.
@@ -279,6 +314,80 @@ fn flags_win_over_the_file() {
     let mut config = parse("[proxy]\nload_balance = true\n", &path, &no_env).unwrap();
     run_args(&["--no-load-balance"]).apply(&mut config).unwrap();
     assert!(!config.proxy.load_balance);
+}
+
+#[test]
+fn tls_flags_replace_the_file_keys_they_name() {
+    let dir = auth_dir();
+    let other = auth_dir();
+    let file = |name: &str| other.path().join(name);
+    let text = |name: &str| file(name).to_str().unwrap().to_owned();
+    let mut config = parse_full(dir.path());
+    run_args(&[
+        "--tls-cert",
+        &text("proxy.crt"),
+        "--tls-key",
+        &text("proxy.key"),
+        "--server-tls",
+        "prefer",
+        "--unix-socket-dir",
+        "/tmp/pgha-sockets",
+    ])
+    .apply(&mut config)
+    .unwrap();
+    assert_eq!(
+        config.tls,
+        TlsSettings {
+            cert_file: Some(file("proxy.crt")),
+            key_file: Some(file("proxy.key")),
+            // The file's CA went with its verify-full.
+            server_mode: ServerTlsMode::Prefer,
+            server_ca_file: None,
+        }
+    );
+    assert!(config
+        .proxy
+        .server_tls
+        .as_ref()
+        .is_some_and(|t| !t.required()));
+    assert!(config.proxy.tls_required, "no flag touched [tls] required");
+    assert_eq!(
+        config.unix_socket_dir,
+        Some(PathBuf::from("/tmp/pgha-sockets"))
+    );
+
+    // Another CA alone keeps the file's verify-full.
+    let mut config = parse_full(dir.path());
+    run_args(&["--server-tls-ca", &text("ca.crt")])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(config.tls.server_mode, ServerTlsMode::VerifyFull);
+    assert_eq!(config.tls.server_ca_file, Some(file("ca.crt")));
+    // `disable` turns the file's server TLS off.
+    let mut config = parse_full(dir.path());
+    run_args(&["--server-tls", "disable"])
+        .apply(&mut config)
+        .unwrap();
+    assert!(config.proxy.server_tls.is_none());
+    assert_eq!(config.tls.server_ca_file, None);
+
+    // --tls-required with the file's certificate.
+    let path = dir.path().join("pgha.toml");
+    let tls_only = "[tls]\ncert_file = \"proxy.crt\"\nkey_file = \"proxy.key\"\n";
+    let mut config = parse(tls_only, &path, &no_env).unwrap();
+    assert!(!config.proxy.tls_required);
+    run_args(&["--tls-required"]).apply(&mut config).unwrap();
+    assert!(config.proxy.tls_required);
+    // A CA flag over a mode that checks nothing is refused.
+    let mut config = parse("[server_tls]\nmode = \"prefer\"\n", &path, &no_env).unwrap();
+    let err = run_args(&["--server-tls-ca", &text("ca.crt")])
+        .apply(&mut config)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("--server-tls-ca goes with --server-tls verify-full"),
+        "{err}"
+    );
 }
 
 #[test]
