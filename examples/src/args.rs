@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use pgha_core::{NodeState, Role};
 use pgha_proxy::{Consistency, PoolMode, TlsConfig};
 
+use crate::config::units::DurLimit;
 pub use crate::config::ServerTlsMode;
 use crate::config::{self, ConfigError, Problem, RunConfig, ServerTlsProblem};
 
@@ -58,6 +59,11 @@ pub struct ProxyArgs {
     /// Send every read to the primary (no load balancing).
     #[arg(long)]
     pub no_load_balance: bool,
+    /// Standbys replaying later than this (e.g. "10s") get no reads, nor
+    /// do standbys whose delay is unknown; "none" for no limit
+    /// [default: the file's max_standby_lag_time, else none].
+    #[arg(long, value_name = "DURATION")]
+    pub max_standby_lag_time: Option<DurLimit>,
     /// A user allowed on the admin console (database `pgha`); repeat.
     /// Replaces the file's `admin_users`.
     #[arg(long = "admin-user")]
@@ -193,6 +199,9 @@ impl RunArgs {
         }
         if args.no_load_balance {
             proxy.load_balance = false;
+        }
+        if let Some(limit) = args.max_standby_lag_time {
+            proxy.max_standby_lag_time = limit.0;
         }
         if !args.admin_users.is_empty() {
             proxy.admin_users = args.admin_users.clone();

@@ -33,7 +33,8 @@
 //!   statement was running gets `08006` and keeps its connection;
 //! * balances reads (simple or extended protocol, classified by a real
 //!   PostgreSQL lexer, [`classify`]) over standbys within
-//!   [`ProxyConfig::max_standby_lag_bytes`], with read-your-writes by
+//!   [`ProxyConfig::max_standby_lag_bytes`] and
+//!   [`ProxyConfig::max_standby_lag_time`], with read-your-writes by
 //!   pinning or by WAL position ([`Consistency`]);
 //! * issues its own cancel keys and forwards a CancelRequest to the server
 //!   connection the client uses at that moment;

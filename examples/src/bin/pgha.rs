@@ -30,7 +30,7 @@ Settings come from the libraries' defaults, then the configuration file
 
 The file is TOML with sections [proxy] (listen, http, unix_socket_dir,
 pool_mode, pool_size, min_pool_size, pool_timeout, max_client_conn,
-load_balance, max_standby_lag, …), [tls] (cert_file, key_file, required),
+load_balance, max_standby_lag, max_standby_lag_time, …), [tls] (cert_file, key_file, required),
 [server] (user, password or password_env), [server_tls] (mode, ca_file),
 [auth] (hba_file, auth_file, auth_query), [monitor]
 (probe_interval, probe_timeout, failures_before_down, maximum_lag,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::tls::ServerTlsMode;
-use super::units::{ByteLimit, Dur};
+use super::units::{ByteLimit, Dur, DurLimit};
 
 /// A whole `pgha.toml`.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -79,6 +79,10 @@ pub struct ProxySection {
     /// Standbys further behind get no reads (pgpool's delay_threshold).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_standby_lag: Option<ByteLimit>,
+    /// Standbys replaying later than this get no reads (pgpool's
+    /// delay_threshold_by_time); `"none"` by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_standby_lag_time: Option<DurLimit>,
     /// How long clients are held while there is no primary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_primary_wait: Option<Dur>,

@@ -159,6 +159,10 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
         &mut p.max_standby_lag_bytes,
         section.max_standby_lag.map(|l| l.0),
     );
+    set(
+        &mut p.max_standby_lag_time,
+        section.max_standby_lag_time.map(|l| l.0),
+    );
     set(&mut p.no_primary_wait, section.no_primary_wait.map(|d| d.0));
     set(
         &mut p.server_idle_timeout,

@@ -8,7 +8,7 @@ use super::file::{
     AuthSection, FileConfig, MonitorSection, NodeSection, ProxySection, ServerSection,
     ServerTlsSection, TlsSection,
 };
-use super::units::{ByteLimit, Dur};
+use super::units::{ByteLimit, Dur, DurLimit};
 use super::RunConfig;
 
 /// A value without a place: written, never reported against.
@@ -32,6 +32,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             max_client_conn: sp(p.max_client_conn),
             load_balance: Some(p.load_balance),
             max_standby_lag: Some(ByteLimit(p.max_standby_lag_bytes)),
+            max_standby_lag_time: Some(DurLimit(p.max_standby_lag_time)),
             no_primary_wait: Some(Dur(p.no_primary_wait)),
             server_idle_timeout: Some(Dur(p.server_idle_timeout)),
             server_lifetime: Some(Dur(p.server_lifetime)),

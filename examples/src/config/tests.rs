@@ -52,6 +52,7 @@ pool_timeout = "5s"
 max_client_conn = 300
 load_balance = false
 max_standby_lag = "16MB"
+max_standby_lag_time = "15s"
 no_primary_wait = "12s"
 server_idle_timeout = "2m"
 server_lifetime = "30m"
@@ -144,6 +145,7 @@ fn a_full_file_sets_every_value() {
     assert_eq!(p.max_client_conn, 300);
     assert!(!p.load_balance);
     assert_eq!(p.max_standby_lag_bytes, Some(16 << 20));
+    assert_eq!(p.max_standby_lag_time, Some(Duration::from_secs(15)));
     assert_eq!(p.no_primary_wait, Duration::from_secs(12));
     assert_eq!(p.server_idle_timeout, Duration::from_secs(120));
     assert_eq!(p.server_lifetime, Duration::from_secs(1800));
@@ -309,6 +311,20 @@ fn flags_win_over_the_file() {
     // What no flag touched stays as the file said.
     assert_eq!(config.proxy.max_client_conn, 300);
     assert_eq!(config.monitor.probe_interval, Duration::from_millis(250));
+
+    // A time limit from the file is replaced, or lifted with "none".
+    let mut config = parse_full(dir.path());
+    run_args(&["--max-standby-lag-time", "500ms"])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(
+        config.proxy.max_standby_lag_time,
+        Some(Duration::from_millis(500))
+    );
+    run_args(&["--max-standby-lag-time", "none"])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(config.proxy.max_standby_lag_time, None);
 
     // --no-load-balance turns balancing off over a file that has it on.
     let mut config = parse("[proxy]\nload_balance = true\n", &path, &no_env).unwrap();

@@ -67,6 +67,12 @@ fn wrong_values_are_named_with_their_place() {
         "pgha.toml:2:19: \"16 parsecs\": unknown unit",
     );
     problem(
+        "[proxy]\nmax_standby_lag_time = \"3 fortnights\"\n",
+        "pgha.toml:2:24: \"3 fortnights\": unknown unit",
+    );
+    let p = problem("[proxy]\nmax_standby_lag_time = 10\n", "pgha.toml:2:24: ");
+    assert!(p.contains("write \"10s\" or \"10ms\""), "{p}");
+    problem(
         "[proxy]\nmax_standby_lag = -1\n",
         "pgha.toml:2:19: -1 bytes: a size cannot be negative",
     );
