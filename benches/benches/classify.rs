@@ -1,6 +1,8 @@
 //! The cost of classifying one query string, which the proxy pays on every
-//! simple query and every Parse: a short SELECT, a 1 KB SELECT full of
-//! comments and strings, and a writable CTE; and the lexer alone.
+//! new prepared statement (and, without its route cache, on every simple
+//! query): a short SELECT, a 1 KB SELECT full of comments and strings, and a
+//! writable CTE; the lexer alone; and routing a lone simple query with and
+//! without the cache of routes by text.
 //!
 //! `cargo bench -p pgha-benches --bench classify`
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`
@@ -10,6 +12,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pgha_proxy::classify::lexer::Lexer;
 use pgha_proxy::classify::{classify, ClassifyConfig, Route};
+use pgha_proxy::prepared::{batch_route, batch_route_cached, ClientStatements};
+use pgha_proxy::route_cache::RouteCache;
 
 const SHORT: &str = "SELECT id, name FROM users WHERE id = $1";
 
@@ -62,6 +66,37 @@ fn bench_classify(c: &mut Criterion) {
         group.bench_function(name, |b| b.iter(|| Lexer::new(black_box(sql)).count()));
     }
     group.finish();
+
+    // A lone `Q` as the relay routes it: classified every time, or looked
+    // up by its text (warmed, as for an application repeating its queries).
+    let cache = RouteCache::new(config.clone());
+    let none = ClientStatements::new();
+    let mut group = c.benchmark_group("route_simple_query");
+    for (name, sql) in [
+        ("short_select", SHORT),
+        ("select_1kb_comments_strings", long.as_str()),
+    ] {
+        let message = simple_query(sql);
+        assert_eq!(batch_route_cached(&message, &none, &cache), Route::Any);
+        assert_eq!(batch_route(&message, &none, &config), Route::Any);
+        group.throughput(Throughput::Bytes(sql.len() as u64));
+        group.bench_function(format!("{name}/uncached"), |b| {
+            b.iter(|| batch_route(black_box(&message), &none, &config))
+        });
+        group.bench_function(format!("{name}/cached"), |b| {
+            b.iter(|| batch_route_cached(black_box(&message), &none, &cache))
+        });
+    }
+    group.finish();
+}
+
+/// A simple-protocol `Q` message carrying `sql`.
+fn simple_query(sql: &str) -> Vec<u8> {
+    let mut m = vec![b'Q'];
+    m.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    m.extend_from_slice(sql.as_bytes());
+    m.push(0);
+    m
 }
 
 criterion_group!(benches, bench_classify);

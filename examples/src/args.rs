@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use pgha_core::{NodeState, Role};
-use pgha_proxy::{Consistency, PoolMode, ServerTls, TlsConfig};
+use pgha_proxy::{Consistency, PoolMode, TlsConfig};
 
-use crate::config::{self, ConfigError, Problem, RunConfig};
+use crate::config::units::DurLimit;
+pub use crate::config::ServerTlsMode;
+use crate::config::{self, ConfigError, Problem, RunConfig, ServerTlsProblem};
 
 /// Where the settings come from. Each flag given wins over the file.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -47,12 +49,21 @@ pub struct ProxyArgs {
     /// Most server connections per node, database and user [default: 20].
     #[arg(long)]
     pub pool_size: Option<usize>,
+    /// Server connections each pool keeps open once a client has used it,
+    /// at most --pool-size [default: 0].
+    #[arg(long)]
+    pub min_pool_size: Option<usize>,
     /// Most clients connected at once; more get `53300` [default: 10000].
     #[arg(long)]
     pub max_client_conn: Option<usize>,
     /// Send every read to the primary (no load balancing).
     #[arg(long)]
     pub no_load_balance: bool,
+    /// Standbys replaying later than this (e.g. "10s") get no reads, nor
+    /// do standbys whose delay is unknown; "none" for no limit
+    /// [default: the file's max_standby_lag_time, else none].
+    #[arg(long, value_name = "DURATION")]
+    pub max_standby_lag_time: Option<DurLimit>,
     /// A user allowed on the admin console (database `pgha`); repeat.
     /// Replaces the file's `admin_users`.
     #[arg(long = "admin-user")]
@@ -62,27 +73,29 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub http: Option<SocketAddr>,
     /// Also listen on a Unix socket in this directory, named like
-    /// PostgreSQL's: DIR/.s.PGSQL.<listen port> (psql -h DIR -p PORT).
+    /// PostgreSQL's: DIR/.s.PGSQL.<listen port> (psql -h DIR -p PORT)
+    /// [default: the file's [proxy] unix_socket_dir, else none].
     #[arg(long, value_name = "DIR")]
     pub unix_socket_dir: Option<PathBuf>,
-    /// PEM certificate chain for TLS with clients (with --tls-key).
+    /// PEM certificate chain for TLS with clients (with --tls-key);
+    /// replaces the file's [tls] cert_file and key_file.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Refuse TCP clients that do not use TLS (Unix-socket clients are
-    /// exempt).
-    #[arg(long, requires = "tls_cert")]
+    /// exempt); needs --tls-cert or the file's [tls] cert_file.
+    #[arg(long)]
     pub tls_required: bool,
     /// TLS to the servers over TCP, as libpq's sslmode: disable, prefer
     /// (encrypt if the server agrees), require (encrypt, certificate not
     /// checked), verify-full (checked against --server-tls-ca and the
-    /// node's host) [default: disable].
+    /// node's host) [default: the file's [server_tls] mode, else disable].
     #[arg(long, value_enum)]
     pub server_tls: Option<ServerTlsMode>,
     /// PEM CA certificates the servers' certificates must chain to
-    /// (--server-tls verify-full).
+    /// (verify-full) [default: the file's [server_tls] ca_file].
     #[arg(long, value_name = "FILE")]
     pub server_tls_ca: Option<PathBuf>,
     /// User the proxy logs in to servers as (default: the client's).
@@ -100,19 +113,6 @@ pub enum Mode {
     Session,
     /// A server connection per transaction.
     Transaction,
-}
-
-/// `--server-tls`: libpq's sslmode names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ServerTlsMode {
-    /// Plain connections.
-    Disable,
-    /// TLS when the server offers it.
-    Prefer,
-    /// TLS or no connection; the certificate is not checked.
-    Require,
-    /// TLS with the certificate checked against a CA and the host name.
-    VerifyFull,
 }
 
 /// [`Consistency`] for clap.
@@ -194,8 +194,14 @@ impl RunArgs {
             Some(size) => proxy.pool_size = size,
             None => {}
         }
+        if let Some(min) = args.min_pool_size {
+            proxy.min_pool_size = min;
+        }
         if args.no_load_balance {
             proxy.load_balance = false;
+        }
+        if let Some(limit) = args.max_standby_lag_time {
+            proxy.max_standby_lag_time = limit.0;
         }
         if !args.admin_users.is_empty() {
             proxy.admin_users = args.admin_users.clone();
@@ -209,41 +215,8 @@ impl RunArgs {
         if args.unix_socket_dir.is_some() {
             config.unix_socket_dir = args.unix_socket_dir.clone();
         }
+        args.apply_tls(config, &mut problems);
         let proxy = &mut config.proxy;
-        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-            match TlsConfig::from_pem_files(cert, key) {
-                Ok(tls) => proxy.tls = Some(tls),
-                Err(e) => problems.push(Problem::flag(format!("--tls-cert/--tls-key: {e}"))),
-            }
-        }
-        proxy.tls_required |= args.tls_required;
-        let server_tls = match (args.server_tls, &args.server_tls_ca) {
-            (Some(ServerTlsMode::VerifyFull), Some(ca)) => Some(ServerTls::verify_full(ca)),
-            (Some(ServerTlsMode::VerifyFull), None) => {
-                problems.push(Problem::flag(
-                    "--server-tls verify-full needs --server-tls-ca",
-                ));
-                None
-            }
-            (_, Some(_)) => {
-                problems.push(Problem::flag(
-                    "--server-tls-ca goes with --server-tls verify-full",
-                ));
-                None
-            }
-            (Some(ServerTlsMode::Prefer), None) => Some(ServerTls::encrypt_only(false)),
-            (Some(ServerTlsMode::Require), None) => Some(ServerTls::encrypt_only(true)),
-            (Some(ServerTlsMode::Disable), None) => {
-                proxy.server_tls = None;
-                None
-            }
-            (None, None) => None,
-        };
-        match server_tls {
-            Some(Ok(tls)) => proxy.server_tls = Some(tls),
-            Some(Err(e)) => problems.push(Problem::flag(format!("--server-tls: {e}"))),
-            None => {}
-        }
         if args.server_password.is_some() {
             proxy.server_auth.password = args.server_password.clone();
         }
@@ -251,6 +224,59 @@ impl RunArgs {
             Ok(())
         } else {
             Err(ConfigError { problems })
+        }
+    }
+}
+
+impl ProxyArgs {
+    /// The TLS flags over the file's `[tls]` and `[server_tls]`: each flag
+    /// given replaces its key, and what it changes is built again.
+    fn apply_tls(&self, config: &mut RunConfig, problems: &mut Vec<Problem>) {
+        let proxy = &mut config.proxy;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            match TlsConfig::from_pem_files(cert, key) {
+                Ok(tls) => {
+                    proxy.tls = Some(tls);
+                    config.tls.cert_file = Some(cert.clone());
+                    config.tls.key_file = Some(key.clone());
+                }
+                Err(e) => problems.push(Problem::flag(format!("--tls-cert/--tls-key: {e}"))),
+            }
+        }
+        if self.tls_required {
+            if proxy.tls.is_none() {
+                problems.push(Problem::flag(
+                    "--tls-required needs a certificate: --tls-cert and --tls-key, or [tls] cert_file and key_file",
+                ));
+            }
+            proxy.tls_required = true;
+        }
+        if self.server_tls.is_none() && self.server_tls_ca.is_none() {
+            return;
+        }
+        let mode = self.server_tls.unwrap_or(config.tls.server_mode);
+        // The file's CA goes only with verify-full, the file's or a flag's:
+        // `--server-tls require` over a verify-full file just drops it.
+        let ca = match &self.server_tls_ca {
+            Some(ca) => Some(ca.clone()),
+            None if mode == ServerTlsMode::VerifyFull => config.tls.server_ca_file.clone(),
+            None => None,
+        };
+        match config::server_tls(mode, ca.as_deref()) {
+            Ok(tls) => {
+                proxy.server_tls = tls;
+                config.tls.server_mode = mode;
+                config.tls.server_ca_file = ca;
+            }
+            Err(ServerTlsProblem::NoCa) => problems.push(Problem::flag(
+                "--server-tls verify-full needs --server-tls-ca (or [server_tls] ca_file)",
+            )),
+            Err(ServerTlsProblem::CaWithoutVerify) => problems.push(Problem::flag(
+                "--server-tls-ca goes with --server-tls verify-full (or [server_tls] mode = \"verify-full\")",
+            )),
+            Err(ServerTlsProblem::Tls(e)) => {
+                problems.push(Problem::flag(format!("--server-tls: {e}")))
+            }
         }
     }
 }

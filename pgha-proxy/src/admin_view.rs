@@ -15,6 +15,7 @@ pub(crate) fn snapshot(shared: &Shared) -> AdminSnapshot {
     let mut snapshot = AdminSnapshot::new(shared.topology.borrow().clone());
     snapshot.load_balance = config.load_balance;
     snapshot.max_standby_lag_bytes = config.max_standby_lag_bytes;
+    snapshot.max_standby_lag_time = config.max_standby_lag_time;
     snapshot.paused = shared.gate.is_paused();
     let clients = shared.clients.rows();
     let mode = format!("{:?}", config.pool_mode).to_lowercase();

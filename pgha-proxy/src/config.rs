@@ -71,6 +71,16 @@ pub struct ProxyConfig {
     /// Standbys further behind the primary than this get no reads
     /// (default 1 MiB; `None`: no limit).
     pub max_standby_lag_bytes: Option<u64>,
+    /// Standbys whose replay delay ([`NodeState::lag_time`]) is longer than
+    /// this get no reads, nor do standbys whose delay is unknown (default
+    /// `None`: no limit). pgha's `SqlProbe` measures it as `now() −
+    /// pg_last_xact_replay_timestamp()`: it also grows while the primary
+    /// commits nothing, and is unknown until a standby has replayed a
+    /// transaction since it started, so on a quiet cluster reads go to the
+    /// primary; the byte limit has no such blind spot.
+    ///
+    /// [`NodeState::lag_time`]: pgha_core::NodeState::lag_time
+    pub max_standby_lag_time: Option<Duration>,
     /// How statements are classified (write functions).
     pub classify: crate::classify::ClassifyConfig,
     /// How long a client is held while there is no primary before it gets
@@ -81,6 +91,13 @@ pub struct ProxyConfig {
     /// Most server connections per pool, i.e. per node, database, user
     /// and startup options (default 20).
     pub pool_size: usize,
+    /// Server connections (idle or lent) each pool keeps open while the
+    /// topology allows its node, like PgBouncer's `min_pool_size`: the
+    /// upkeep opens the missing ones every second, so a burst of clients
+    /// after a quiet spell does not wait for logins. Pools are still
+    /// created by a pool's first client. Capped by `pool_size` (default 0:
+    /// connections are opened only on demand).
+    pub min_pool_size: usize,
     /// How long a client waits for a connection of a full pool before it
     /// gets `53400` (default 30 s).
     pub pool_timeout: Duration,
@@ -124,6 +141,7 @@ impl Default for ProxyConfig {
             client_auth: None,
             load_balance: true,
             max_standby_lag_bytes: Some(1 << 20),
+            max_standby_lag_time: None,
             classify: crate::classify::ClassifyConfig::default(),
             max_message: 256 << 20,
             startup_timeout: Duration::from_secs(10),
@@ -131,6 +149,7 @@ impl Default for ProxyConfig {
             no_primary_wait: Duration::from_secs(30),
             pool_mode: PoolMode::Session,
             pool_size: 20,
+            min_pool_size: 0,
             pool_timeout: Duration::from_secs(30),
             server_idle_timeout: Duration::from_secs(600),
             server_lifetime: Duration::from_secs(3600),
@@ -148,12 +167,21 @@ impl Default for ProxyConfig {
 }
 
 impl ProxyConfig {
+    /// The standby lag limits reads are routed by.
+    pub fn lag_limits(&self) -> crate::route::LagLimits {
+        crate::route::LagLimits {
+            bytes: self.max_standby_lag_bytes,
+            time: self.max_standby_lag_time,
+        }
+    }
+
     /// Every setting as (name, value) text, for `SHOW CONFIG`.
     pub fn settings(&self) -> Vec<(&'static str, String)> {
         let d = |d: Duration| format!("{d:?}");
         vec![
             ("pool_mode", format!("{:?}", self.pool_mode).to_lowercase()),
             ("pool_size", self.pool_size.to_string()),
+            ("min_pool_size", self.min_pool_size.to_string()),
             ("pool_timeout", d(self.pool_timeout)),
             ("max_client_conn", self.max_client_conn.to_string()),
             ("load_balance", self.load_balance.to_string()),
@@ -161,6 +189,10 @@ impl ProxyConfig {
                 "max_standby_lag_bytes",
                 self.max_standby_lag_bytes
                     .map_or("none".into(), |b| b.to_string()),
+            ),
+            (
+                "max_standby_lag_time",
+                self.max_standby_lag_time.map_or("none".into(), d),
             ),
             ("no_primary_wait", d(self.no_primary_wait)),
             ("server_idle_timeout", d(self.server_idle_timeout)),

@@ -32,8 +32,10 @@
 //!   [`ProxyConfig::no_primary_wait`] while there is none); a client whose
 //!   statement was running gets `08006` and keeps its connection;
 //! * balances reads (simple or extended protocol, classified by a real
-//!   PostgreSQL lexer, [`classify`]) over standbys within
-//!   [`ProxyConfig::max_standby_lag_bytes`], with read-your-writes by
+//!   PostgreSQL lexer, [`classify`]; a simple query's route cached by its
+//!   text, [`route_cache`]) over standbys within
+//!   [`ProxyConfig::max_standby_lag_bytes`] and
+//!   [`ProxyConfig::max_standby_lag_time`], with read-your-writes by
 //!   pinning or by WAL position ([`Consistency`]);
 //! * issues its own cancel keys and forwards a CancelRequest to the server
 //!   connection the client uses at that moment;
@@ -88,6 +90,7 @@ pub mod prepared;
 mod proxy;
 mod replay;
 pub mod route;
+pub mod route_cache;
 pub mod server;
 mod server_tls;
 mod session;

@@ -271,14 +271,49 @@ impl Pool {
         inner.idle.push(conn);
     }
 
-    /// Closes idle connections past `idle_timeout` or `lifetime`, or all
-    /// of them when `all`.
-    pub fn evict(&self, idle_timeout: Duration, lifetime: Duration, all: bool) {
+    /// Closes idle connections past `lifetime`, and past `idle_timeout`
+    /// while more than `keep` connections are open (`min_pool_size`, as
+    /// PgBouncer keeps them); all of them when `all`.
+    pub fn evict(&self, idle_timeout: Duration, lifetime: Duration, keep: usize, all: bool) {
         let mut inner = self.lock();
         inner.waiters.retain(|w| !w.is_closed());
+        let mut open = self.max_size - self.permits.available_permits();
+        // The list is LIFO, so the longest idle come first: those kept for
+        // `keep` are the most recently used.
         inner.idle.retain(|c| {
-            !all && c.idle_since.elapsed() < idle_timeout && c.created.elapsed() < lifetime
+            let close = all
+                || c.created.elapsed() >= lifetime
+                || (c.idle_since.elapsed() >= idle_timeout && open > keep);
+            if close {
+                open = open.saturating_sub(1);
+            }
+            !close
         });
+    }
+
+    /// Room for the connections missing to have `min` open (idle, lent or
+    /// being opened), never above the pool's size: a permit each, taken
+    /// now so that the next upkeep round does not count them as missing
+    /// while they connect.
+    pub fn reserve_missing(&self, min: usize) -> Vec<OwnedSemaphorePermit> {
+        let target = min.min(self.max_size);
+        let open = self.max_size - self.permits.available_permits();
+        (open..target)
+            .map_while(|_| self.permits.clone().try_acquire_owned().ok())
+            .collect()
+    }
+
+    /// Opens a connection in room from [`Pool::reserve_missing`] and puts
+    /// it in the pool (a waiting client gets it first).
+    pub async fn open_spare(
+        &self,
+        config: &ProxyConfig,
+        metrics: &ProxyMetrics,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), Error> {
+        let conn = self.connect(config, metrics, permit).await?;
+        self.put(conn, config.server_lifetime, Instant::now());
+        Ok(())
     }
 
     /// Whether it connects to `host:port`.
@@ -375,5 +410,39 @@ impl Pools {
     pub fn all(&self) -> Vec<Arc<Pool>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(max_size: usize) -> Arc<Pool> {
+        let key = PoolKey {
+            node: NodeId::new("n"),
+            database: "db".into(),
+            user: "u".into(),
+            options: String::new(),
+        };
+        Pools::default().get(&key, "127.0.0.1", 1, max_size, &ProxyMetrics::new())
+    }
+
+    #[test]
+    fn min_pool_size_reserves_only_what_is_missing_and_never_above_the_size() {
+        let pool = pool(4);
+        assert!(pool.reserve_missing(0).is_empty());
+        let first = pool.reserve_missing(3);
+        assert_eq!(first.len(), 3);
+        assert_eq!(pool.sizes().0, 3, "reserved room counts as open");
+        // While those connect, the next round finds nothing missing.
+        assert!(pool.reserve_missing(3).is_empty());
+        // A larger minimum than the size stops at the size.
+        let last = pool.reserve_missing(10);
+        assert_eq!(last.len(), 1);
+        assert_eq!(pool.sizes().0, 4);
+        // Connects that failed give their room back.
+        drop(first);
+        assert!(pool.reserve_missing(1).is_empty(), "one is still open");
+        assert_eq!(pool.reserve_missing(3).len(), 2);
     }
 }

@@ -82,6 +82,14 @@ pub fn statement_route(sql: &str, config: &ClassifyConfig) -> Route {
     }
 }
 
+/// The route of a simple query's text (without its NUL): the primary's
+/// when it is not UTF-8.
+pub(crate) fn text_route(sql: &[u8], config: &ClassifyConfig) -> Route {
+    std::str::from_utf8(sql).map_or(Route::Primary(Reason::Unknown), |sql| {
+        statement_route(sql, config)
+    })
+}
+
 /// The route of the query in a `Parse` body's remainder.
 fn parse_route(parse_rest: &[u8], config: &ClassifyConfig) -> Route {
     query_text(parse_rest).map_or(Route::Primary(Reason::Unknown), |sql| {
@@ -283,6 +291,27 @@ fn resets_statements(sql: &[u8]) -> bool {
 /// every statement is a read (unnamed ones parsed in this batch, named ones
 /// known to the client); otherwise the primary, with the first reason met.
 pub fn batch_route(batch: &[u8], client: &ClientStatements, config: &ClassifyConfig) -> Route {
+    route_batch(batch, client, config, |sql| text_route(sql, config))
+}
+
+/// As [`batch_route`], with a lone simple query's route taken from (or
+/// added to) `cache`, classified with the cache's settings: the same
+/// answer, without running the lexer again for a text already seen.
+pub fn batch_route_cached(
+    batch: &[u8],
+    client: &ClientStatements,
+    cache: &crate::route_cache::RouteCache,
+) -> Route {
+    route_batch(batch, client, cache.config(), |sql| cache.route(sql))
+}
+
+/// [`batch_route`] with `simple` giving a lone simple query's route.
+fn route_batch(
+    batch: &[u8],
+    client: &ClientStatements,
+    config: &ClassifyConfig,
+    simple: impl FnOnce(&[u8]) -> Route,
+) -> Route {
     const UNKNOWN: Route = Route::Primary(Reason::Unknown);
     let mut messages = frame::messages(batch).peekable();
     let Some(first) = messages.peek() else {
@@ -294,8 +323,7 @@ pub fn batch_route(batch: &[u8], client: &ClientStatements, config: &ClassifyCon
             return UNKNOWN; // pipelined queries: keep them together
         };
         let sql = frame::body(query);
-        let sql = sql.strip_suffix(&[0]).unwrap_or(sql);
-        return std::str::from_utf8(sql).map_or(UNKNOWN, |sql| statement_route(sql, config));
+        return simple(sql.strip_suffix(&[0]).unwrap_or(sql));
     }
     let mut unnamed = UNKNOWN;
     let mut last = 0;

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) pools: crate::pool::Pools,
     /// Prepared statements, proxy-wide.
     pub(crate) statements: crate::prepared::Registry,
+    /// Routes of simple-query texts seen.
+    pub(crate) query_routes: crate::route_cache::RouteCache,
     /// Clients connected now.
     pub(crate) client_count: AtomicUsize,
     /// Who they are, for the admin console.
@@ -153,13 +155,13 @@ impl Proxy {
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
-                config,
                 topology,
                 hint,
                 // Distinct from real server pids in logs; wraps harmlessly.
                 mock_key: rand::random(),
                 pools: crate::pool::Pools::default(),
                 statements: crate::prepared::Registry::default(),
+                query_routes: crate::route_cache::RouteCache::new(config.classify.clone()),
                 client_count: AtomicUsize::new(0),
                 clients: crate::clients::Clients::default(),
                 metrics: Arc::new(crate::ProxyMetrics::new()),
@@ -169,6 +171,7 @@ impl Proxy {
                 written: std::sync::Mutex::new(HashMap::new()),
                 next_pid: AtomicI32::new(1 << 24),
                 cancels: Mutex::new(HashMap::new()),
+                config,
             }),
         }
     }

@@ -1,5 +1,7 @@
 //! Where a request goes: the pure part of read routing.
 
+use std::time::Duration;
+
 use pgha_core::{Lsn, NodeState, Role, Topology};
 
 use crate::classify::{ClassifyConfig, Route};
@@ -12,34 +14,46 @@ pub fn single_read(batch: &[u8], config: &ClassifyConfig) -> bool {
         && crate::prepared::batch_route(batch, &Default::default(), config) == Route::Any
 }
 
+/// How far behind a standby may be and still get reads; `None` is no
+/// limit (see [`ProxyConfig::lag_limits`](crate::ProxyConfig::lag_limits)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LagLimits {
+    /// WAL bytes behind the most advanced node ([`Topology::bytes_behind`]).
+    pub bytes: Option<u64>,
+    /// Replay delay as probed ([`NodeState::lag_time`]).
+    pub time: Option<Duration>,
+}
+
 /// The standbys load-balanced reads may go to now: up, weighted, seen in
-/// recovery, and no further behind the primary than `max_lag_bytes`.
+/// recovery, and within both `limits` (an unknown lag is outside a limit).
 pub fn read_candidates(
     topology: &Topology,
-    max_lag_bytes: Option<u64>,
+    limits: LagLimits,
 ) -> impl Iterator<Item = &NodeState> + '_ {
     topology
         .readable_nodes()
         // Probed and seen in recovery: a standby pgha has not looked at yet
         // may be anything.
         .filter(|n| n.role == Role::Standby && n.weight > 0 && n.in_recovery == Some(true))
-        .filter(
-            move |n| match (max_lag_bytes, topology.bytes_behind(&n.id)) {
-                (Some(limit), Some(behind)) => behind <= limit,
-                (Some(_), None) => false, // unknown lag: do not risk stale reads
-                (None, _) => true,
-            },
-        )
+        .filter(move |n| {
+            within(limits.bytes, topology.bytes_behind(&n.id)) && within(limits.time, n.lag_time)
+        })
+}
+
+/// Whether `lag` is within `limit`; an unknown lag is not (do not risk
+/// stale reads).
+fn within<T: PartialOrd>(limit: Option<T>, lag: Option<T>) -> bool {
+    match (limit, lag) {
+        (Some(limit), Some(lag)) => lag <= limit,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }
 
 /// A standby to read from, by weight, among [`read_candidates`]; `pick` is
 /// a random number.
-pub fn pick_standby(
-    topology: &Topology,
-    max_lag_bytes: Option<u64>,
-    pick: u64,
-) -> Option<&NodeState> {
-    pick_standby_at(topology, max_lag_bytes, None, |n| n.replayed_lsn, pick)
+pub fn pick_standby(topology: &Topology, limits: LagLimits, pick: u64) -> Option<&NodeState> {
+    pick_standby_at(topology, limits, None, |n| n.replayed_lsn, pick)
 }
 
 /// As [`pick_standby`], among standbys whose replay position (`replayed`)
@@ -47,13 +61,13 @@ pub fn pick_standby(
 /// the candidates rather than a list: this runs for every routed read.
 pub fn pick_standby_at(
     topology: &Topology,
-    max_lag_bytes: Option<u64>,
+    limits: LagLimits,
     at_least: Option<Lsn>,
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
     pick: u64,
 ) -> Option<&NodeState> {
     let candidates = || {
-        read_candidates(topology, max_lag_bytes)
+        read_candidates(topology, limits)
             .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
     };
     let total: u64 = candidates().map(|n| u64::from(n.weight)).sum();
@@ -77,7 +91,6 @@ mod tests {
     use pgha_core::{
         ClusterState, DefaultPolicy, Event, Health, Lsn, NodeId, NodeState, Observation,
     };
-    use std::time::Duration;
 
     fn query(sql: &str) -> Vec<u8> {
         let mut m = vec![b'Q'];
@@ -108,6 +121,13 @@ mod tests {
         });
     }
 
+    fn bytes(limit: u64) -> LagLimits {
+        LagLimits {
+            bytes: Some(limit),
+            time: None,
+        }
+    }
+
     #[test]
     fn standbys_behind_the_lag_limit_or_unprobed_get_no_reads() {
         let topology = Topology::new([
@@ -117,16 +137,16 @@ mod tests {
         ]);
         let mut state = ClusterState::new(topology, DefaultPolicy::default());
         // Nothing probed yet: lag unknown, no standby qualifies.
-        assert!(pick_standby(state.topology(), Some(100), 0).is_none());
+        assert!(pick_standby(state.topology(), bytes(100), 0).is_none());
         observed(&mut state, "p", Health::primary(Lsn(10_000)));
         observed(&mut state, "s1", Health::standby(Lsn(9_950)));
         observed(&mut state, "s2", Health::standby(Lsn(1_000)));
         for pick in 0..10 {
-            let chosen = pick_standby(state.topology(), Some(100), pick).map(|c| c.id.clone());
+            let chosen = pick_standby(state.topology(), bytes(100), pick).map(|c| c.id.clone());
             assert_eq!(chosen, Some(NodeId::new("s1")), "s2 is 9000 bytes behind");
         }
         let both: std::collections::BTreeSet<_> = (0..10)
-            .filter_map(|p| pick_standby(state.topology(), None, p))
+            .filter_map(|p| pick_standby(state.topology(), LagLimits::default(), p))
             .map(|c| c.id.clone())
             .collect();
         assert_eq!(
@@ -134,5 +154,52 @@ mod tests {
             2,
             "without a limit both standbys share the reads"
         );
+    }
+
+    #[test]
+    fn standbys_replaying_later_than_the_time_limit_or_unknown_get_no_reads() {
+        let standby = |name: &str, lag_ms: Option<u64>| {
+            let mut n = NodeState::new(name, Role::Standby, name, 5432);
+            n.in_recovery = Some(true);
+            n.lag_time = lag_ms.map(Duration::from_millis);
+            n
+        };
+        let topology = Topology::new([
+            NodeState::new("p", Role::Primary, "p", 5432),
+            standby("fresh", Some(200)),
+            standby("edge", Some(1_000)),
+            standby("late", Some(5_000)),
+            standby("unknown", None),
+        ]);
+        let readers = |limits: LagLimits| -> Vec<String> {
+            read_candidates(&topology, limits)
+                .map(|n| n.id.to_string())
+                .collect()
+        };
+        let time = |ms: u64| LagLimits {
+            bytes: None,
+            time: Some(Duration::from_millis(ms)),
+        };
+        assert_eq!(
+            readers(time(1_000)),
+            ["edge", "fresh"],
+            "at the limit counts"
+        );
+        assert_eq!(readers(time(100)), Vec::<String>::new());
+        assert_eq!(
+            readers(LagLimits::default()),
+            ["edge", "fresh", "late", "unknown"],
+            "no limit: lag does not matter, known or not"
+        );
+        // Both limits apply: none of these has a known byte position.
+        let both = LagLimits {
+            bytes: Some(u64::MAX),
+            ..time(10_000)
+        };
+        assert_eq!(readers(both), ["edge", "fresh", "late"]);
+        for pick in 0..8 {
+            let chosen = pick_standby(&topology, time(500), pick).map(|n| n.id.to_string());
+            assert_eq!(chosen.as_deref(), Some("fresh"));
+        }
     }
 }

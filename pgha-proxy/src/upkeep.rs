@@ -1,6 +1,7 @@
 //! Pool upkeep: closes idle server connections past their idle timeout or
 //! lifetime, and every idle connection to a node the topology no longer
-//! allows (an old primary after a failover, a failed standby).
+//! allows (an old primary after a failover, a failed standby); opens the
+//! connections pools of allowed nodes lack to reach `min_pool_size`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +22,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watching = true;
+    // Connections being opened for min_pool_size: a slow or hung server
+    // must not hold up the rounds; dropped (aborted) with the upkeep.
+    let mut filling = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             changed = topology.changed(), if watching => watching = changed.is_ok(),
         }
+        while filling.try_join_next().is_some() {}
         let t = topology.borrow_and_update().clone();
         shared.metrics.observe_topology(&t);
         let config = &shared.config;
@@ -34,7 +39,26 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         for pool in shared.pools.all() {
             let node = &pool.key.node;
             let usable = t.is_writable(node) || t.readable_nodes().any(|n| &n.id == node);
-            pool.evict(config.server_idle_timeout, config.server_lifetime, !usable);
+            pool.evict(
+                config.server_idle_timeout,
+                config.server_lifetime,
+                config.min_pool_size,
+                !usable,
+            );
+            if usable {
+                for permit in pool.reserve_missing(config.min_pool_size) {
+                    let (pool, shared) = (pool.clone(), shared.clone());
+                    filling.spawn(async move {
+                        let opened = pool
+                            .open_spare(&shared.config, &shared.metrics, permit)
+                            .await;
+                        if let Err(e) = opened {
+                            // Retried next round, as long as the node stays allowed.
+                            tracing::debug!(node = %pool.key.node, error = %e, "could not open a min_pool_size connection");
+                        }
+                    });
+                }
+            }
             let (open, idle, _) = pool.sizes();
             let entry = per_node
                 .entry(node.clone())

@@ -8,6 +8,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pgha_proxy::classify::lexer::Lexer;
 use pgha_proxy::classify::{classify, Classification, ClassifyConfig, Reason, Route};
+use pgha_proxy::prepared::{batch_route, batch_route_cached, ClientStatements};
+use pgha_proxy::route_cache::RouteCache;
 
 const CASES: &str = include_str!("../testdata/classify.txt");
 const CASES_PATH: &str = "pgha-proxy/testdata/classify.txt";
@@ -151,6 +153,43 @@ fn every_case_in_the_table_classifies_as_written() {
         }
     }
     assert!(report.is_empty(), "mismatches:\n{report}");
+}
+
+/// A simple-protocol `Q` message carrying `sql`.
+fn simple_query(sql: &str) -> Vec<u8> {
+    let mut m = vec![b'Q'];
+    m.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    m.extend_from_slice(sql.as_bytes());
+    m.push(0);
+    m
+}
+
+#[test]
+fn cached_routes_of_every_case_are_those_classified_directly() {
+    let cases = parse_cases(CASES).unwrap_or_else(|errors| panic!("\n{}", errors.join("\n")));
+    let config = ClassifyConfig::default();
+    let cache = RouteCache::new(config.clone());
+    let none = ClientStatements::new();
+    let mut texts = std::collections::HashSet::new();
+    for case in &cases {
+        let message = simple_query(&case.sql);
+        let direct = batch_route(&message, &none, &config);
+        // The first lookup classifies and stores, the second is served
+        // from the cache: both must be the direct answer.
+        for lookup in ["first", "second"] {
+            let cached = batch_route_cached(&message, &none, &cache);
+            assert_eq!(
+                cached, direct,
+                "{CASES_PATH}:{}: {:?} ({lookup} lookup)",
+                case.line, case.sql
+            );
+        }
+        if case.sql.len() <= RouteCache::MAX_TEXT {
+            texts.insert(case.sql.as_str());
+        }
+    }
+    // Each distinct text was kept once (the table is far below the cap).
+    assert_eq!(cache.len(), texts.len());
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Pools and transaction mode with real clients and real servers: few
 //! server connections for many clients, prepared statements and settings
 //! that follow a client from one server connection to another, the
-//! session-mode reset, a full pool, too many clients.
+//! session-mode reset, a full pool, too many clients, `min_pool_size`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pgha_core::testing::PgCluster;
+use pgha_core::{Status, Topology};
 use pgha_proxy::{PoolMode, ProxyConfig};
 use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
@@ -304,5 +305,63 @@ async fn pgbench_runs_through_transaction_mode_with_every_protocol() -> R {
             "{protocol}: {out}"
         );
     }
+    Ok(())
+}
+
+/// Polls the primary's server connections until `done` holds (or a
+/// generous deadline passes); every count seen must stay within
+/// `pool_size`. The last count seen.
+async fn connections_when(
+    cluster: &PgCluster,
+    pool_size: i64,
+    done: impl Fn(i64) -> bool,
+) -> Result<i64, Box<dyn std::error::Error>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let open = server_connections(cluster).await?;
+        assert!(
+            open <= pool_size,
+            "{open} server connections, pool_size {pool_size}"
+        );
+        if done(open) || tokio::time::Instant::now() >= deadline {
+            return Ok(open);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn min_pool_size_keeps_a_used_pool_filled_while_its_node_is_allowed() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    let up = cluster.topology();
+    let (publish, topology) = watch::channel(Arc::new(up.clone()));
+    let config = ProxyConfig {
+        min_pool_size: 3,
+        ..transaction_mode(5)
+    };
+    let proxy = start_proxy(config, topology).await;
+    // The pool is created by its first client; the upkeep fills it.
+    let c = client(proxy.port).await?;
+    assert_eq!(first_column(c.simple_query("SELECT 1").await?), ["1"]);
+    assert_eq!(connections_when(&cluster, 5, |n| n == 3).await?, 3);
+    // Later rounds (every second) keep it at 3: they count what is open.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(connections_when(&cluster, 5, |_| true).await?, 3);
+
+    // A node the topology no longer allows: its idle connections are
+    // closed and none are opened for it.
+    let down = Topology::new(up.nodes().iter().cloned().map(|mut n| {
+        n.status = Status::Down;
+        n
+    }));
+    publish.send(Arc::new(down))?;
+    assert_eq!(connections_when(&cluster, 5, |n| n == 0).await?, 0);
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(connections_when(&cluster, 5, |_| true).await?, 0);
+
+    // Allowed again: filled again, with no client asking.
+    publish.send(Arc::new(up))?;
+    assert_eq!(connections_when(&cluster, 5, |n| n == 3).await?, 3);
+    assert_eq!(first_column(c.simple_query("SELECT 2").await?), ["2"]);
     Ok(())
 }

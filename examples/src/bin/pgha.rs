@@ -28,9 +28,11 @@ const CONFIG_HELP: &str = "\
 Settings come from the libraries' defaults, then the configuration file
 (--config), then the flags: a flag given wins over the file.
 
-The file is TOML with sections [proxy] (listen, http, pool_mode, pool_size,
-pool_timeout, max_client_conn, load_balance, max_standby_lag, …), [server]
-(user, password or password_env), [auth] (hba_file, auth_file), [monitor]
+The file is TOML with sections [proxy] (listen, http, unix_socket_dir,
+pool_mode, pool_size, min_pool_size, pool_timeout, max_client_conn,
+load_balance, max_standby_lag, max_standby_lag_time, …), [tls] (cert_file, key_file, required),
+[server] (user, password or password_env), [server_tls] (mode, ca_file),
+[auth] (hba_file, auth_file, auth_query), [monitor]
 (probe_interval, probe_timeout, failures_before_down, maximum_lag,
 auto_rejoin, state_file, user, …) and one [[node]] per backend (name, host,
 port, weight, priority). Durations take a unit (\"1s\", \"500ms\"), sizes

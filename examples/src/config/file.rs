@@ -13,7 +13,8 @@ use pgha_proxy::{Consistency, PoolMode};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::units::{ByteLimit, Dur};
+use super::tls::ServerTlsMode;
+use super::units::{ByteLimit, Dur, DurLimit};
 
 /// A whole `pgha.toml`.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -21,8 +22,12 @@ use super::units::{ByteLimit, Dur};
 pub struct FileConfig {
     /// `[proxy]`: what clients see.
     pub proxy: ProxySection,
+    /// `[tls]`: TLS with clients.
+    pub tls: TlsSection,
     /// `[server]`: how the proxy logs in to the backends.
     pub server: ServerSection,
+    /// `[server_tls]`: TLS to the backends.
+    pub server_tls: ServerTlsSection,
     /// `[auth]`: how clients log in to the proxy.
     pub auth: AuthSection,
     /// `[monitor]`: probes and the failover policy.
@@ -43,6 +48,10 @@ pub struct ProxySection {
     /// Address of the HTTP port with /metrics and /status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<SocketAddr>,
+    /// Also listen on a Unix socket in this directory, named like
+    /// PostgreSQL's: `<dir>/.s.PGSQL.<listen port>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_socket_dir: Option<PathBuf>,
     /// `session` or `transaction`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_mode: Option<PoolMode>,
@@ -54,6 +63,10 @@ pub struct ProxySection {
     /// up to num_init_children × max_pool in all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<Spanned<usize>>,
+    /// Server connections each pool keeps open once a client has used it
+    /// (PgBouncer's min_pool_size; at most pool_size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_pool_size: Option<usize>,
     /// How long a client waits for a connection from a full pool.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_timeout: Option<Dur>,
@@ -66,6 +79,10 @@ pub struct ProxySection {
     /// Standbys further behind get no reads (pgpool's delay_threshold).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_standby_lag: Option<ByteLimit>,
+    /// Standbys replaying later than this get no reads (pgpool's
+    /// delay_threshold_by_time); `"none"` by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_standby_lag_time: Option<DurLimit>,
     /// How long clients are held while there is no primary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_primary_wait: Option<Dur>,
@@ -87,6 +104,34 @@ pub struct ProxySection {
     /// Users allowed on the admin console (database `pgha`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_users: Option<Vec<String>>,
+}
+
+/// `[tls]`: PEM files, relative to the configuration file.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// The certificate chain shown to clients (the proxy's first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<Spanned<PathBuf>>,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<Spanned<PathBuf>>,
+    /// Refuse TCP clients that do not use TLS (Unix-socket clients are
+    /// exempt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required: Option<Spanned<bool>>,
+}
+
+/// `[server_tls]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerTlsSection {
+    /// libpq's sslmode: `disable`, `prefer`, `require` or `verify-full`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Spanned<ServerTlsMode>>,
+    /// PEM CA certificates the servers' must chain to (verify-full).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<Spanned<PathBuf>>,
 }
 
 /// `[server]`.

@@ -3,14 +3,16 @@
 //! Settings come in three layers: the libraries' defaults, then the file
 //! ([`load`]), then command-line flags ([`crate::args`]). The file's shape
 //! is in `file.rs`; `resolve.rs` maps it onto `ProxyConfig`,
-//! `MonitorConfig`, `DefaultPolicy` and `SqlControllerConfig`; `show.rs`
-//! writes the effective settings back as a file. Every mistake is reported
+//! `MonitorConfig`, `DefaultPolicy` and `SqlControllerConfig` (TLS through
+//! `tls.rs`, shared with the flags); `show.rs` writes the effective
+//! settings back as a file. Every mistake is reported
 //! as `file:line:column: what is wrong`.
 
 mod error;
 mod file;
 mod resolve;
 mod show;
+mod tls;
 pub mod units;
 
 use std::net::SocketAddr;
@@ -21,6 +23,8 @@ use pgha_proxy::ProxyConfig;
 
 pub use error::{ConfigError, Problem, Source};
 pub use resolve::Env;
+pub(crate) use tls::{server_tls, ServerTlsProblem};
+pub use tls::{ServerTlsMode, TlsSettings};
 
 /// Where clients connect when neither the file nor `--listen` says.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -47,6 +51,8 @@ pub struct RunConfig {
     pub controller: SqlControllerConfig,
     /// The proxy, client authentication included.
     pub proxy: ProxyConfig,
+    /// What `proxy.tls` and `proxy.server_tls` were built from.
+    pub tls: TlsSettings,
     /// The hba file `proxy.client_auth` was read from.
     pub hba_file: Option<PathBuf>,
     /// The auth file `proxy.client_auth` was read from.
@@ -66,6 +72,7 @@ impl Default for RunConfig {
             policy: DefaultPolicy::default(),
             controller: SqlControllerConfig::default(),
             proxy: ProxyConfig::default(),
+            tls: TlsSettings::default(),
             hba_file: None,
             auth_file: None,
             source: None,

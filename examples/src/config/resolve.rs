@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 
 use pgha_core::{NodeState, Role};
 use pgha_proxy::auth::{AuthFile, HbaRules, Method};
-use pgha_proxy::ClientAuth;
+use pgha_proxy::{ClientAuth, TlsConfig, TlsError};
 use toml::Spanned;
 
 use super::error::{Problem, Source};
 use super::file::{
     AuthSection, FileConfig, MonitorSection, NodeSection, ProxySection, ServerSection,
+    ServerTlsSection, TlsSection,
 };
+use super::tls::{server_tls as build_server_tls, ServerTlsMode, ServerTlsProblem};
 use super::{ConfigError, RunConfig};
 
 /// Looks up an environment variable (a parameter, so tests need not touch
@@ -43,7 +45,9 @@ pub(super) fn resolve(
         ..RunConfig::default()
     };
     proxy(file.proxy, &mut cfg, &mut ctx);
+    tls(file.tls, &mut cfg, &mut ctx);
     server(file.server, &mut cfg, &mut ctx);
+    server_tls(file.server_tls, &mut cfg, &mut ctx);
     auth(file.auth, &mut cfg, &mut ctx);
     monitor(file.monitor, &mut cfg, &mut ctx);
     cfg.nodes = nodes(file.nodes, &mut ctx);
@@ -135,12 +139,16 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
     let p = &mut cfg.proxy;
     set(&mut cfg.listen, section.listen);
     set(&mut cfg.http, section.http.map(Some));
+    if let Some(dir) = section.unix_socket_dir {
+        cfg.unix_socket_dir = Some(ctx.path(&dir));
+    }
     set(&mut p.pool_mode, section.pool_mode);
     set(&mut p.consistency, section.consistency);
     set(
         &mut p.pool_size,
         ctx.positive("pool_size", section.pool_size),
     );
+    set(&mut p.min_pool_size, section.min_pool_size);
     set(&mut p.pool_timeout, section.pool_timeout.map(|d| d.0));
     set(
         &mut p.max_client_conn,
@@ -150,6 +158,10 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
     set(
         &mut p.max_standby_lag_bytes,
         section.max_standby_lag.map(|l| l.0),
+    );
+    set(
+        &mut p.max_standby_lag_time,
+        section.max_standby_lag_time.map(|l| l.0),
     );
     set(&mut p.no_primary_wait, section.no_primary_wait.map(|d| d.0));
     set(
@@ -161,6 +173,73 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
     set(&mut p.connect_timeout, section.connect_timeout.map(|d| d.0));
     set(&mut p.startup_timeout, section.startup_timeout.map(|d| d.0));
     set(&mut p.admin_users, section.admin_users);
+}
+
+fn tls(section: TlsSection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
+    let has_files = section.cert_file.is_some() && section.key_file.is_some();
+    match (section.cert_file, section.key_file) {
+        (Some(cert), Some(key)) => {
+            let (cert_path, key_path) = (ctx.path(cert.get_ref()), ctx.path(key.get_ref()));
+            match TlsConfig::from_pem_files(&cert_path, &key_path) {
+                Ok(built) => {
+                    cfg.proxy.tls = Some(built);
+                    cfg.tls.cert_file = Some(cert_path);
+                    cfg.tls.key_file = Some(key_path);
+                }
+                Err(e) => {
+                    // At the key whose file is at fault; the error names the file.
+                    let (span, key_name) = match &e {
+                        TlsError::File { path, .. } if *path == key_path => {
+                            (key.span(), "key_file")
+                        }
+                        TlsError::File { .. } => (cert.span(), "cert_file"),
+                        TlsError::Rustls(_) => (cert.span(), "cert_file and key_file:"),
+                    };
+                    ctx.problem(span, format!("{key_name} {e}"));
+                }
+            }
+        }
+        (Some(cert), None) => ctx.problem(cert.span(), "cert_file needs key_file, its private key"),
+        (None, Some(key)) => ctx.problem(key.span(), "key_file needs cert_file, its certificate"),
+        (None, None) => {}
+    }
+    if let Some(required) = section.required {
+        if *required.get_ref() && !has_files {
+            ctx.problem(
+                required.span(),
+                "required = true needs cert_file and key_file: without them no client can use TLS",
+            );
+        }
+        cfg.proxy.tls_required = required.into_inner();
+    }
+}
+
+fn server_tls(section: ServerTlsSection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
+    let mode = section
+        .mode
+        .as_ref()
+        .map_or(ServerTlsMode::Disable, |m| *m.get_ref());
+    let mode_span = section.mode.as_ref().map(Spanned::span).unwrap_or_default();
+    let ca_span = section.ca_file.as_ref().map(Spanned::span);
+    let ca = section.ca_file.as_ref().map(|c| ctx.path(c.get_ref()));
+    match build_server_tls(mode, ca.as_deref()) {
+        Ok(built) => {
+            cfg.proxy.server_tls = built;
+            cfg.tls.server_mode = mode;
+            cfg.tls.server_ca_file = ca;
+        }
+        Err(ServerTlsProblem::NoCa) => ctx.problem(
+            mode_span,
+            "mode = \"verify-full\" needs ca_file, the CA the servers' certificates chain to",
+        ),
+        Err(ServerTlsProblem::CaWithoutVerify) => ctx.problem(
+            ca_span.unwrap_or_default(),
+            "ca_file goes with mode = \"verify-full\" (no other mode checks certificates)",
+        ),
+        Err(ServerTlsProblem::Tls(e)) => {
+            ctx.problem(ca_span.unwrap_or(mode_span), format!("ca_file {e}"));
+        }
+    }
 }
 
 fn server(section: ServerSection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {

@@ -6,8 +6,9 @@ use toml::Spanned;
 
 use super::file::{
     AuthSection, FileConfig, MonitorSection, NodeSection, ProxySection, ServerSection,
+    ServerTlsSection, TlsSection,
 };
-use super::units::{ByteLimit, Dur};
+use super::units::{ByteLimit, Dur, DurLimit};
 use super::RunConfig;
 
 /// A value without a place: written, never reported against.
@@ -22,13 +23,16 @@ pub(super) fn render(cfg: &RunConfig) -> String {
         proxy: ProxySection {
             listen: Some(cfg.listen),
             http: cfg.http,
+            unix_socket_dir: cfg.unix_socket_dir.clone(),
             pool_mode: Some(p.pool_mode),
             consistency: Some(p.consistency),
             pool_size: sp(p.pool_size),
+            min_pool_size: Some(p.min_pool_size),
             pool_timeout: Some(Dur(p.pool_timeout)),
             max_client_conn: sp(p.max_client_conn),
             load_balance: Some(p.load_balance),
             max_standby_lag: Some(ByteLimit(p.max_standby_lag_bytes)),
+            max_standby_lag_time: Some(DurLimit(p.max_standby_lag_time)),
             no_primary_wait: Some(Dur(p.no_primary_wait)),
             server_idle_timeout: Some(Dur(p.server_idle_timeout)),
             server_lifetime: Some(Dur(p.server_lifetime)),
@@ -36,6 +40,15 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             connect_timeout: Some(Dur(p.connect_timeout)),
             startup_timeout: Some(Dur(p.startup_timeout)),
             admin_users: Some(p.admin_users.clone()),
+        },
+        tls: TlsSection {
+            cert_file: cfg.tls.cert_file.clone().and_then(sp),
+            key_file: cfg.tls.key_file.clone().and_then(sp),
+            required: sp(p.tls_required),
+        },
+        server_tls: ServerTlsSection {
+            mode: sp(cfg.tls.server_mode),
+            ca_file: cfg.tls.server_ca_file.clone().and_then(sp),
         },
         server: ServerSection {
             user: p.server_auth.user.clone(),

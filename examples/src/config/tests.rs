@@ -18,9 +18,19 @@ pub(super) fn no_env(_: &str) -> Option<String> {
     None
 }
 
-/// A directory holding an hba file and an auth file.
+/// A directory holding an hba file, an auth file, and a self-signed
+/// certificate (`proxy.crt`, also as the CA `ca.crt`) with its key.
 pub(super) fn auth_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    for name in ["proxy.crt", "ca.crt"] {
+        std::fs::write(dir.path().join(name), made.cert.pem()).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("proxy.key"),
+        made.signing_key.serialize_pem(),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("hba.conf"),
         "host all all 127.0.0.1/32 trust\nhost all all 0.0.0.0/0 md5\n",
@@ -34,12 +44,15 @@ const FULL: &str = r#"
 [proxy]
 listen = "0.0.0.0:9999"
 http = "127.0.0.1:9930"
+unix_socket_dir = "run"
 pool_mode = "transaction"
 pool_size = 7
+min_pool_size = 2
 pool_timeout = "5s"
 max_client_conn = 300
 load_balance = false
 max_standby_lag = "16MB"
+max_standby_lag_time = "15s"
 no_primary_wait = "12s"
 server_idle_timeout = "2m"
 server_lifetime = "30m"
@@ -48,9 +61,18 @@ connect_timeout = "800ms"
 startup_timeout = "4s"
 admin_users = ["dba", "ops"]
 
+[tls]
+cert_file = "proxy.crt"
+key_file = "proxy.key"
+required = true
+
 [server]
 user = "pgha_proxy"
 password_env = "TEST_SERVER_PW"
+
+[server_tls]
+mode = "verify-full"
+ca_file = "ca.crt"
 
 [auth]
 hba_file = "hba.conf"
@@ -103,13 +125,27 @@ fn a_full_file_sets_every_value() {
     let c = parse_full(dir.path());
     assert_eq!(c.listen, "0.0.0.0:9999".parse().unwrap());
     assert_eq!(c.http, Some("127.0.0.1:9930".parse().unwrap()));
+    assert_eq!(c.unix_socket_dir, Some(dir.path().join("run")));
     let p = &c.proxy;
+    assert!(p.tls.is_some() && p.tls_required);
+    assert!(p.server_tls.as_ref().is_some_and(|t| t.required()));
+    assert_eq!(
+        c.tls,
+        TlsSettings {
+            cert_file: Some(dir.path().join("proxy.crt")),
+            key_file: Some(dir.path().join("proxy.key")),
+            server_mode: ServerTlsMode::VerifyFull,
+            server_ca_file: Some(dir.path().join("ca.crt")),
+        }
+    );
     assert_eq!(p.pool_mode, PoolMode::Transaction);
     assert_eq!(p.pool_size, 7);
+    assert_eq!(p.min_pool_size, 2);
     assert_eq!(p.pool_timeout, Duration::from_secs(5));
     assert_eq!(p.max_client_conn, 300);
     assert!(!p.load_balance);
     assert_eq!(p.max_standby_lag_bytes, Some(16 << 20));
+    assert_eq!(p.max_standby_lag_time, Some(Duration::from_secs(15)));
     assert_eq!(p.no_primary_wait, Duration::from_secs(12));
     assert_eq!(p.server_idle_timeout, Duration::from_secs(120));
     assert_eq!(p.server_lifetime, Duration::from_secs(1800));
@@ -195,6 +231,9 @@ fn missing_keys_keep_the_library_defaults() {
     assert_eq!(c.policy, DefaultPolicy::default());
     assert_eq!(c.controller, SqlControllerConfig::default());
     assert!(c.proxy.client_auth.is_none());
+    assert!(c.proxy.tls.is_none() && c.proxy.server_tls.is_none());
+    assert_eq!(c.tls, TlsSettings::default());
+    assert_eq!(c.unix_socket_dir, None);
 }
 
 /// `pgha run` parsed from these words.
@@ -235,6 +274,8 @@ fn flags_win_over_the_file() {
         "session",
         "--pool-size",
         "3",
+        "--min-pool-size",
+        "1",
         "--admin-user",
         "root",
         "--http",
@@ -259,6 +300,7 @@ fn flags_win_over_the_file() {
     );
     assert_eq!(config.proxy.pool_mode, PoolMode::Session);
     assert_eq!(config.proxy.pool_size, 3);
+    assert_eq!(config.proxy.min_pool_size, 1);
     assert_eq!(config.proxy.admin_users, ["root"]);
     assert_eq!(config.http, Some("127.0.0.1:7001".parse().unwrap()));
     assert_eq!(config.proxy.server_auth.user.as_deref(), Some("flag_user"));
@@ -270,10 +312,98 @@ fn flags_win_over_the_file() {
     assert_eq!(config.proxy.max_client_conn, 300);
     assert_eq!(config.monitor.probe_interval, Duration::from_millis(250));
 
+    // A time limit from the file is replaced, or lifted with "none".
+    let mut config = parse_full(dir.path());
+    run_args(&["--max-standby-lag-time", "500ms"])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(
+        config.proxy.max_standby_lag_time,
+        Some(Duration::from_millis(500))
+    );
+    run_args(&["--max-standby-lag-time", "none"])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(config.proxy.max_standby_lag_time, None);
+
     // --no-load-balance turns balancing off over a file that has it on.
     let mut config = parse("[proxy]\nload_balance = true\n", &path, &no_env).unwrap();
     run_args(&["--no-load-balance"]).apply(&mut config).unwrap();
     assert!(!config.proxy.load_balance);
+}
+
+#[test]
+fn tls_flags_replace_the_file_keys_they_name() {
+    let dir = auth_dir();
+    let other = auth_dir();
+    let file = |name: &str| other.path().join(name);
+    let text = |name: &str| file(name).to_str().unwrap().to_owned();
+    let mut config = parse_full(dir.path());
+    run_args(&[
+        "--tls-cert",
+        &text("proxy.crt"),
+        "--tls-key",
+        &text("proxy.key"),
+        "--server-tls",
+        "prefer",
+        "--unix-socket-dir",
+        "/tmp/pgha-sockets",
+    ])
+    .apply(&mut config)
+    .unwrap();
+    assert_eq!(
+        config.tls,
+        TlsSettings {
+            cert_file: Some(file("proxy.crt")),
+            key_file: Some(file("proxy.key")),
+            // The file's CA went with its verify-full.
+            server_mode: ServerTlsMode::Prefer,
+            server_ca_file: None,
+        }
+    );
+    assert!(config
+        .proxy
+        .server_tls
+        .as_ref()
+        .is_some_and(|t| !t.required()));
+    assert!(config.proxy.tls_required, "no flag touched [tls] required");
+    assert_eq!(
+        config.unix_socket_dir,
+        Some(PathBuf::from("/tmp/pgha-sockets"))
+    );
+
+    // Another CA alone keeps the file's verify-full.
+    let mut config = parse_full(dir.path());
+    run_args(&["--server-tls-ca", &text("ca.crt")])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(config.tls.server_mode, ServerTlsMode::VerifyFull);
+    assert_eq!(config.tls.server_ca_file, Some(file("ca.crt")));
+    // `disable` turns the file's server TLS off.
+    let mut config = parse_full(dir.path());
+    run_args(&["--server-tls", "disable"])
+        .apply(&mut config)
+        .unwrap();
+    assert!(config.proxy.server_tls.is_none());
+    assert_eq!(config.tls.server_ca_file, None);
+
+    // --tls-required with the file's certificate.
+    let path = dir.path().join("pgha.toml");
+    let tls_only = "[tls]\ncert_file = \"proxy.crt\"\nkey_file = \"proxy.key\"\n";
+    let mut config = parse(tls_only, &path, &no_env).unwrap();
+    assert!(!config.proxy.tls_required);
+    run_args(&["--tls-required"]).apply(&mut config).unwrap();
+    assert!(config.proxy.tls_required);
+    // A CA flag over a mode that checks nothing is refused.
+    let mut config = parse("[server_tls]\nmode = \"prefer\"\n", &path, &no_env).unwrap();
+    let err = run_args(&["--server-tls-ca", &text("ca.crt")])
+        .apply(&mut config)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("--server-tls-ca goes with --server-tls verify-full"),
+        "{err}"
+    );
 }
 
 #[test]

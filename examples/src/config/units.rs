@@ -1,5 +1,5 @@
-//! Values with units in `pgha.toml`: durations (`"1s"`, `"500ms"`) and
-//! byte sizes (`16777216`, `"16MB"`, `"none"`).
+//! Values with units in `pgha.toml`: durations (`"1s"`, `"500ms"`, and
+//! `"none"` for a limit) and byte sizes (`16777216`, `"16MB"`, `"none"`).
 
 use std::fmt;
 use std::time::Duration;
@@ -50,6 +50,64 @@ impl Serialize for Dur {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&duration_serde::format(self.0))
     }
+}
+
+/// A time limit: a duration with its unit, or `"none"` for no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurLimit(pub Option<Duration>);
+
+impl<'de> Deserialize<'de> for DurLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DurLimitVisitor)
+    }
+}
+
+struct DurLimitVisitor;
+
+impl Visitor<'_> for DurLimitVisitor {
+    type Value = DurLimit;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration with a unit, like \"10s\", or \"none\"")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<DurLimit, E> {
+        parse_dur_limit(text).map(DurLimit).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<DurLimit, E> {
+        DurVisitor.visit_i64(n).map(|d| DurLimit(Some(d.0)))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<DurLimit, E> {
+        DurVisitor.visit_u64(n).map(|d| DurLimit(Some(d.0)))
+    }
+}
+
+impl Serialize for DurLimit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(d) => s.serialize_str(&duration_serde::format(d)),
+            None => s.serialize_str("none"),
+        }
+    }
+}
+
+impl std::str::FromStr for DurLimit {
+    type Err = String;
+
+    /// As in the file (for flags).
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_dur_limit(text).map(DurLimit)
+    }
+}
+
+/// Parses `"10s"`, `"500ms"`, `"none"`.
+pub fn parse_dur_limit(text: &str) -> Result<Option<Duration>, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    duration_serde::parse(text).map(Some)
 }
 
 /// A byte limit: a number of bytes, a size with a unit (`kB`, `MB`, `GB`,
@@ -131,6 +189,19 @@ pub fn parse_limit(text: &str) -> Result<Option<u64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_limits_take_a_unit_or_none() {
+        assert_eq!(parse_dur_limit("10s"), Ok(Some(Duration::from_secs(10))));
+        assert_eq!(
+            parse_dur_limit("250ms"),
+            Ok(Some(Duration::from_millis(250)))
+        );
+        assert_eq!(parse_dur_limit("none"), Ok(None));
+        for bad in ["", "10", "ten seconds", "-1s"] {
+            assert!(parse_dur_limit(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 
     #[test]
     fn sizes_read_like_postgresql_conf() {

@@ -8,7 +8,7 @@ use pgha_core::{FailureReason, NodeId, NodeState, Role, Status};
 
 use super::table::{boolean, int8, text, utc_text, Column, Table, Value};
 use super::AdminSnapshot;
-use crate::route::read_candidates;
+use crate::route::{read_candidates, LagLimits};
 
 const NODES: &[Column] = &[
     text("node"),
@@ -146,7 +146,11 @@ fn readers(snapshot: &AdminSnapshot) -> BTreeSet<NodeId> {
     if !snapshot.load_balance {
         return BTreeSet::new();
     }
-    read_candidates(&snapshot.topology, snapshot.max_standby_lag_bytes)
+    let limits = LagLimits {
+        bytes: snapshot.max_standby_lag_bytes,
+        time: snapshot.max_standby_lag_time,
+    };
+    read_candidates(&snapshot.topology, limits)
         .map(|n| n.id.clone())
         .collect()
 }

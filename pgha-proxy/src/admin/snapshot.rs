@@ -21,6 +21,8 @@ pub struct AdminSnapshot {
     pub load_balance: bool,
     /// Standbys further behind than this get no reads (`None`: no limit).
     pub max_standby_lag_bytes: Option<u64>,
+    /// Standbys replaying later than this get no reads (`None`: no limit).
+    pub max_standby_lag_time: Option<Duration>,
     /// One row per pool.
     pub pools: Vec<PoolRow>,
     /// One row per client connection (admin sessions included).
@@ -44,6 +46,7 @@ impl AdminSnapshot {
             status_since: BTreeMap::new(),
             load_balance: true,
             max_standby_lag_bytes: None,
+            max_standby_lag_time: None,
             pools: Vec::new(),
             clients: Vec::new(),
             servers: Vec::new(),

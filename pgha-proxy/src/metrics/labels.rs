@@ -80,7 +80,8 @@ pub enum RouteReason {
     /// primary (read-your-writes).
     Pinned,
     /// A read sent to the primary because every standby was further behind
-    /// than `max_standby_lag_bytes` (or its lag was unknown).
+    /// than `max_standby_lag_bytes` or `max_standby_lag_time` (or its lag
+    /// was unknown).
     Lag,
     /// A read sent to the primary because no standby was up and probed.
     NoStandby,

@@ -149,7 +149,7 @@ pub(crate) fn standby_pool(
 ) -> Option<Arc<Pool>> {
     let n = route::pick_standby_at(
         topology,
-        shared.config.max_standby_lag_bytes,
+        shared.config.lag_limits(),
         at_least,
         |n| shared.replay.of(n),
         rand::random(),

@@ -67,6 +67,12 @@ fn wrong_values_are_named_with_their_place() {
         "pgha.toml:2:19: \"16 parsecs\": unknown unit",
     );
     problem(
+        "[proxy]\nmax_standby_lag_time = \"3 fortnights\"\n",
+        "pgha.toml:2:24: \"3 fortnights\": unknown unit",
+    );
+    let p = problem("[proxy]\nmax_standby_lag_time = 10\n", "pgha.toml:2:24: ");
+    assert!(p.contains("write \"10s\" or \"10ms\""), "{p}");
+    problem(
         "[proxy]\nmax_standby_lag = -1\n",
         "pgha.toml:2:19: -1 bytes: a size cannot be negative",
     );
@@ -190,6 +196,18 @@ fn bad_flags_are_named() {
             "--node \"a\": expected NAME=HOST:PORT",
         ),
         (&[][..], "no backend"),
+        (
+            &["--node", "a=h:1", "--tls-required"][..],
+            "--tls-required needs a certificate",
+        ),
+        (
+            &["--node", "a=h:1", "--server-tls", "verify-full"][..],
+            "--server-tls verify-full needs --server-tls-ca",
+        ),
+        (
+            &["--node", "a=h:1", "--server-tls-ca", "/ca.crt"][..],
+            "--server-tls-ca goes with --server-tls verify-full",
+        ),
     ] {
         let err = run_args(words).resolve().unwrap_err();
         assert!(err.to_string().starts_with(expected), "{err}");
@@ -244,5 +262,63 @@ fn auth_files_are_read_with_their_own_places() {
     assert_eq!(
         found,
         ["pgha.toml:2:12: hba.conf:2 asks for a password (md5), but [auth] has no auth_file listing any"]
+    );
+}
+
+#[test]
+fn tls_mistakes_are_placed_at_their_key() {
+    let dir = auth_dir();
+    let d = dir.path();
+    let one = |text: &str, start: &str| {
+        let found = problems_in(d, text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(start),
+            "{found:?} should start with {start:?}"
+        );
+    };
+    one(
+        "[tls]\ncert_file = \"proxy.crt\"\nkey_file = \"missing.key\"\n",
+        "pgha.toml:3:12: key_file missing.key: ",
+    );
+    one(
+        "[tls]\ncert_file = \"missing.crt\"\nkey_file = \"proxy.key\"\n",
+        "pgha.toml:2:13: cert_file missing.crt: ",
+    );
+    one(
+        "[tls]\ncert_file = \"users.txt\"\nkey_file = \"proxy.key\"\n",
+        "pgha.toml:2:13: cert_file users.txt: no certificate in the file",
+    );
+    one(
+        "[tls]\ncert_file = \"proxy.crt\"\n",
+        "pgha.toml:2:13: cert_file needs key_file",
+    );
+    one(
+        "[tls]\nrequired = true\n",
+        "pgha.toml:2:12: required = true needs cert_file and key_file",
+    );
+    one(
+        "[tls]\nrequired = \"yes\"\n",
+        "pgha.toml:2:12: invalid type: string \"yes\", expected a boolean",
+    );
+    one(
+        "[tls]\ncert = \"proxy.crt\"\n",
+        "pgha.toml:2:1: unknown field `cert`, expected one of `cert_file`",
+    );
+    one(
+        "[server_tls]\nmode = \"verify-ca\"\n",
+        "pgha.toml:2:8: unknown variant `verify-ca`, expected one of `disable`, `prefer`, `require`, `verify-full`",
+    );
+    one(
+        "[server_tls]\nmode = \"verify-full\"\n",
+        "pgha.toml:2:8: mode = \"verify-full\" needs ca_file",
+    );
+    one(
+        "[server_tls]\nmode = \"require\"\nca_file = \"ca.crt\"\n",
+        "pgha.toml:3:11: ca_file goes with mode = \"verify-full\"",
+    );
+    one(
+        "[server_tls]\nmode = \"verify-full\"\nca_file = \"nope.crt\"\n",
+        "pgha.toml:3:11: ca_file nope.crt: ",
     );
 }

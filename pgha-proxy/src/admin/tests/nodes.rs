@@ -126,6 +126,26 @@ fn without_load_balancing_no_node_is_a_read_candidate() {
 }
 
 #[test]
+fn the_time_lag_limit_takes_slow_replayers_off_the_read_candidates() {
+    let mut snapshot = cluster();
+    let candidates = |snapshot: &crate::admin::AdminSnapshot| -> Vec<Option<String>> {
+        let t = show("SHOW NODES", snapshot);
+        (0..4)
+            .map(|r| t.get(r, "read_candidate").map(str::to_owned))
+            .collect()
+    };
+    let b_only = [Some("f"), Some("t"), Some("f"), Some("f")].map(|v| v.map(str::to_owned));
+    assert_eq!(candidates(&snapshot), b_only);
+    // b replays 250 ms late.
+    snapshot.max_standby_lag_time = Some(Duration::from_millis(250));
+    assert_eq!(candidates(&snapshot), b_only);
+    snapshot.max_standby_lag_time = Some(Duration::from_millis(249));
+    assert!(candidates(&snapshot)
+        .iter()
+        .all(|v| v.as_deref() == Some("f")));
+}
+
+#[test]
 fn show_pool_nodes_has_pgpool_columns_and_values() {
     let mut snapshot = cluster();
     snapshot.stats.push(StatsRow {

@@ -336,10 +336,10 @@ impl<'a> Relay<'a> {
         } else if self.pinned {
             Some(Route::Any)
         } else {
-            Some(prepared::batch_route(
+            Some(prepared::batch_route_cached(
                 batch,
                 &self.statements,
-                &config.classify,
+                &self.shared.query_routes,
             ))
         };
         let reason = match route {
