@@ -74,10 +74,10 @@ pub struct ProxyConfig {
     /// Standbys whose replay delay ([`NodeState::lag_time`]) is longer than
     /// this get no reads, nor do standbys whose delay is unknown (default
     /// `None`: no limit). pgha's `SqlProbe` measures it as `now() −
-    /// pg_last_xact_replay_timestamp()`: it also grows while the primary
-    /// commits nothing, and is unknown until a standby has replayed a
-    /// transaction since it started, so on a quiet cluster reads go to the
-    /// primary; the byte limit has no such blind spot.
+    /// pg_last_xact_replay_timestamp()`, which also grows while the primary
+    /// commits nothing: a standby at the newest known WAL position counts
+    /// as not late whatever its delay says. A delay still unknown (no
+    /// transaction replayed since the standby started) keeps reads away.
     ///
     /// [`NodeState::lag_time`]: pgha_core::NodeState::lag_time
     pub max_standby_lag_time: Option<Duration>,

@@ -36,7 +36,16 @@ pub fn read_candidates(
         // may be anything.
         .filter(|n| n.role == Role::Standby && n.weight > 0 && n.in_recovery == Some(true))
         .filter(move |n| {
-            within(limits.bytes, topology.bytes_behind(&n.id)) && within(limits.time, n.lag_time)
+            let behind = topology.bytes_behind(&n.id);
+            // The probed delay is the age of the last replayed commit: on a
+            // quiet primary it grows while the standby lacks nothing. A
+            // standby at the newest known position is not late.
+            let late = if n.known_lsn().is_some() && behind == Some(0) {
+                Some(Duration::ZERO)
+            } else {
+                n.lag_time
+            };
+            within(limits.bytes, behind) && within(limits.time, late)
         })
 }
 
@@ -201,5 +210,30 @@ mod tests {
             let chosen = pick_standby(&topology, time(500), pick).map(|n| n.id.to_string());
             assert_eq!(chosen.as_deref(), Some("fresh"));
         }
+    }
+
+    #[test]
+    fn a_caught_up_standby_of_a_quiet_primary_is_not_late() {
+        // The probed delay is the age of the last replayed commit: with no
+        // writes it grows though the standby lacks nothing.
+        let mut quiet = NodeState::new("quiet", Role::Standby, "s", 5432).with_lsn(Lsn(500));
+        quiet.in_recovery = Some(true);
+        quiet.lag_time = Some(Duration::from_secs(3_600));
+        let mut behind = NodeState::new("behind", Role::Standby, "b", 5432).with_lsn(Lsn(400));
+        behind.in_recovery = Some(true);
+        behind.lag_time = Some(Duration::from_secs(3_600));
+        let topology = Topology::new([
+            NodeState::new("p", Role::Primary, "p", 5432).with_lsn(Lsn(500)),
+            quiet,
+            behind,
+        ]);
+        let limits = LagLimits {
+            bytes: None,
+            time: Some(Duration::from_secs(1)),
+        };
+        let readers: Vec<String> = read_candidates(&topology, limits)
+            .map(|n| n.id.to_string())
+            .collect();
+        assert_eq!(readers, ["quiet"]);
     }
 }
