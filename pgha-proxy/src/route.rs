@@ -94,6 +94,45 @@ pub fn pick_standby_at(
     None
 }
 
+/// Where a read that any server may answer goes ([`pick_read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPick<'t> {
+    /// This standby.
+    Standby(&'t NodeState),
+    /// The primary, by its share of the weight.
+    Primary,
+    /// No standby qualifies: the primary, for want of one.
+    NoStandby,
+}
+
+/// A read's server, by weight among the usable primary and the standbys of
+/// [`pick_standby_at`] (pgpool's `backend_weight`: a primary of weight 0
+/// leaves reads to the standbys while one qualifies).
+pub fn pick_read(
+    topology: &Topology,
+    limits: LagLimits,
+    at_least: Option<Lsn>,
+    replayed: impl Fn(&NodeState) -> Option<Lsn>,
+    pick: u64,
+) -> ReadPick<'_> {
+    let primary = topology.usable_primary().map_or(0, |p| u64::from(p.weight));
+    let standbys: u64 = read_candidates(topology, limits)
+        .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
+        .map(|n| u64::from(n.weight))
+        .sum();
+    if standbys == 0 {
+        return ReadPick::NoStandby;
+    }
+    let at = pick % (primary + standbys);
+    if at < primary {
+        return ReadPick::Primary;
+    }
+    match pick_standby_at(topology, limits, at_least, replayed, at - primary) {
+        Some(n) => ReadPick::Standby(n),
+        None => ReadPick::NoStandby,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +249,56 @@ mod tests {
             let chosen = pick_standby(&topology, time(500), pick).map(|n| n.id.to_string());
             assert_eq!(chosen.as_deref(), Some("fresh"));
         }
+    }
+
+    #[test]
+    fn reads_share_out_by_weight_including_the_primary() {
+        let standby = |name: &str, weight: u32| {
+            let mut n = NodeState::new(name, Role::Standby, name, 5432)
+                .with_lsn(Lsn(100))
+                .with_weight(weight);
+            n.in_recovery = Some(true);
+            n
+        };
+        let cluster = |primary: u32, s1: u32| {
+            Topology::new([
+                NodeState::new("p", Role::Primary, "p", 5432)
+                    .with_lsn(Lsn(100))
+                    .with_weight(primary),
+                standby("s1", s1),
+                standby("s2", 2),
+            ])
+        };
+        let tally = |t: &Topology, at_least: Option<Lsn>| {
+            let mut counts = std::collections::BTreeMap::new();
+            for pick in 0..600 {
+                let to =
+                    match pick_read(t, LagLimits::default(), at_least, |n| n.replayed_lsn, pick) {
+                        ReadPick::Standby(n) => n.id.to_string(),
+                        ReadPick::Primary => "primary".to_string(),
+                        ReadPick::NoStandby => "none".to_string(),
+                    };
+                *counts.entry(to).or_insert(0) += 1;
+            }
+            counts.into_iter().collect::<Vec<_>>()
+        };
+        let by = |v: &[(&str, i32)]| {
+            v.iter()
+                .map(|(k, n)| (k.to_string(), *n))
+                .collect::<Vec<_>>()
+        };
+        // Weights 1 : 1 : 2 (pgpool's backend_weight).
+        assert_eq!(
+            tally(&cluster(1, 1), None),
+            by(&[("primary", 150), ("s1", 150), ("s2", 300)])
+        );
+        // A primary of weight 0 leaves the reads to the standbys.
+        assert_eq!(tally(&cluster(0, 1), None), by(&[("s1", 200), ("s2", 400)]));
+        // No standby has replayed the client's writes: none qualifies, the
+        // primary's weight does not matter.
+        assert_eq!(tally(&cluster(1, 1), Some(Lsn(200))), by(&[("none", 600)]));
+        // A standby of weight 0 gets none.
+        assert_eq!(tally(&cluster(0, 0), Some(Lsn(50))), by(&[("s2", 600)]));
     }
 
     #[test]

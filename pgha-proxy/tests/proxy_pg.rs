@@ -14,7 +14,7 @@ use tokio_postgres::NoTls;
 type R = Result<(), Box<dyn std::error::Error>>;
 
 mod common;
-use common::{client, server_port, start_proxy};
+use common::{client, reads_to_standbys, server_port, start_proxy};
 
 #[tokio::test]
 async fn tokio_postgres_works_through_the_proxy_with_both_protocols() -> R {
@@ -224,7 +224,7 @@ async fn idle_client_across_a_failover(mode: PoolMode) -> R {
 async fn lone_reads_go_to_the_standby_until_the_session_writes() -> R {
     let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
     cluster.wait_streaming().await?;
-    let (monitor, handle) = ClusterMonitor::builder(cluster.topology())
+    let (monitor, handle) = ClusterMonitor::builder(reads_to_standbys(cluster.topology()))
         .config(MonitorConfig {
             probe_interval: Duration::from_millis(200),
             ..MonitorConfig::default()
@@ -299,5 +299,26 @@ async fn lone_reads_go_to_the_standby_until_the_session_writes() -> R {
     let rows = d.simple_query("SELECT pg_is_in_recovery()").await?;
     assert_eq!(in_recovery(rows), Some(false));
     d.simple_query("COMMIT").await?;
+
+    // With the primary's weight back to 1 (pgpool's default), lone reads
+    // are shared between the primary and the standby.
+    let probed = handle.topology().borrow().as_ref().clone();
+    let equal = pgha_core::Topology::new(probed.nodes().iter().cloned().map(|n| n.with_weight(1)));
+    let (_keep, equal) = watch::channel(Arc::new(equal));
+    let shared = start_proxy(ProxyConfig::default(), equal).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let s = client(shared.port).await?;
+        let rows = s.simple_query("SELECT pg_is_in_recovery()").await?;
+        seen.insert(in_recovery(rows));
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [Some(false), Some(true)].into(),
+        "both nodes serve reads"
+    );
     Ok(())
 }

@@ -30,7 +30,7 @@ async fn delayed_standby() -> Result<Setup, Box<dyn std::error::Error>> {
         .execute("ALTER SYSTEM SET recovery_min_apply_delay = '500ms'")
         .await?;
     standby.execute("SELECT pg_reload_conf()").await?;
-    let (monitor, handle) = ClusterMonitor::builder(cluster.topology())
+    let (monitor, handle) = ClusterMonitor::builder(common::reads_to_standbys(cluster.topology()))
         .config(MonitorConfig {
             probe_interval: Duration::from_millis(200),
             ..MonitorConfig::default()

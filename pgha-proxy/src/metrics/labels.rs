@@ -68,7 +68,8 @@ impl RouteTarget {
 /// Why the router sent a transaction where it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteReason {
-    /// A read that any server may answer, sent to a standby.
+    /// A read that any server may answer, sent to a standby, or to the
+    /// primary for its share of the weight.
     Read,
     /// The classifier said the statement needs the primary; the label is
     /// the classifier's reason (`write`, `hint`, `set`, …).

@@ -138,23 +138,38 @@ pub(crate) async fn primary(
     }
 }
 
-/// The pool of the standby a read goes to, if one qualifies (`None`
-/// sends the read to the primary).
-pub(crate) fn standby_pool(
+/// Where a read goes.
+pub(crate) enum ReadTarget {
+    /// The pool of the standby picked.
+    Standby(Arc<Pool>),
+    /// The primary, picked by its weight.
+    Primary,
+    /// The primary: no standby qualifies.
+    NoStandby,
+}
+
+/// Picks the server of a read that any server may answer.
+pub(crate) fn read_target(
     shared: &Shared,
     topology: &Topology,
     pools: &mut PoolCache,
     login: &Login,
     at_least: Option<pgha_core::Lsn>,
-) -> Option<Arc<Pool>> {
-    let n = route::pick_standby_at(
+) -> ReadTarget {
+    let pick = route::pick_read(
         topology,
         shared.config.lag_limits(),
         at_least,
         |n| shared.replay.of(n),
         rand::random(),
-    )?;
-    Some(pools.get(shared, login, &n.id, &n.host, n.port))
+    );
+    match pick {
+        route::ReadPick::Standby(n) => {
+            ReadTarget::Standby(pools.get(shared, login, &n.id, &n.host, n.port))
+        }
+        route::ReadPick::Primary => ReadTarget::Primary,
+        route::ReadPick::NoStandby => ReadTarget::NoStandby,
+    }
 }
 
 /// A connection from a standby's pool: an idle one at once, else a new or

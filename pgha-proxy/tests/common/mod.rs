@@ -98,3 +98,15 @@ pub fn first_column(rows: Vec<tokio_postgres::SimpleQueryMessage>) -> Vec<String
         })
         .collect()
 }
+
+/// `topology` with the primary's read weight 0: a test that checks where a
+/// read lands wants it on a standby every time, not by the draw.
+pub fn reads_to_standbys(topology: Topology) -> Topology {
+    Topology::new(topology.nodes().iter().cloned().map(|n| {
+        if n.role == pgha_core::Role::Primary {
+            n.with_weight(0)
+        } else {
+            n
+        }
+    }))
+}

@@ -350,16 +350,24 @@ impl<'a> Relay<'a> {
                     return Ok(());
                 }
                 let at_least = self.written_lsn();
-                let pool = acquire::standby_pool(
+                let target = acquire::read_target(
                     self.shared,
                     &self.topology.borrow(),
                     &mut self.pools,
                     &self.login,
                     at_least,
                 );
-                let standby = match pool {
-                    Some(pool) => Box::pin(acquire::standby(self.shared, pool)).await,
-                    None => None,
+                let by_weight = matches!(target, acquire::ReadTarget::Primary);
+                let standby = match target {
+                    acquire::ReadTarget::Standby(pool) => match pool.try_idle() {
+                        Some(conn) => Some(Attached {
+                            conn,
+                            pool,
+                            primary: false,
+                        }),
+                        None => Box::pin(acquire::standby(self.shared, pool)).await,
+                    },
+                    acquire::ReadTarget::Primary | acquire::ReadTarget::NoStandby => None,
                 };
                 if let Some(standby) = standby {
                     if let Some(primary) = self.server.take() {
@@ -369,7 +377,9 @@ impl<'a> Relay<'a> {
                     self.set_route(RouteTarget::Standby, RouteReason::Read);
                     return Ok(());
                 }
-                if at_least.is_some() {
+                if by_weight {
+                    RouteReason::Read
+                } else if at_least.is_some() {
                     RouteReason::Lag
                 } else {
                     RouteReason::NoStandby
