@@ -118,14 +118,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Waits until bytes can be read (or the stream has ended) without
     /// reading them: no buffer is needed for the wait.
-    pub async fn readable(&self) -> std::io::Result<()>
+    pub async fn readable(&mut self) -> std::io::Result<()>
     where
         R: Readiness,
     {
         if !self.buf.is_empty() {
             return Ok(());
         }
-        std::future::poll_fn(|cx| self.inner.poll_read_ready(cx)).await
+        let inner = &mut self.inner;
+        std::future::poll_fn(|cx| inner.poll_read_ready(cx)).await
     }
 
     /// Bytes already read past the last message (none in the normal case).
@@ -143,7 +144,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 pub trait Readiness {
     /// Ready once a read would not wait (or the stream cannot tell).
     fn poll_read_ready(
-        &self,
+        &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>>;
 }

@@ -111,11 +111,30 @@ impl Stream {
 }
 
 impl crate::frame::Readiness for ReadHalf {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
+            // A peek, not the readiness flag: the flag may still be set from
+            // the startup exchange, and an idle client must not look busy.
             // The waker goes in the socket's own slot: no future to keep.
-            ReadHalf::Tcp(s) => s.as_ref().poll_read_ready(cx),
-            ReadHalf::Unix(s) => s.as_ref().poll_read_ready(cx),
+            ReadHalf::Tcp(s) => {
+                let mut byte = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut byte);
+                s.poll_peek(cx, &mut buf).map_ok(|_| ())
+            }
+            // tokio has no peek for Unix sockets: readiness, then a peek
+            // through socket2 that clears it when nothing is there.
+            ReadHalf::Unix(s) => loop {
+                let s = s.as_ref();
+                std::task::ready!(s.poll_read_ready(cx))?;
+                let mut byte = [std::mem::MaybeUninit::uninit(); 1];
+                let peeked = s.try_io(tokio::io::Interest::READABLE, || {
+                    socket2::SockRef::from(s).peek(&mut byte)
+                });
+                match peeked {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return Poll::Ready(other.map(|_| ())),
+                }
+            },
             // A TLS session may hold decrypted bytes the socket no longer
             // shows: it is read, not waited on.
             ReadHalf::TlsAccepted(_) | ReadHalf::TlsOpened(_) => Poll::Ready(Ok(())),
