@@ -13,9 +13,11 @@ pub const TRACKED: [&str; 6] = [
     "application_name",
 ];
 
-/// Values of the [`TRACKED`] parameters (`None`: unknown).
+/// Values of the [`TRACKED`] parameters (`None`: unknown). Shared, not
+/// copied: every client's set starts as a clone of a server connection's,
+/// so thousands of idle clients hold references, not strings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params([Option<Box<str>>; TRACKED.len()]);
+pub struct Params([Option<std::sync::Arc<str>>; TRACKED.len()]);
 
 /// Index of a tracked parameter (names are case-insensitive, as in
 /// PostgreSQL).

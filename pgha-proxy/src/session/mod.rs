@@ -84,7 +84,6 @@ pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
 struct Opened<'a> {
     relay: relay::Relay<'a>,
     frames: FrameReader<crate::stream::ReadHalf>,
-    greeting: BytesMut,
     peer: Peer,
     _count: ClientCount<'a>,
     _gauge: crate::metrics::ClientGauge,
@@ -95,13 +94,7 @@ impl Opened<'_> {
     /// Relays until the client leaves. By reference: the session's state
     /// is held once, in the task.
     async fn serve(&mut self) {
-        let greeting = std::mem::take(&mut self.greeting);
-        let greeted = Box::pin(self.relay.greet(greeting)).await;
-        let done = match greeted {
-            Ok(()) => self.relay.run(&mut self.frames).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = done {
+        if let Err(e) = self.relay.run(&mut self.frames).await {
             tracing::debug!(peer = %self.peer, error = %e, "session ended");
         }
         Box::pin(self.relay.finish()).await;
@@ -211,10 +204,14 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
             return None;
         }
     };
+    if let Err(e) = relay.greet(greeting).await {
+        tracing::debug!(%peer, error = %e, "client gone before its greeting");
+        Box::pin(relay.finish()).await;
+        return None;
+    }
     Some(Opened {
         relay,
         frames: FrameReader::lean(client_read, shared.config.max_message),
-        greeting,
         peer,
         _count: count,
         _gauge: gauge,
