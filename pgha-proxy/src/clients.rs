@@ -13,11 +13,12 @@ use crate::admin::{ClientRow, ClientState};
 
 /// What a session updates as it goes (atomics: no lock per transaction
 /// except the node, which changes only when the server does).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ClientStatus {
     state: AtomicU8,
     server_pid: AtomicI32,
     node: Mutex<Option<NodeId>>,
+    entry: ClientEntry,
 }
 
 const IDLE: u8 = 0;
@@ -25,6 +26,15 @@ const ACTIVE: u8 = 1;
 const WAITING: u8 = 2;
 
 impl ClientStatus {
+    pub(crate) fn new(entry: ClientEntry) -> Self {
+        Self {
+            state: AtomicU8::new(IDLE),
+            server_pid: AtomicI32::new(0),
+            node: Mutex::new(None),
+            entry,
+        }
+    }
+
     /// Waiting for a server connection.
     pub(crate) fn waiting(&self) {
         self.state.store(WAITING, Ordering::Relaxed);
@@ -44,7 +54,7 @@ impl ClientStatus {
     }
 }
 
-/// One connected client.
+/// Who one connected client is.
 #[derive(Debug)]
 pub(crate) struct ClientEntry {
     pub(crate) user: String,
@@ -52,15 +62,16 @@ pub(crate) struct ClientEntry {
     pub(crate) application_name: Option<String>,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) connect_time: SystemTime,
-    pub(crate) status: Arc<ClientStatus>,
 }
 
-/// Every connected client, by the pid the proxy gave it.
+/// Every connected client, by the pid the proxy gave it. The map holds a
+/// pointer per client; what the console shows lives with the status the
+/// session already shares.
 #[derive(Debug, Default)]
-pub(crate) struct Clients(Mutex<HashMap<i32, ClientEntry>>);
+pub(crate) struct Clients(Mutex<HashMap<i32, Arc<ClientStatus>>>);
 
 impl Clients {
-    pub(crate) fn insert(&self, pid: i32, entry: ClientEntry) {
+    pub(crate) fn insert(&self, pid: i32, entry: Arc<ClientStatus>) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -79,13 +90,14 @@ impl Clients {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows: Vec<ClientRow> = map
             .iter()
-            .map(|(&pid, c)| {
-                let state = match c.status.state.load(Ordering::Relaxed) {
+            .map(|(&pid, status)| {
+                let c = &status.entry;
+                let state = match status.state.load(Ordering::Relaxed) {
                     ACTIVE => ClientState::Active,
                     WAITING => ClientState::Waiting,
                     _ => ClientState::Idle,
                 };
-                let server_pid = c.status.server_pid.load(Ordering::Relaxed);
+                let server_pid = status.server_pid.load(Ordering::Relaxed);
                 ClientRow {
                     pid,
                     user: c.user.clone(),
@@ -95,8 +107,7 @@ impl Clients {
                     peer: c.peer,
                     connect_time: c.connect_time,
                     request_time: None,
-                    node: c
-                        .status
+                    node: status
                         .node
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

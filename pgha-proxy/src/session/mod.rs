@@ -179,18 +179,16 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
         }
         return None;
     }
-    let status = Arc::new(crate::clients::ClientStatus::default());
-    shared.clients.insert(
-        pid,
+    let status = Arc::new(crate::clients::ClientStatus::new(
         crate::clients::ClientEntry {
             user: user.to_string(),
             database: login.database.clone(),
             application_name: get("application_name").map(str::to_string),
             peer: peer.addr(),
             connect_time: std::time::SystemTime::now(),
-            status: status.clone(),
         },
-    );
+    ));
+    shared.clients.insert(pid, status.clone());
     let (client_read, client_write) = client.into_split();
     let mut relay = relay::Relay::new(shared, client_write, login, (pid, secret), status);
     let greeting = match Box::pin(relay.login()).await {
