@@ -42,7 +42,9 @@ pub struct ServerConnection {
     pub(crate) reader: FrameReader<ReadHalf>,
     pub(crate) writer: WriteHalf,
     pub(crate) node: NodeId,
-    pub(crate) cancel: CancelTarget,
+    /// Shared with the cancel registry: a client switching connections
+    /// registers a pointer, not a copy.
+    pub(crate) cancel: Arc<CancelTarget>,
     /// The server's values of the tracked parameters.
     pub(crate) params: Params,
     /// Proxy statements prepared on it.
@@ -238,11 +240,11 @@ impl Pool {
             reader: FrameReader::new(read, config.max_message),
             writer,
             node: self.key.node.clone(),
-            cancel: CancelTarget {
+            cancel: Arc::new(CancelTarget {
                 host: self.host.clone(),
                 port: self.port,
                 key: conn.key,
-            },
+            }),
             params,
             statements: ServerStatements::new(),
             created: now,

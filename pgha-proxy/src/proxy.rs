@@ -49,7 +49,7 @@ pub(crate) struct Shared {
     /// Called on the admin console's RELOAD.
     pub(crate) reload: Option<Arc<dyn Fn() + Send + Sync>>,
     next_pid: AtomicI32,
-    cancels: Mutex<HashMap<i32, (i32, CancelTarget)>>,
+    cancels: Mutex<HashMap<i32, (i32, Arc<CancelTarget>)>>,
 }
 
 impl Shared {
@@ -64,7 +64,7 @@ impl Shared {
         ClientGuard { shared: self, pid }
     }
 
-    pub(crate) fn set_cancel_target(&self, pid: i32, secret: i32, target: CancelTarget) {
+    pub(crate) fn set_cancel_target(&self, pid: i32, secret: i32, target: Arc<CancelTarget>) {
         let mut cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
         cancels.insert(pid, (secret, target));
     }
