@@ -117,8 +117,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Waits until bytes can be read (or the stream has ended) without
-    /// reading them: no buffer is needed for the wait.
-    pub async fn readable(&mut self) -> std::io::Result<()>
+    /// reading them: no buffer is needed for the wait. `confirm` looks at
+    /// the bytes (a peek: a system call) instead of trusting the socket's
+    /// readiness flag, which an exchange read by other code may have left
+    /// set; without it, a stale flag only means the wait ends early.
+    pub async fn readable(&mut self, confirm: bool) -> std::io::Result<()>
     where
         R: Readiness,
     {
@@ -126,7 +129,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Ok(());
         }
         let inner = &mut self.inner;
-        std::future::poll_fn(|cx| inner.poll_read_ready(cx)).await
+        std::future::poll_fn(|cx| inner.poll_read_ready(cx, confirm)).await
     }
 
     /// Bytes already read past the last message (none in the normal case).
@@ -142,10 +145,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
 /// A stream that can say when it has bytes to read without reading them.
 pub trait Readiness {
-    /// Ready once a read would not wait (or the stream cannot tell).
+    /// Ready once a read would not wait (or the stream cannot tell);
+    /// with `confirm`, once bytes (or the end) are really there.
     fn poll_read_ready(
         &mut self,
         cx: &mut std::task::Context<'_>,
+        confirm: bool,
     ) -> std::task::Poll<std::io::Result<()>>;
 }
 

@@ -111,11 +111,12 @@ impl Stream {
 }
 
 impl crate::frame::Readiness for ReadHalf {
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>, confirm: bool) -> Poll<io::Result<()>> {
         match self {
-            // A peek, not the readiness flag: the flag may still be set from
-            // the startup exchange, and an idle client must not look busy.
-            // The waker goes in the socket's own slot: no future to keep.
+            ReadHalf::Tcp(s) if !confirm => s.as_ref().poll_read_ready(cx),
+            ReadHalf::Unix(s) if !confirm => s.as_ref().poll_read_ready(cx),
+            // A peek, not the readiness flag. The waker goes in the socket's
+            // own slot: no future to keep.
             ReadHalf::Tcp(s) => {
                 let mut byte = [0u8; 1];
                 let mut buf = ReadBuf::new(&mut byte);

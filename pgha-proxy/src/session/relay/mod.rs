@@ -165,6 +165,11 @@ impl<'a> Relay<'a> {
 
     /// Relays until the client leaves.
     pub(crate) async fn run(&mut self, frames: &mut FrameReader<ReadHalf>) -> Result<(), Error> {
+        // The startup exchange may leave the socket's readiness flag set:
+        // the first wait looks at the bytes, so that an idle client does
+        // not look busy; later ones trust the flag (a peek per transaction
+        // would be one more system call each).
+        let mut confirm = true;
         loop {
             if self.is_idle() {
                 // Between transactions with no server (transaction
@@ -174,7 +179,8 @@ impl<'a> Relay<'a> {
                 // so thousands of idle clients cost little.
                 self.out = BytesMut::new();
                 self.to_server = BytesMut::new();
-                frames.readable().await.map_err(Error::Io)?;
+                frames.readable(confirm).await.map_err(Error::Io)?;
+                confirm = false;
             }
             if !Box::pin(self.busy(frames)).await? {
                 return Ok(());
