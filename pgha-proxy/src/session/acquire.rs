@@ -172,16 +172,9 @@ pub(crate) fn read_target(
     }
 }
 
-/// A connection from a standby's pool: an idle one at once, else a new or
-/// freed one if it comes soon; `None` sends the read to the primary.
+/// A new or freed connection from a standby's pool (the caller found none
+/// idle) if it comes soon; `None` sends the read to the primary.
 pub(crate) async fn standby(shared: &Shared, pool: Arc<Pool>) -> Option<Attached> {
-    if let Some(conn) = pool.try_idle() {
-        return Some(Attached {
-            conn,
-            pool,
-            primary: false,
-        });
-    }
     let config = &shared.config;
     // A standby that is slow to give a connection is no better than the
     // primary: do not queue long for it.
