@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use pgha_core::{NodeState, Role};
 use pgha_proxy::{Consistency, PoolMode, TlsConfig};
 
-use crate::config::units::DurLimit;
+use crate::config::units::{ByteLimit, DurLimit};
 pub use crate::config::ServerTlsMode;
 use crate::config::{self, ConfigError, Problem, RunConfig, ServerTlsProblem};
 
@@ -59,6 +59,11 @@ pub struct ProxyArgs {
     /// Send every read to the primary (no load balancing).
     #[arg(long)]
     pub no_load_balance: bool,
+    /// Standbys further behind than this (bytes, or e.g. "16MB") get no
+    /// reads, nor do standbys whose position is unknown; "none" for no
+    /// limit [default: the file's max_standby_lag, else 1MB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_standby_lag: Option<ByteLimit>,
     /// Standbys replaying later than this (e.g. "10s") get no reads, nor
     /// do standbys whose delay is unknown; "none" for no limit
     /// [default: the file's max_standby_lag_time, else none].
@@ -199,6 +204,9 @@ impl RunArgs {
         }
         if args.no_load_balance {
             proxy.load_balance = false;
+        }
+        if let Some(limit) = args.max_standby_lag {
+            proxy.max_standby_lag_bytes = limit.0;
         }
         if let Some(limit) = args.max_standby_lag_time {
             proxy.max_standby_lag_time = limit.0;

@@ -325,6 +325,15 @@ fn flags_win_over_the_file() {
         .apply(&mut config)
         .unwrap();
     assert_eq!(config.proxy.max_standby_lag_time, None);
+    // The byte limit likewise, with the file's units.
+    run_args(&["--max-standby-lag", "16MB"])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(config.proxy.max_standby_lag_bytes, Some(16 << 20));
+    run_args(&["--max-standby-lag", "none"])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(config.proxy.max_standby_lag_bytes, None);
 
     // --no-load-balance turns balancing off over a file that has it on.
     let mut config = parse("[proxy]\nload_balance = true\n", &path, &no_env).unwrap();

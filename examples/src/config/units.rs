@@ -93,6 +93,15 @@ impl Serialize for DurLimit {
     }
 }
 
+impl std::str::FromStr for ByteLimit {
+    type Err = String;
+
+    /// As in the file (for flags).
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_limit(text).map(ByteLimit)
+    }
+}
+
 impl std::str::FromStr for DurLimit {
     type Err = String;
 
