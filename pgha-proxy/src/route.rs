@@ -66,8 +66,7 @@ pub fn pick_standby(topology: &Topology, limits: LagLimits, pick: u64) -> Option
 }
 
 /// As [`pick_standby`], among standbys whose replay position (`replayed`)
-/// has reached `at_least`, when given (read-your-writes). Two passes over
-/// the candidates rather than a list: this runs for every routed read.
+/// has reached `at_least`, when given (read-your-writes).
 pub fn pick_standby_at(
     topology: &Topology,
     limits: LagLimits,
@@ -75,23 +74,10 @@ pub fn pick_standby_at(
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
     pick: u64,
 ) -> Option<&NodeState> {
-    let candidates = || {
-        read_candidates(topology, limits)
-            .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
-    };
-    let total: u64 = candidates().map(|n| u64::from(n.weight)).sum();
-    if total == 0 {
-        return None;
+    match weighted(topology, limits, at_least, replayed, pick, 0) {
+        ReadPick::Standby(n) => Some(n),
+        ReadPick::Primary | ReadPick::NoStandby => None,
     }
-    let mut at = pick % total;
-    for n in candidates() {
-        let w = u64::from(n.weight);
-        if at < w {
-            return Some(n);
-        }
-        at -= w;
-    }
-    None
 }
 
 /// Where a read that any server may answer goes ([`pick_read`]).
@@ -116,21 +102,42 @@ pub fn pick_read(
     pick: u64,
 ) -> ReadPick<'_> {
     let primary = topology.usable_primary().map_or(0, |p| u64::from(p.weight));
-    let standbys: u64 = read_candidates(topology, limits)
-        .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
-        .map(|n| u64::from(n.weight))
-        .sum();
+    weighted(topology, limits, at_least, replayed, pick, primary)
+}
+
+/// The weighted draw behind [`pick_standby_at`] and [`pick_read`]: the
+/// primary's `primary` weight first, then the qualifying standbys. Two
+/// passes over the candidates rather than a list: this runs for every
+/// routed read.
+fn weighted(
+    topology: &Topology,
+    limits: LagLimits,
+    at_least: Option<Lsn>,
+    replayed: impl Fn(&NodeState) -> Option<Lsn>,
+    pick: u64,
+    primary: u64,
+) -> ReadPick<'_> {
+    let candidates = || {
+        read_candidates(topology, limits)
+            .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
+    };
+    let standbys: u64 = candidates().map(|n| u64::from(n.weight)).sum();
     if standbys == 0 {
         return ReadPick::NoStandby;
     }
-    let at = pick % (primary + standbys);
+    let mut at = pick % (primary + standbys);
     if at < primary {
         return ReadPick::Primary;
     }
-    match pick_standby_at(topology, limits, at_least, replayed, at - primary) {
-        Some(n) => ReadPick::Standby(n),
-        None => ReadPick::NoStandby,
+    at -= primary;
+    for n in candidates() {
+        let w = u64::from(n.weight);
+        if at < w {
+            return ReadPick::Standby(n);
+        }
+        at -= w;
     }
+    ReadPick::NoStandby
 }
 
 #[cfg(test)]
