@@ -63,7 +63,13 @@ pub async fn start_monitor(cluster: &Arc<PgCluster>) -> anyhow::Result<Monitor> 
     let proxy = crate::daemon::serve_proxy(
         "127.0.0.1:0".parse()?,
         &handle,
-        pgha_proxy::ProxyConfig::default(),
+        // Transaction pooling: a client between transactions owns no
+        // server state, so it keeps its connection across the failover (in
+        // session mode its session would end with its server's).
+        pgha_proxy::ProxyConfig {
+            pool_mode: pgha_proxy::PoolMode::Transaction,
+            ..pgha_proxy::ProxyConfig::default()
+        },
         crate::daemon::Extras::default(),
         pgha_proxy::PauseGate::new(Duration::from_secs(30)),
     )
@@ -73,6 +79,54 @@ pub async fn start_monitor(cluster: &Arc<PgCluster>) -> anyhow::Result<Monitor> 
         proxy,
         _stop: stop,
     })
+}
+
+async fn connect(address: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(address, tokio_postgres::NoTls)
+        .await
+        .context("connecting through pgha")?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Writes one row through pgha as a careful application does: a write
+/// held by pgha while there is no primary simply succeeds; one that pgha
+/// reports failed did not run and may be sent again; one whose outcome is
+/// unknown (08007: it reached the old primary) is looked up before it is
+/// sent again. Returns when it committed, the port of the server that
+/// committed it, and the error of a first attempt that did not.
+async fn write_once(
+    mut client: tokio_postgres::Client,
+    address: String,
+    t0: Instant,
+) -> anyhow::Result<(Duration, i32, Option<String>)> {
+    let token = format!("demo-{}", std::process::id());
+    let insert = "INSERT INTO demo (token) VALUES ($1) RETURNING inet_server_port()";
+    let mut failed = None;
+    for _ in 0..3 {
+        match client.query_one(insert, &[&token]).await {
+            Ok(row) => return Ok((t0.elapsed(), row.get::<_, i32>(0), failed)),
+            Err(e) => {
+                let unknown = e.code().map(|c| c.code()) == Some("08007");
+                failed = Some(pgha_core::describe_pg(&e));
+                if client.is_closed() {
+                    client = connect(&address).await?;
+                }
+                if unknown {
+                    let found = client
+                        .query_opt(
+                            "SELECT inet_server_port() FROM demo WHERE token = $1",
+                            &[&token],
+                        )
+                        .await?;
+                    if let Some(row) = found {
+                        return Ok((t0.elapsed(), row.get::<_, i32>(0), failed));
+                    }
+                }
+            }
+        }
+    }
+    Err(anyhow::anyhow!("the write failed three times: {failed:?}"))
 }
 
 /// Waits until every node is probed and up.
@@ -98,19 +152,14 @@ pub async fn failover(
     let handle = &monitor.handle;
     let mut events = handle.events();
     // One client connection through pgha, kept across the failover.
-    let (client, connection) = tokio_postgres::connect(
-        &format!(
-            "host={} port={} user=postgres dbname=postgres",
-            monitor.proxy.ip(),
-            monitor.proxy.port()
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .context("connecting through pgha")?;
-    tokio::spawn(connection);
+    let address = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        monitor.proxy.ip(),
+        monitor.proxy.port()
+    );
+    let client = connect(&address).await?;
     let old = &cluster.nodes()[0];
-    old.execute("CREATE TABLE IF NOT EXISTS demo (at timestamptz DEFAULT now()); INSERT INTO demo DEFAULT VALUES")
+    old.execute("CREATE TABLE IF NOT EXISTS demo (at timestamptz DEFAULT now(), token text)")
         .await?;
     let t0 = Instant::now();
     let mut step = |what: String| say(format!("{:>8.3}s  {what}", t0.elapsed().as_secs_f64()));
@@ -119,20 +168,7 @@ pub async fn failover(
         Fault::Kill => old.kill9()?,
         Fault::Freeze => old.freeze()?,
     }
-    let write = tokio::spawn(async move {
-        // Held by pgha until there is a primary again. A statement already
-        // running on the old primary fails (08006) rather than being
-        // acknowledged from there; an application retries it.
-        let insert = "INSERT INTO demo DEFAULT VALUES RETURNING inet_server_port()";
-        let mut failed = None;
-        for _ in 0..2 {
-            match client.query_one(insert, &[]).await {
-                Ok(row) => return Ok((t0.elapsed(), row.get::<_, i32>(0), failed)),
-                Err(e) => failed = Some(pgha_core::describe_pg(&e)),
-            }
-        }
-        Err(anyhow::anyhow!("the write failed twice: {failed:?}"))
-    });
+    let write = tokio::spawn(write_once(client, address, t0));
     step(format!(
         "node0 (primary) {}",
         match fault {
@@ -163,9 +199,9 @@ pub async fn failover(
         }
     };
     let (committed_at, port, failed) = write.await.context("write task")??;
-    if let Some(error) = failed {
+    if let Some(error) = &failed {
         step(format!(
-            "the write in flight on the old primary failed ({error}); the client retried it"
+            "the write in flight on the old primary: {error}; the client found it not committed and sent it again"
         ));
     }
     let on = cluster
@@ -175,7 +211,12 @@ pub async fn failover(
         .map(|n| n.name().to_string())
         .unwrap_or_else(|| format!("port {port}"));
     step(format!(
-        "the write sent through pgha at 0.0s (same client connection) committed on {on} at {:.3}s",
+        "the write sent through pgha at 0.0s ({}) committed on {on} at {:.3}s",
+        if failed.is_some() {
+            "after one reconnect"
+        } else {
+            "same client connection"
+        },
         committed_at.as_secs_f64()
     ));
     anyhow::ensure!(

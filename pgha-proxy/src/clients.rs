@@ -35,6 +35,11 @@ impl ClientStatus {
         }
     }
 
+    /// Who the client is.
+    pub(crate) fn entry(&self) -> &ClientEntry {
+        &self.entry
+    }
+
     /// Waiting for a server connection.
     pub(crate) fn waiting(&self) {
         self.state.store(WAITING, Ordering::Relaxed);

@@ -41,6 +41,22 @@ pub enum Error {
     /// The server connection broke while a request was running.
     #[error("server connection lost")]
     ServerLost,
+    /// The primary's connection was lost after it received a client's
+    /// statement: whether it committed cannot be known (`08007`).
+    #[error("server connection lost after a statement was sent: outcome unknown")]
+    OutcomeUnknown,
+    /// The primary's connection was lost while the client was inside a
+    /// transaction (nothing in flight): the transaction did not commit.
+    #[error("server connection lost inside a transaction")]
+    TransactionLost,
+    /// Session mode: the primary connection that held the session's state
+    /// was lost between transactions.
+    #[error("the session's server connection was lost")]
+    SessionLost,
+    /// A standby's connection was lost (or gave no answer in time) while it
+    /// ran a read; the read is not retried.
+    #[error("standby connection lost during a read")]
+    ReadLost,
     /// The client did not authenticate.
     #[error("authentication: {0}")]
     Auth(#[source] crate::auth::AuthError),
@@ -73,7 +89,13 @@ impl Error {
     pub fn sqlstate(&self) -> &str {
         match self {
             Error::Protocol(_) | Error::UnsupportedProtocol { .. } => "08P01",
-            Error::Io(_) | Error::Server { .. } | Error::ServerLost => "08006",
+            Error::Io(_)
+            | Error::Server { .. }
+            | Error::ServerLost
+            | Error::TransactionLost
+            | Error::SessionLost
+            | Error::ReadLost => "08006",
+            Error::OutcomeUnknown => "08007",
             Error::ServerRefused { code, .. } => code,
             Error::Auth(e) => e.sqlstate(),
             // "cannot connect now": the same class a restarting server uses.
@@ -97,6 +119,18 @@ impl Error {
             Error::Auth(e) => e.client_message(),
             Error::ServerLost => {
                 "pgha: the database server connection was lost; the running statement (and its transaction, if any) did not complete".into()
+            }
+            Error::OutcomeUnknown => {
+                "pgha: the connection to the primary was lost after it received the statement; whether it committed is unknown (the session has ended; check before retrying)".into()
+            }
+            Error::TransactionLost => {
+                "pgha: the connection to the primary was lost inside the transaction; the transaction did not commit (the session has ended)".into()
+            }
+            Error::SessionLost => {
+                "pgha: this session's server connection was lost; its session state is gone (the session has ended; reconnect)".into()
+            }
+            Error::ReadLost => {
+                "pgha: the standby running this read was lost or did not answer in time; the read did not complete and was not retried".into()
             }
             Error::PoolTimeout { waited } => {
                 format!("pgha: every server connection stayed busy for {waited:?} (pool_size reached); retry later")

@@ -106,6 +106,12 @@ impl Tracker {
             .count()
     }
 
+    /// Whether a request the client sent is still unanswered (the
+    /// proxy's own requests do not count).
+    pub fn client_waiting(&self) -> bool {
+        self.pending.iter().any(|(_, o)| *o == Origin::Client)
+    }
+
     /// Forgets everything in flight (the server connection is gone).
     pub fn clear(&mut self) {
         self.pending.clear();

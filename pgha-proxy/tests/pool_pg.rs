@@ -243,7 +243,7 @@ async fn clients_over_max_client_conn_get_53300() -> R {
 }
 
 #[tokio::test]
-async fn a_backend_killed_mid_query_fails_that_query_only() -> R {
+async fn a_backend_killed_mid_query_ends_that_client_only() -> R {
     let cluster = PgCluster::builder().start().await?;
     let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
     let proxy = start_proxy(transaction_mode(2), topology).await;
@@ -262,10 +262,20 @@ async fn a_backend_killed_mid_query_fails_that_query_only() -> R {
         )
         .await?;
     let (a, result) = tokio::time::timeout(Duration::from_secs(10), slow).await??;
-    assert!(result.is_err(), "the running query failed");
-    // The same client connection goes on, and the pool still serves.
-    assert_eq!(first_column(a.simple_query("SELECT 1").await?), ["1"]);
+    let e = result.expect_err("the running query failed");
+    assert_eq!(
+        e.code().map(|c| c.code()),
+        Some("57P01"),
+        "the server's own FATAL"
+    );
+    // As with PostgreSQL itself, a FATAL ends the client's session; other
+    // clients and the pool go on.
+    assert!(a.simple_query("SELECT 1").await.is_err());
     assert_eq!(first_column(b.simple_query("SELECT 2").await?), ["2"]);
+    assert_eq!(
+        first_column(client(proxy.port).await?.simple_query("SELECT 3").await?),
+        ["3"]
+    );
     Ok(())
 }
 

@@ -120,6 +120,48 @@ async fn a_cancel_request_reaches_the_running_query() -> R {
     Ok(())
 }
 
+/// After login, as PostgreSQL: a length out of range or a message type the
+/// protocol does not define gets a FATAL 08P01 and the connection closes;
+/// nothing of it reaches the server.
+#[tokio::test]
+async fn bad_frames_after_login_get_08p01_and_the_connection_closes() -> R {
+    use common::wire::{error_field, message, Wire};
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    for mode in [PoolMode::Session, PoolMode::Transaction] {
+        let proxy = start_proxy(
+            ProxyConfig {
+                pool_mode: mode,
+                ..ProxyConfig::default()
+            },
+            topology.clone(),
+        )
+        .await;
+        let length_over_the_limit = [b'Q', 0x7f, 0xff, 0xff, 0xff];
+        let length_below_four = [b'Q', 0, 0, 0, 2];
+        let unknown_type = message(b'Z', b"");
+        let password_after_login = message(b'p', b"secret\0");
+        for bad in [
+            &length_over_the_limit[..],
+            &length_below_four[..],
+            &unknown_type[..],
+            &password_after_login[..],
+        ] {
+            let mut c = Wire::connect(proxy.port).await?;
+            c.send(bad).await?;
+            let got = tokio::time::timeout(Duration::from_secs(10), c.until_ready()).await??;
+            let tags: Vec<u8> = got.iter().map(|m| m.0).collect();
+            assert_eq!(tags, [b'E'], "{mode:?} {bad:?}: one error, then the end");
+            assert_eq!(error_field(&got[0].1, b'C').as_deref(), Some("08P01"));
+            assert_eq!(error_field(&got[0].1, b'S').as_deref(), Some("FATAL"));
+        }
+        // Nobody else noticed.
+        let c = client(proxy.port).await?;
+        assert_eq!(server_port(&c).await?, i32::from(cluster.primary().port()));
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn bad_startups_get_clear_errors_and_the_proxy_keeps_serving() -> R {
     let cluster = PgCluster::builder().start().await?;
@@ -154,17 +196,12 @@ async fn bad_startups_get_clear_errors_and_the_proxy_keeps_serving() -> R {
     Ok(())
 }
 
-#[tokio::test]
-async fn an_idle_client_keeps_its_connection_across_a_failover() -> R {
-    idle_client_across_a_failover(PoolMode::Session).await
-}
-
+/// Transaction mode: an idle client owns no server state, so a failover is
+/// invisible to it. (In session mode its session ends:
+/// `server_loss_pg::an_idle_session_mode_client_is_told_its_session_ended_at_a_failover`.)
 #[tokio::test]
 async fn an_idle_client_keeps_its_connection_across_a_failover_in_transaction_mode() -> R {
-    idle_client_across_a_failover(PoolMode::Transaction).await
-}
-
-async fn idle_client_across_a_failover(mode: PoolMode) -> R {
+    let mode = PoolMode::Transaction;
     let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
     cluster.wait_streaming().await?;
     let controller = Arc::new(LocalNodeController::new(

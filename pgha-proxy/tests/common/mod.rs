@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_postgres::{Client, NoTls};
 
+pub mod wire;
+
 /// A proxy on a free loopback port; stops when dropped.
 pub struct Running {
     pub port: u16,

@@ -68,9 +68,6 @@ pub(crate) struct Relay<'a> {
     /// After an error of the proxy's own in the extended protocol, the
     /// client's messages are dropped until its Sync, as a server does.
     discarding: bool,
-    /// The server holding the client's open transaction is gone; the
-    /// client has not been told yet.
-    transaction_lost: bool,
     /// Server key last registered for the client's cancel requests.
     cancel_key: (i32, i32),
     /// What the admin console shows of this client.
@@ -108,7 +105,6 @@ impl<'a> Relay<'a> {
             written: None,
             pending: None,
             discarding: false,
-            transaction_lost: false,
             cancel_key: (0, 0),
             status,
             running: None,
@@ -218,7 +214,12 @@ impl<'a> Relay<'a> {
                     self.on_topology().await?;
                 }
                 batch = frames.next_batch() => {
-                    let Some(batch) = batch? else { return Ok(false) };
+                    let batch = match batch {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) => return Ok(false),
+                        Err(e @ Error::Protocol(_)) => return Err(self.violation(e).await),
+                        Err(e) => return Err(e),
+                    };
                     if !self.on_client(&batch).await? {
                         return Ok(false);
                     }
@@ -242,7 +243,13 @@ impl<'a> Relay<'a> {
                     break;
                 }
                 b'Q' | b'E' => queries += 1,
-                _ => {}
+                b'B' | b'C' | b'D' | b'F' | b'H' | b'P' | b'S' | b'd' | b'c' | b'f' => {}
+                // What PostgreSQL refuses after startup is never forwarded
+                // (a server may read it differently than the proxy did).
+                tag => {
+                    let e = Error::Protocol(format!("invalid frontend message type {tag}"));
+                    return Err(self.violation(e).await);
+                }
             }
             len += m.len();
         }
@@ -252,11 +259,6 @@ impl<'a> Relay<'a> {
             batch = self.discard_until_sync(batch).await?;
         }
         if batch.is_empty() {
-            return Ok(!goodbye);
-        }
-        if self.transaction_lost {
-            self.transaction_lost = false;
-            self.refuse(batch, &Error::ServerLost).await?;
             return Ok(!goodbye);
         }
         let between = self.tracker.is_empty() && self.tx_status == b'I';
@@ -413,6 +415,16 @@ impl<'a> Relay<'a> {
         // Between transactions a connection to an old primary (or a
         // standby) is simply left: the next statement goes to the primary
         // of the current term.
+        if self.shared.config.pool_mode == PoolMode::Session {
+            let held = match &self.server {
+                Some(s) if s.primary => Some(s),
+                _ => self.parked.as_ref(),
+            };
+            if held.is_some_and(|s| !writable(s)) {
+                // The session's state lived on that connection.
+                return Err(self.end_session(Error::SessionLost).await);
+            }
+        }
         self.server = None;
         if let Some(parked) = self.parked.take().filter(|p| writable(p)) {
             self.server = Some(parked);
@@ -487,6 +499,9 @@ impl<'a> Relay<'a> {
         };
         if self.parked.as_ref().is_some_and(|s| !usable(s)) {
             self.parked = None;
+            if self.shared.config.pool_mode == PoolMode::Session {
+                return Err(self.end_session(Error::SessionLost).await);
+            }
         }
         if self.server.as_ref().is_some_and(|s| !usable(s)) {
             // A new term: whatever runs on the old primary must not be
@@ -499,6 +514,31 @@ impl<'a> Relay<'a> {
             self.server_lost(Lost::Dropped).await?;
         }
         Ok(())
+    }
+
+    /// A protocol violation by the client: logged where an operator sees
+    /// it, answered with `08P01` as PostgreSQL does, and the session ends.
+    async fn violation(&mut self, e: Error) -> Error {
+        let entry = self.status.entry();
+        tracing::warn!(
+            peer = ?entry.peer,
+            user = %entry.user,
+            database = %entry.database,
+            error = %e,
+            "client protocol violation; closing its connection"
+        );
+        self.end_session(e).await
+    }
+
+    /// Tells the client why its session cannot go on (a FATAL, as a
+    /// server says it) and returns the error that ends the session.
+    async fn end_session(&mut self, e: Error) -> Error {
+        tracing::debug!(error = %e, "client session ends");
+        self.out.clear();
+        messages::error(&mut self.out, "FATAL", e.sqlstate(), &e.client_message());
+        // The client may be gone already; the session ends either way.
+        let _ = self.client.write_all(&self.out).await;
+        e
     }
 
     /// Answers a batch with an error instead of running it: one

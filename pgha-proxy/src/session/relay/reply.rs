@@ -15,7 +15,8 @@ impl Relay<'_> {
             return Ok(());
         };
         let mut rebuilt = false;
-        let mut fatal = false;
+        // Whether the server said FATAL, and if so whether the client got it.
+        let mut fatal = None;
         self.out.clear();
         let mut at = 0;
         for m in frame::messages(batch) {
@@ -38,7 +39,9 @@ impl Relay<'_> {
                 }
                 // The server is closing this connection (terminated,
                 // shutting down): do not send it anything more.
-                b'E' => fatal |= is_fatal(frame::body(m)),
+                b'E' if is_fatal(frame::body(m)) => {
+                    fatal = Some(disposition == Disposition::Forward);
+                }
                 b'D' if disposition == Disposition::Hide && self.lsn_probe.is_some() => {
                     self.lsn_probe = Some(first_text(frame::body(m)).and_then(|t| t.parse().ok()));
                 }
@@ -70,8 +73,12 @@ impl Relay<'_> {
         if !reply.is_empty() {
             self.client.write_all(reply).await.map_err(Error::Io)?;
         }
-        if fatal {
-            return self.server_lost(Lost::Told).await;
+        match fatal {
+            Some(true) => return self.server_lost(Lost::Told).await,
+            // The answer to the proxy's own request: the client was told
+            // nothing yet.
+            Some(false) => return self.server_lost(Lost::Broken).await,
+            None => {}
         }
         self.release_if_done().await
     }
@@ -113,7 +120,24 @@ impl Relay<'_> {
         Ok(())
     }
 
-    /// The server connection in use broke (or belongs to an old primary).
+    /// The server connection in use broke, said FATAL, or belongs to an
+    /// old primary. What the client is told follows one rule: a statement
+    /// that reached a server is never sent again, and no error claims more
+    /// than is known.
+    ///
+    /// - A standby only ever runs lone reads outside transactions: the
+    ///   reads in flight fail (`08006`), the session goes on.
+    /// - The primary with a client request in flight: the server's FATAL
+    ///   (already forwarded as the answer) or, when it just vanished,
+    ///   `08007` (the statement may have committed); the session ends.
+    /// - The primary inside the client's transaction: it did not commit;
+    ///   the session ends (nothing more may run outside the transaction).
+    /// - Session mode, between transactions: the session's state is gone;
+    ///   the session ends, as it would with PostgreSQL itself.
+    /// - Transaction mode, between transactions: nothing to tell (the next
+    ///   transaction takes another connection).
+    ///
+    /// Ending the session returns an error after the client was told.
     pub(super) async fn server_lost(&mut self, how: Lost) -> Result<(), Error> {
         let Some(server) = self.server.take() else {
             return Ok(());
@@ -125,17 +149,27 @@ impl Relay<'_> {
             }
         }
         let owed = self.tracker.owed_ready();
-        let busy = !self.tracker.is_empty();
+        let asked = self.tracker.client_waiting();
         self.tracker.clear();
+        if self.lsn_probe.take().is_some() {
+            // The commit's position is unknown: read-your-writes falls back
+            // to the primary.
+            self.wrote(None);
+        }
         self.transaction_done(Some(&server));
-        if busy {
+        let in_transaction = self.tx_status != b'I';
+        self.tx_status = b'I';
+        if !server.primary {
+            self.server = self.parked.take();
+            if !asked {
+                return Ok(());
+            }
             // Told the way a server reports an error, for every request
             // still unanswered (pipelined ones never ran: none may look
-            // successful): an ErrorResponse and a ReadyForQuery each. With
-            // no Query/Sync sent yet (an extended-protocol batch in
-            // progress), the client's messages are dropped until its Sync.
+            // successful). With no Sync sent yet, the client's messages
+            // are dropped until its Sync.
             self.out.clear();
-            let e = Error::ServerLost;
+            let e = Error::ReadLost;
             for i in 0..owed.max(1) {
                 if i > 0 || how != Lost::Told {
                     messages::error(&mut self.out, "ERROR", e.sqlstate(), &e.client_message());
@@ -145,15 +179,25 @@ impl Relay<'_> {
                 }
             }
             self.discarding = owed == 0;
-            self.client.write_all(&self.out).await.map_err(Error::Io)?;
-        } else if self.tx_status != b'I' {
-            self.transaction_lost = true;
+            return self.client.write_all(&self.out).await.map_err(Error::Io);
         }
-        self.tx_status = b'I';
-        if !server.primary {
-            self.server = self.parked.take();
+        let end = if asked {
+            Some(Error::OutcomeUnknown)
+        } else if in_transaction {
+            Some(Error::TransactionLost)
+        } else if self.shared.config.pool_mode == PoolMode::Session {
+            Some(Error::SessionLost)
+        } else {
+            None
+        };
+        let Some(e) = end else {
+            return Ok(());
+        };
+        if how == Lost::Told {
+            tracing::debug!(node = %server.conn.node, "client session ends with its server's FATAL");
+            return Err(e);
         }
-        Ok(())
+        Err(self.end_session(e).await)
     }
 }
 
@@ -162,8 +206,8 @@ impl Relay<'_> {
 pub(super) enum Lost {
     /// It broke (closed, reset, unreadable).
     Broken,
-    /// It said FATAL, which the client got as the answer to its oldest
-    /// request.
+    /// It said FATAL, which the client got (as the answer to its oldest
+    /// request, or unasked).
     Told,
     /// The topology no longer allows it.
     Dropped,

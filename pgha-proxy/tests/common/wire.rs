@@ -1,0 +1,98 @@
+//! A client that speaks the protocol by hand, so a test sees exactly which
+//! messages come back (and that nothing follows a FATAL).
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One message from the server: its tag and body.
+pub type Message = (u8, Vec<u8>);
+
+pub struct Wire {
+    stream: TcpStream,
+}
+
+impl Wire {
+    /// Connects as `postgres` to database `postgres` and reads up to the
+    /// first ReadyForQuery.
+    pub async fn connect(port: u16) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut wire = Self { stream };
+        let mut body = Vec::new();
+        body.extend_from_slice(&196608u32.to_be_bytes());
+        for s in ["user", "postgres", "database", "postgres"] {
+            body.extend_from_slice(s.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        startup.extend_from_slice(&body);
+        wire.stream.write_all(&startup).await?;
+        loop {
+            match wire.read().await? {
+                Some((b'Z', _)) => return Ok(wire),
+                Some((b'E', body)) => {
+                    return Err(std::io::Error::other(
+                        String::from_utf8_lossy(&body).into_owned(),
+                    ))
+                }
+                Some(_) => {}
+                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+    }
+
+    /// Sends raw bytes.
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Sends a simple Query.
+    pub async fn query(&mut self, sql: &str) -> std::io::Result<()> {
+        self.send(&message(b'Q', &[sql.as_bytes(), &[0]].concat()))
+            .await
+    }
+
+    /// The next message; `None` at the end of the stream.
+    pub async fn read(&mut self) -> std::io::Result<Option<Message>> {
+        let mut head = [0u8; 5];
+        match self.stream.read_exact(&mut head).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        self.stream.read_exact(&mut body).await?;
+        Ok(Some((head[0], body)))
+    }
+
+    /// Messages up to and including the next ReadyForQuery, or up to the
+    /// end of the stream (then the last element is not a `Z`).
+    pub async fn until_ready(&mut self) -> std::io::Result<Vec<Message>> {
+        let mut out = Vec::new();
+        while let Some(m) = self.read().await? {
+            let ready = m.0 == b'Z';
+            out.push(m);
+            if ready {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A frontend message.
+pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A field of an ErrorResponse body (`S` severity, `C` code, `M` message).
+pub fn error_field(body: &[u8], field: u8) -> Option<String> {
+    body.split(|&b| b == 0)
+        .find(|f| f.first() == Some(&field))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+}
