@@ -170,6 +170,55 @@ async fn reported_settings_follow_each_client_across_pooled_connections() -> R {
     Ok(())
 }
 
+/// What one client SETs never reaches the greeting or the server
+/// connection of a client that comes after it, and a client is told its
+/// parameters as the server spells them.
+#[tokio::test]
+async fn a_later_client_gets_the_servers_defaults_not_an_earlier_clients_settings() -> R {
+    use common::wire::Wire;
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let proxy = start_proxy(transaction_mode(1), topology).await;
+    let reported = |all: &[(String, String)], name: &str| {
+        all.iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let (_, first) = Wire::connect_with(proxy.port, &[]).await?;
+    let a = client(proxy.port).await?;
+    a.batch_execute("SET standard_conforming_strings TO off; SET TimeZone TO 'Asia/Tokyo'")
+        .await?;
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, later) = Wire::connect_with(proxy.port, &[]).await?;
+    for name in ["standard_conforming_strings", "TimeZone"] {
+        assert_eq!(reported(&later, name), reported(&first, name), "{name}");
+    }
+    let b = client(proxy.port).await?;
+    assert_eq!(
+        first_column(b.simple_query("SHOW standard_conforming_strings").await?),
+        ["on"]
+    );
+    assert_eq!(
+        first_column(b.simple_query("SELECT E'a\\\\b'").await?),
+        ["a\\b"],
+        "string escaping as the server's defaults have it"
+    );
+    // Spelled by the client, reported by the server's spelling.
+    let (_, spelled) = Wire::connect_with(
+        proxy.port,
+        &[("client_encoding", "utf8"), ("DateStyle", "iso, dmy")],
+    )
+    .await?;
+    assert_eq!(
+        reported(&spelled, "client_encoding").as_deref(),
+        Some("UTF8")
+    );
+    assert_eq!(reported(&spelled, "DateStyle").as_deref(), Some("ISO, DMY"));
+    Ok(())
+}
+
 #[tokio::test]
 async fn session_mode_resets_a_server_connection_before_reusing_it() -> R {
     let cluster = PgCluster::builder().start().await?;

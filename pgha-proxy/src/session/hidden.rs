@@ -14,6 +14,16 @@ pub(crate) async fn run(
     sql: &str,
     timeout: std::time::Duration,
 ) -> Result<(), Error> {
+    run_row(conn, sql, timeout).await.map(drop)
+}
+
+/// As [`run`], returning the columns (as text, `None` for NULL) of the
+/// last row any of its statements returned.
+pub(crate) async fn run_row(
+    conn: &mut ServerConnection,
+    sql: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<Option<String>>, Error> {
     tokio::time::timeout(timeout, run_inner(conn, sql))
         .await
         .unwrap_or_else(|_| {
@@ -24,7 +34,7 @@ pub(crate) async fn run(
         })
 }
 
-async fn run_inner(conn: &mut ServerConnection, sql: &str) -> Result<(), Error> {
+async fn run_inner(conn: &mut ServerConnection, sql: &str) -> Result<Vec<Option<String>>, Error> {
     let mut out = BytesMut::with_capacity(sql.len() + 6);
     out.put_u8(b'Q');
     out.put_u32((sql.len() + 5) as u32);
@@ -32,6 +42,7 @@ async fn run_inner(conn: &mut ServerConnection, sql: &str) -> Result<(), Error> 
     out.put_u8(0);
     conn.writer.write_all(&out).await.map_err(Error::Io)?;
     let mut failure = None;
+    let mut row = Vec::new();
     loop {
         let Some(message) = conn.reader.next().await? else {
             return Err(Error::ServerLost);
@@ -44,8 +55,36 @@ async fn run_inner(conn: &mut ServerConnection, sql: &str) -> Result<(), Error> 
                 }
             }
             b'E' => failure = Some(crate::server::error_message(conn.node.as_str(), &message)),
-            b'Z' => return failure.map_or(Ok(()), Err),
+            b'D' => row = columns(body),
+            b'Z' => return failure.map_or(Ok(row), Err),
             _ => {}
         }
     }
+}
+
+/// The columns of a DataRow body as text (`None` for NULL or a value that
+/// is not UTF-8); a malformed row ends where it stops making sense.
+fn columns(body: &[u8]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let mut at = 2;
+    let count = body
+        .get(..2)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    for _ in 0..count {
+        let Some(len) = body.get(at..at + 4) else {
+            break;
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        let Ok(len) = usize::try_from(len) else {
+            out.push(None);
+            continue;
+        };
+        let Some(value) = body.get(at..at + len) else {
+            break;
+        };
+        at += len;
+        out.push(std::str::from_utf8(value).ok().map(str::to_string));
+    }
+    out
 }

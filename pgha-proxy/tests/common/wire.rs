@@ -15,21 +15,42 @@ impl Wire {
     /// Connects as `postgres` to database `postgres` and reads up to the
     /// first ReadyForQuery.
     pub async fn connect(port: u16) -> std::io::Result<Self> {
+        Ok(Self::connect_with(port, &[]).await?.0)
+    }
+
+    /// Connects with extra startup parameters; returns the parameters the
+    /// greeting reported (ParameterStatus), in order.
+    pub async fn connect_with(
+        port: u16,
+        params: &[(&str, &str)],
+    ) -> std::io::Result<(Self, Vec<(String, String)>)> {
         let stream = TcpStream::connect(("127.0.0.1", port)).await?;
         let mut wire = Self { stream };
         let mut body = Vec::new();
         body.extend_from_slice(&196608u32.to_be_bytes());
-        for s in ["user", "postgres", "database", "postgres"] {
-            body.extend_from_slice(s.as_bytes());
-            body.push(0);
+        let mut all = vec![("user", "postgres"), ("database", "postgres")];
+        all.extend_from_slice(params);
+        for (k, v) in all {
+            for s in [k, v] {
+                body.extend_from_slice(s.as_bytes());
+                body.push(0);
+            }
         }
         body.push(0);
         let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
         startup.extend_from_slice(&body);
         wire.stream.write_all(&startup).await?;
+        let mut reported = Vec::new();
         loop {
             match wire.read().await? {
-                Some((b'Z', _)) => return Ok(wire),
+                Some((b'Z', _)) => return Ok((wire, reported)),
+                Some((b'S', body)) => {
+                    let mut parts = body.split(|&b| b == 0);
+                    let mut next =
+                        || String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                    let name = next();
+                    reported.push((name, next()));
+                }
                 Some((b'E', body)) => {
                     return Err(std::io::Error::other(
                         String::from_utf8_lossy(&body).into_owned(),

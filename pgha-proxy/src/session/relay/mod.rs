@@ -124,23 +124,43 @@ impl<'a> Relay<'a> {
             &self.login,
         ))
         .await?;
-        // What the client did not ask for, it gets from the server.
-        let mut params = attached.conn.params.clone();
+        // What the client did not ask for, it gets as the server's
+        // defaults (what a fresh connection reported), never as an earlier
+        // client of this pooled connection left it.
+        let reported = attached.pool.reported();
+        let mut params = Params::default();
+        for (name, value) in &reported {
+            params.set(name, value);
+        }
         for (name, value) in self.login.asked.iter() {
             params.set(name, value);
         }
         if let Some(sql) = params.sync_query(&mut attached.conn.params) {
-            let sql = String::from_utf8_lossy(&sql[..sql.len() - 1]).into_owned();
-            Box::pin(hidden::run(
+            // The values as the server spells them (`utf8` is `UTF8`): a
+            // SET that changes nothing reports nothing, so they are read.
+            let mut sql = String::from_utf8_lossy(&sql[..sql.len() - 1]).into_owned();
+            sql.push_str("SELECT ");
+            for (i, name) in crate::params::TRACKED.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("current_setting('{name}')"));
+            }
+            let row = Box::pin(hidden::run_row(
                 &mut attached.conn,
                 &sql,
                 self.shared.config.connect_timeout,
             ))
             .await?;
+            for (name, value) in crate::params::TRACKED.iter().zip(row) {
+                if let Some(value) = value {
+                    attached.conn.params.set(name, &value);
+                }
+            }
         }
         self.params = attached.conn.params.clone();
         let mut out = BytesMut::with_capacity(512);
-        greeting(&mut out, &attached.pool.reported(), &self.params, self.key);
+        greeting(&mut out, &reported, &self.params, self.key);
         self.server = Some(attached);
         self.release_if_done().await?;
         Ok(out)
