@@ -49,6 +49,8 @@ pub struct ServerConnection {
     pub(crate) params: Params,
     /// Proxy statements prepared on it.
     pub(crate) statements: ServerStatements,
+    /// Its unnamed statement, as far as the proxy knows.
+    pub(crate) unnamed: crate::prepared::ServerUnnamed,
     created: Instant,
     connected_at: std::time::SystemTime,
     idle_since: Instant,
@@ -247,6 +249,7 @@ impl Pool {
             }),
             params,
             statements: ServerStatements::new(),
+            unnamed: None,
             created: now,
             connected_at: std::time::SystemTime::now(),
             idle_since: now,

@@ -32,6 +32,20 @@ pub struct Statement {
     pub route: Route,
 }
 
+impl Statement {
+    /// A client's unnamed statement: kept by the client's session only (not
+    /// in the proxy-wide registry), so a later round trip that binds it can
+    /// prepare it again on whichever connection runs it.
+    fn unnamed(parse_rest: &[u8]) -> Self {
+        Statement {
+            id: 0,
+            server_name: String::new(),
+            parse_rest: parse_rest.into(),
+            route: Route::Primary(Reason::Unknown),
+        }
+    }
+}
+
 /// Every distinct statement clients have prepared through this proxy.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -109,8 +123,13 @@ fn cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&body[..end], &body[end + 1..]))
 }
 
-/// A client's named statements, by its own names.
+/// A client's named statements, by its own names; its unnamed statement
+/// (the last unnamed `Parse` since its last simple query) under the empty
+/// name.
 pub type ClientStatements = HashMap<Box<[u8]>, Arc<Statement>>;
+
+/// A server connection's unnamed statement, as the proxy last set it.
+pub type ServerUnnamed = Option<Arc<Statement>>;
 
 /// Server statement ids a connection holds.
 pub type ServerStatements = HashSet<u64>;
@@ -125,6 +144,8 @@ pub struct Rewrite<'a> {
     pub client: &'a mut ClientStatements,
     /// What the server connection has.
     pub server: &'a mut ServerStatements,
+    /// The server connection's unnamed statement.
+    pub server_unnamed: &'a mut ServerUnnamed,
     /// Bytes for the server (appended).
     pub out: &'a mut BytesMut,
     /// Requests in flight on that connection.
@@ -152,11 +173,26 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
                             .push(Request::Parse(Some(statement.id)), Origin::Client);
                     }
                 }
-                _ => forward(cx, message, Request::Parse(None)),
+                Some((_, rest)) => {
+                    let statement = match cx.client.get(&b""[..]) {
+                        Some(s) if *s.parse_rest == *rest => s.clone(),
+                        _ => {
+                            let s = Arc::new(Statement::unnamed(rest));
+                            cx.client.insert(Box::default(), s.clone());
+                            s
+                        }
+                    };
+                    *cx.server_unnamed = Some(statement);
+                    forward(cx, message, Request::Parse(None));
+                }
+                None => forward(cx, message, Request::Parse(None)),
             },
             b'B' => {
                 let named = cstr(body).and_then(|(portal, rest)| {
                     let (name, rest) = cstr(rest)?;
+                    if name.is_empty() {
+                        return None;
+                    }
                     Some((portal, cx.client.get(name)?.clone(), rest))
                 });
                 match named {
@@ -171,7 +207,12 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
                         });
                         cx.tracker.push(Request::Bind, Origin::Client);
                     }
-                    None => forward(cx, message, Request::Bind),
+                    None => {
+                        if unnamed_target(body, false) {
+                            ensure_unnamed(cx);
+                        }
+                        forward(cx, message, Request::Bind);
+                    }
                 }
             }
             b'D' => match named_statement(cx.client, body) {
@@ -180,7 +221,12 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
                     put_target(cx.out, b'D', &statement.server_name);
                     cx.tracker.push(Request::Describe, Origin::Client);
                 }
-                None => forward(cx, message, Request::Describe),
+                None => {
+                    if unnamed_target(body, true) {
+                        ensure_unnamed(cx);
+                    }
+                    forward(cx, message, Request::Describe);
+                }
             },
             b'C' => match named_statement(cx.client, body) {
                 Some(_) => {
@@ -204,6 +250,11 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
                     // too; re-preparing always closes first, so forgetting
                     // is safe even if the statement failed.
                     cx.server.clear();
+                }
+                // A simple query drops the unnamed statement.
+                *cx.server_unnamed = None;
+                if !cx.client.is_empty() {
+                    cx.client.remove(&b""[..]);
                 }
                 forward(cx, message, Request::Query)
             }
@@ -229,6 +280,39 @@ fn named_statement(client: &ClientStatements, body: &[u8]) -> Option<Arc<Stateme
         return None;
     }
     client.get(name).cloned()
+}
+
+/// Whether a Bind (`describe` false) or Describe body names the unnamed
+/// statement.
+fn unnamed_target(body: &[u8], describe: bool) -> bool {
+    if describe {
+        body.starts_with(b"S\0")
+    } else {
+        cstr(body)
+            .and_then(|(_, rest)| cstr(rest))
+            .is_some_and(|(name, _)| name.is_empty())
+    }
+}
+
+/// Prepares the client's unnamed statement on the server if the server's
+/// is another (parsed in an earlier round trip, perhaps on another
+/// connection: with pooling or load balancing the next round trip may run
+/// elsewhere); hidden answer. A client that never parsed one gets the
+/// server's own error.
+fn ensure_unnamed(cx: &mut Rewrite<'_>) {
+    let Some(statement) = cx.client.get(&b""[..]) else {
+        return;
+    };
+    if cx
+        .server_unnamed
+        .as_ref()
+        .is_some_and(|s| Arc::ptr_eq(s, statement))
+    {
+        return;
+    }
+    put_parse(cx.out, statement);
+    cx.tracker.push(Request::Parse(None), Origin::Proxy);
+    *cx.server_unnamed = Some(statement.clone());
 }
 
 /// Prepares `statement` on the server if it lacks it; hidden answers.

@@ -25,6 +25,7 @@ fn batch(parts: &[Vec<u8>]) -> Vec<u8> {
 
 struct Conn {
     server: ServerStatements,
+    unnamed: ServerUnnamed,
     tracker: Tracker,
     out: BytesMut,
 }
@@ -33,6 +34,7 @@ impl Conn {
     fn new() -> Self {
         Conn {
             server: ServerStatements::new(),
+            unnamed: None,
             tracker: Tracker::default(),
             out: BytesMut::new(),
         }
@@ -53,6 +55,7 @@ impl Conn {
                 classify: &config,
                 client,
                 server: &mut self.server,
+                server_unnamed: &mut self.unnamed,
                 out: &mut self.out,
                 tracker: &mut self.tracker,
             },
@@ -254,4 +257,51 @@ fn read_batches_are_recognised_in_both_protocols() {
         &batch(&[bind("unknown"), EXECUTE.to_vec(), SYNC.to_vec()]),
         &client
     ));
+}
+
+#[test]
+fn an_unnamed_statement_bound_in_a_later_round_trip_is_prepared_where_it_runs() {
+    let registry = Registry::default();
+    let mut client = ClientStatements::new();
+    let (mut first, mut second) = (Conn::new(), Conn::new());
+    let sent = first.send(
+        &registry,
+        &mut client,
+        &batch(&[parse("", "SELECT 1"), SYNC.to_vec()]),
+    );
+    assert_eq!(sent[0], (b'P', "\0SELECT 1\0\0\0".to_string()));
+    assert!(
+        registry.is_empty(),
+        "unnamed statements stay out of the registry"
+    );
+    let use_it = batch(&[bind(""), EXECUTE.to_vec(), SYNC.to_vec()]);
+    // Another connection: prepared there first, its answer hidden.
+    let sent = second.send(&registry, &mut client, &use_it);
+    let tags: Vec<u8> = sent.iter().map(|m| m.0).collect();
+    assert_eq!(tags, b"PBES");
+    assert_eq!(sent[0].1, "\0SELECT 1\0\0\0");
+    assert_eq!(
+        second.tracker.on_server(b'1', |_| {}),
+        crate::tracker::Disposition::Hide
+    );
+    // The same connection again, or the first one: it has it already.
+    for conn in [&mut second, &mut first] {
+        let sent = conn.send(&registry, &mut client, &use_it);
+        assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"BES");
+    }
+    // A new unnamed Parse replaces it; the first connection lacks that one.
+    second.send(
+        &registry,
+        &mut client,
+        &batch(&[parse("", "SELECT 2"), SYNC.to_vec()]),
+    );
+    let sent = first.send(&registry, &mut client, &use_it);
+    assert_eq!(sent[0], (b'P', "\0SELECT 2\0\0\0".to_string()));
+    let described = first.send(&registry, &mut client, &target(b'D', ""));
+    assert_eq!(described.len(), 1, "already there");
+    // A simple query drops it, on the server and for the client: a Bind
+    // after it gets the server's own error, as without the proxy.
+    first.send(&registry, &mut client, &message(b'Q', b"SELECT 3\0"));
+    let sent = second.send(&registry, &mut client, &use_it);
+    assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"BES");
 }

@@ -257,6 +257,55 @@ async fn an_idle_client_keeps_its_connection_across_a_failover_in_transaction_mo
     Ok(())
 }
 
+/// A driver that parses its unnamed statement in one round trip and binds
+/// it in the next (Parse+Sync, then Bind+Execute+Sync), with reads going to
+/// a standby: the second round trip finds its statement wherever it runs.
+#[tokio::test]
+async fn an_unnamed_statement_survives_a_round_trip_with_load_balancing() -> R {
+    use common::wire::{message, Wire};
+    let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
+    cluster.wait_streaming().await?;
+    let (monitor, handle) = ClusterMonitor::builder(reads_to_standbys(cluster.topology()))
+        .config(MonitorConfig {
+            probe_interval: Duration::from_millis(200),
+            ..MonitorConfig::default()
+        })
+        .build()?;
+    let (_stop_monitor, stopped) = oneshot::channel::<()>();
+    tokio::spawn(monitor.run(async {
+        let _ = stopped.await;
+    }));
+    handle
+        .wait_for(Duration::from_secs(30), |t| {
+            t.nodes().iter().all(|n| n.in_recovery.is_some())
+                && t.bytes_behind(&pgha_core::NodeId::new("node1")).is_some()
+        })
+        .await?;
+    let parse = message(b'P', b"\0SELECT pg_is_in_recovery()::text\0\0\0");
+    let sync = message(b'S', b"");
+    let bind = message(b'B', b"\0\0\0\0\0\0\0\0");
+    let execute = message(b'E', b"\0\0\0\0\0");
+    for mode in [PoolMode::Session, PoolMode::Transaction] {
+        let config = ProxyConfig {
+            pool_mode: mode,
+            ..ProxyConfig::default()
+        };
+        let proxy = start_proxy(config, handle.topology()).await;
+        for _ in 0..20 {
+            let mut c = Wire::connect(proxy.port).await?;
+            c.send(&[parse.clone(), sync.clone()].concat()).await?;
+            let got = c.until_ready().await?;
+            assert_eq!(got.iter().map(|m| m.0).collect::<Vec<_>>(), b"1Z");
+            c.send(&[bind.clone(), execute.clone(), sync.clone()].concat())
+                .await?;
+            let got = c.until_ready().await?;
+            let tags: Vec<u8> = got.iter().map(|m| m.0).collect();
+            assert_eq!(tags, b"2DCZ", "{mode:?}: {got:?}");
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn lone_reads_go_to_the_standby_until_the_session_writes() -> R {
     let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);

@@ -40,6 +40,8 @@ async fn run_inner(conn: &mut ServerConnection, sql: &str) -> Result<Vec<Option<
     out.put_u32((sql.len() + 5) as u32);
     out.put_slice(sql.as_bytes());
     out.put_u8(0);
+    // A simple query drops the server's unnamed statement.
+    conn.unnamed = None;
     conn.writer.write_all(&out).await.map_err(Error::Io)?;
     let mut failure = None;
     let mut row = Vec::new();

@@ -297,6 +297,7 @@ impl<'a> Relay<'a> {
         if let Some(sql) = self.params.sync_query(&mut server.conn.params) {
             put_query(&mut self.to_server, &sql);
             self.tracker.push(Request::Query, Origin::Proxy);
+            server.conn.unnamed = None;
         }
         prepared::rewrite(
             batch,
@@ -305,6 +306,7 @@ impl<'a> Relay<'a> {
                 classify: &self.shared.config.classify,
                 client: &mut self.statements,
                 server: &mut server.conn.statements,
+                server_unnamed: &mut server.conn.unnamed,
                 out: &mut self.to_server,
                 tracker: &mut self.tracker,
             },

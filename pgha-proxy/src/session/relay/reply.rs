@@ -97,6 +97,7 @@ impl Relay<'_> {
                 // one more round trip.
                 self.to_server.clear();
                 put_query(&mut self.to_server, b"SELECT pg_current_wal_lsn()::text\0");
+                server.conn.unnamed = None;
                 self.tracker.push(Request::Query, Origin::Proxy);
                 self.lsn_probe = Some(None);
                 if server.conn.writer.write_all(&self.to_server).await.is_err() {
