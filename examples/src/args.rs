@@ -59,14 +59,14 @@ pub struct ProxyArgs {
     /// Send every read to the primary (no load balancing).
     #[arg(long)]
     pub no_load_balance: bool,
-    /// Standbys further behind than this (bytes, or e.g. "16MB") get no
-    /// reads, nor do standbys whose position is unknown; "none" for no
+    /// Standbys with more WAL than this not yet replayed (bytes, or e.g.
+    /// "16MB") get no reads, nor do standbys whose position is unknown; "none" for no
     /// limit [default: the file's max_standby_lag, else 1MB].
     #[arg(long, value_name = "BYTES")]
     pub max_standby_lag: Option<ByteLimit>,
     /// Standbys replaying later than this (e.g. "10s") get no reads, nor
     /// do standbys whose delay is unknown; "none" for no limit
-    /// [default: the file's max_standby_lag_time, else none].
+    /// [default: the file's max_standby_lag_time, else 10s].
     #[arg(long, value_name = "DURATION")]
     pub max_standby_lag_time: Option<DurLimit>,
     /// A user allowed on the admin console (database `pgha`); repeat.

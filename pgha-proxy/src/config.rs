@@ -68,16 +68,23 @@ pub struct ProxyConfig {
     /// a transaction, a SET, any extended-protocol message): from then on it
     /// reads its own writes there (default true).
     pub load_balance: bool,
-    /// Standbys further behind the primary than this get no reads
-    /// (default 1 MiB; `None`: no limit).
+    /// Standbys with more WAL than this not yet replayed (what a read
+    /// there would miss: [`replay_lag_bytes`](crate::route::replay_lag_bytes),
+    /// not what they received) get no reads (default 1 MiB; `None`: no
+    /// limit).
     pub max_standby_lag_bytes: Option<u64>,
     /// Standbys whose replay delay ([`NodeState::lag_time`]) is longer than
     /// this get no reads, nor do standbys whose delay is unknown (default
-    /// `None`: no limit). pgha's `SqlProbe` measures it as `now() −
+    /// 10 s; `None`: no limit). pgha's `SqlProbe` measures it as `now() −
     /// pg_last_xact_replay_timestamp()`, which also grows while the primary
-    /// commits nothing: a standby at the newest known WAL position counts
-    /// as not late whatever its delay says. A delay still unknown (no
-    /// transaction replayed since the standby started) keeps reads away.
+    /// commits nothing: a standby that has replayed up to the newest known
+    /// WAL position counts as not late whatever its delay says. A delay
+    /// still unknown (no transaction replayed since the standby started)
+    /// keeps reads away while it has WAL to replay. On by default because
+    /// the byte limit alone lets a standby whose replay stopped serve ever
+    /// older data to a primary writing little. The first write after a
+    /// quiet spell longer than the limit keeps reads off the standbys until
+    /// their next probe shows it replayed.
     ///
     /// [`NodeState::lag_time`]: pgha_core::NodeState::lag_time
     pub max_standby_lag_time: Option<Duration>,
@@ -141,7 +148,7 @@ impl Default for ProxyConfig {
             client_auth: None,
             load_balance: true,
             max_standby_lag_bytes: Some(1 << 20),
-            max_standby_lag_time: None,
+            max_standby_lag_time: Some(Duration::from_secs(10)),
             classify: crate::classify::ClassifyConfig::default(),
             max_message: 256 << 20,
             startup_timeout: Duration::from_secs(10),

@@ -20,7 +20,7 @@
 //! | `pgha_queries_total` | `node` | statements relayed |
 //! | `pgha_transaction_duration_seconds` | `route` | time from a transaction's first byte to the client until its last result, through the proxy |
 //! | `pgha_term` | | the cluster's term: it goes up by one on every promotion (0 until the first topology is observed) |
-//! | `pgha_node_lag_bytes` | `node` | WAL the node lacks to reach the most advanced position known in the cluster (what `max_standby_lag_bytes` is compared with); absent while its position is unknown |
+//! | `pgha_node_lag_bytes` | `node` | WAL the node has not replayed, against the most advanced position known in the cluster (what a read there would miss; what `max_standby_lag_bytes` is compared with); absent while its position is unknown |
 //! | `pgha_node_up` | `node` | 1 while the node is up, 0 otherwise (down, detached, quarantined, …) |
 //! | `pgha_node_primary` | `node` | 1 for the primary of the current term |
 //!

@@ -107,7 +107,7 @@ impl ProxyMetrics {
         let node_lag = Family::default();
         registry.register_with_unit(
             "node_lag",
-            "WAL bytes the node lacks to reach the most advanced known position",
+            "WAL bytes the node has not replayed, against the most advanced known position",
             Unit::Bytes,
             node_lag.clone(),
         );
