@@ -60,6 +60,12 @@ pub struct ProxyConfig {
     pub startup_timeout: Duration,
     /// Deadline for connecting and logging in to a server (default 5 s).
     pub connect_timeout: Duration,
+    /// Deadline for connecting and logging in to a standby for a read, and
+    /// for a free connection of its full pool (default 1 s). Short, since
+    /// the primary can serve the read instead: a standby that does not
+    /// answer in time is suspected, and new reads avoid it until the
+    /// monitor probes it healthy.
+    pub standby_connect_timeout: Duration,
     /// Who may connect and how they authenticate; `None` trusts every
     /// client (for embedding behind your own authentication, and tests).
     pub client_auth: Option<crate::ClientAuth>,
@@ -153,6 +159,7 @@ impl Default for ProxyConfig {
             max_message: 256 << 20,
             startup_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            standby_connect_timeout: Duration::from_secs(1),
             no_primary_wait: Duration::from_secs(30),
             pool_mode: PoolMode::Session,
             pool_size: 20,
@@ -206,6 +213,7 @@ impl ProxyConfig {
             ("server_lifetime", d(self.server_lifetime)),
             ("server_reset_query", self.server_reset_query.clone()),
             ("connect_timeout", d(self.connect_timeout)),
+            ("standby_connect_timeout", d(self.standby_connect_timeout)),
             ("startup_timeout", d(self.startup_timeout)),
             ("max_message", self.max_message.to_string()),
             (

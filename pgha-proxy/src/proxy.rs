@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) replay: crate::replay::ReplayPositions,
     /// Write positions shared by sessions of one user or application.
     pub(crate) written: std::sync::Mutex<HashMap<String, crate::session::Written>>,
+    /// Standbys suspected of not answering: reads avoid them.
+    pub(crate) suspects: crate::suspects::Suspects,
     /// Called on the admin console's RELOAD.
     pub(crate) reload: Option<Arc<dyn Fn() + Send + Sync>>,
     next_pid: AtomicI32,
@@ -62,6 +64,25 @@ impl Shared {
     /// Forgets the client's cancel key when the session ends.
     pub(crate) fn client_guard(&self, pid: i32) -> ClientGuard<'_> {
         ClientGuard { shared: self, pid }
+    }
+
+    /// Suspects `node` of not answering (a read unanswered past its
+    /// deadline, a connect that failed or timed out): new reads avoid it
+    /// at once, and the monitor is asked to probe it now. The suspicion
+    /// holds until a probe after it finds the node healthy
+    /// ([`crate::suspects`]).
+    pub(crate) fn suspect(&self, node: &NodeId) {
+        let Some(state) = self.topology.borrow().node(node).cloned() else {
+            return;
+        };
+        if self.suspects.suspect(&state, std::time::Instant::now()) {
+            tracing::warn!(%node, "standby suspected of not answering: reads avoid it until the monitor probes it healthy");
+            self.metrics
+                .suspected(&crate::metrics::NodeLabel::from(node));
+            if let Some(hint) = &self.hint {
+                hint(node, "08006");
+            }
+        }
     }
 
     pub(crate) fn set_cancel_target(&self, pid: i32, secret: i32, target: Arc<CancelTarget>) {
@@ -168,6 +189,7 @@ impl Proxy {
                 gate: crate::PauseGate::new(std::time::Duration::from_secs(30)),
                 reload: None,
                 replay: crate::replay::ReplayPositions::default(),
+                suspects: crate::suspects::Suspects::default(),
                 written: std::sync::Mutex::new(HashMap::new()),
                 next_pid: AtomicI32::new(1 << 24),
                 cancels: Mutex::new(HashMap::new()),

@@ -100,7 +100,7 @@ pub fn pick_standby_at(
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
     pick: u64,
 ) -> Option<&NodeState> {
-    match weighted(topology, limits, at_least, replayed, pick, 0) {
+    match weighted(topology, limits, at_least, replayed, |_| false, pick, 0) {
         ReadPick::Standby(n) => Some(n),
         ReadPick::Primary | ReadPick::NoStandby => None,
     }
@@ -118,17 +118,19 @@ pub enum ReadPick<'t> {
 }
 
 /// A read's server, by weight among the usable primary and the standbys of
-/// [`pick_standby_at`] (pgpool's `backend_weight`: a primary of weight 0
-/// leaves reads to the standbys while one qualifies).
+/// [`pick_standby_at`] that are not to be avoided (`avoid`: suspected of
+/// not answering) (pgpool's `backend_weight`: a primary of weight 0 leaves
+/// reads to the standbys while one qualifies).
 pub fn pick_read(
     topology: &Topology,
     limits: LagLimits,
     at_least: Option<Lsn>,
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
+    avoid: impl Fn(&NodeState) -> bool,
     pick: u64,
 ) -> ReadPick<'_> {
     let primary = topology.usable_primary().map_or(0, |p| u64::from(p.weight));
-    weighted(topology, limits, at_least, replayed, pick, primary)
+    weighted(topology, limits, at_least, replayed, avoid, pick, primary)
 }
 
 /// The weighted draw behind [`pick_standby_at`] and [`pick_read`]: the
@@ -140,12 +142,14 @@ fn weighted(
     limits: LagLimits,
     at_least: Option<Lsn>,
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
+    avoid: impl Fn(&NodeState) -> bool,
     pick: u64,
     primary: u64,
 ) -> ReadPick<'_> {
     let candidates = || {
         read_candidates(topology, limits)
             .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
+            .filter(|n| !avoid(n))
     };
     let standbys: u64 = candidates().map(|n| u64::from(n.weight)).sum();
     if standbys == 0 {
@@ -306,12 +310,18 @@ mod tests {
         let tally = |t: &Topology, at_least: Option<Lsn>| {
             let mut counts = std::collections::BTreeMap::new();
             for pick in 0..600 {
-                let to =
-                    match pick_read(t, LagLimits::default(), at_least, |n| n.replayed_lsn, pick) {
-                        ReadPick::Standby(n) => n.id.to_string(),
-                        ReadPick::Primary => "primary".to_string(),
-                        ReadPick::NoStandby => "none".to_string(),
-                    };
+                let to = match pick_read(
+                    t,
+                    LagLimits::default(),
+                    at_least,
+                    |n| n.replayed_lsn,
+                    |_| false,
+                    pick,
+                ) {
+                    ReadPick::Standby(n) => n.id.to_string(),
+                    ReadPick::Primary => "primary".to_string(),
+                    ReadPick::NoStandby => "none".to_string(),
+                };
                 *counts.entry(to).or_insert(0) += 1;
             }
             counts.into_iter().collect::<Vec<_>>()
@@ -398,5 +408,48 @@ mod tests {
         };
         assert_eq!(readers(time), ["idle"]);
         assert_eq!(readers(LagLimits::default()), ["idle", "paused"]);
+    }
+
+    #[test]
+    fn a_standby_to_avoid_gets_no_reads_and_its_share_goes_elsewhere() {
+        let standby = |name: &str| {
+            let mut n = NodeState::new(name, Role::Standby, name, 5432).with_lsn(Lsn(100));
+            n.in_recovery = Some(true);
+            n
+        };
+        let topology = Topology::new([
+            NodeState::new("p", Role::Primary, "p", 5432)
+                .with_lsn(Lsn(100))
+                .with_weight(0),
+            standby("s1"),
+            standby("s2"),
+        ]);
+        let to = |avoided: &[&str], pick| {
+            let avoid = |n: &NodeState| avoided.contains(&n.id.as_str());
+            match pick_read(
+                &topology,
+                LagLimits::default(),
+                None,
+                |n| n.replayed_lsn,
+                avoid,
+                pick,
+            ) {
+                ReadPick::Standby(n) => n.id.to_string(),
+                ReadPick::Primary => "primary".to_string(),
+                ReadPick::NoStandby => "none".to_string(),
+            }
+        };
+        let all = |avoided: &[&str]| {
+            (0..10)
+                .map(|p| to(avoided, p))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(all(&[]), ["s1".to_string(), "s2".to_string()].into());
+        assert_eq!(all(&["s1"]), ["s2".to_string()].into());
+        assert_eq!(
+            all(&["s1", "s2"]),
+            ["none".to_string()].into(),
+            "the primary, for want of a standby"
+        );
     }
 }

@@ -4,22 +4,26 @@
 use std::time::Duration;
 
 use pgha_core::testing::PgCluster;
-use pgha_core::{ClusterMonitor, Lsn, MonitorConfig, MonitorHandle, NodeId, Topology};
+use pgha_core::{
+    ClusterMonitor, DefaultPolicy, Lsn, MonitorConfig, MonitorHandle, NodeId, Topology,
+};
 use pgha_proxy::ProxyConfig;
 use tokio::sync::oneshot;
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
 mod common;
-use common::{client, first_column, reads_to_standbys, start_proxy};
+use common::{client, first_column, reads_to_standbys, start_proxy, start_proxy_hinting};
 
-/// A monitor probing `cluster` every 200 ms (reads weighted to the
-/// standbys only, so a test sees where each read lands); stops when the
-/// sender is dropped.
+/// A monitor deciding by `policy` and probing `cluster` every 200 ms
+/// (reads weighted to the standbys only, so a test sees where each read
+/// lands); stops when the sender is dropped.
 async fn monitor(
     cluster: &PgCluster,
+    policy: DefaultPolicy,
 ) -> Result<(MonitorHandle, oneshot::Sender<()>), pgha_core::Error> {
     let (monitor, handle) = ClusterMonitor::builder(reads_to_standbys(cluster.topology()))
+        .policy(policy)
         .config(MonitorConfig {
             probe_interval: Duration::from_millis(200),
             probe_timeout: Duration::from_millis(500),
@@ -71,7 +75,7 @@ async fn a_standby_with_replay_paused_gets_no_reads_past_the_lag_limits() -> R {
     let (primary, standby) = (cluster.primary(), &cluster.standbys()[0]);
     let standby_id = NodeId::new(standby.name());
     primary.execute("CREATE TABLE t (v text)").await?;
-    let (handle, _stop) = monitor(&cluster).await?;
+    let (handle, _stop) = monitor(&cluster, DefaultPolicy::default()).await?;
     let by_bytes = start_proxy(ProxyConfig::default(), handle.topology()).await;
     let by_time = start_proxy(
         ProxyConfig {
@@ -155,5 +159,105 @@ async fn a_standby_with_replay_paused_gets_no_reads_past_the_lag_limits() -> R {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(served, Some(caught_up));
+    Ok(())
+}
+
+/// The value of the counter `name` with label `node` (and `also`, when
+/// given) in the proxy's metrics; 0 while it has no series.
+fn counter(metrics: &pgha_proxy::ProxyMetrics, name: &str, node: &str, also: &str) -> u64 {
+    let node = format!("node=\"{node}\"");
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&node) && l.contains(also))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn reads_avoid_a_frozen_standby_after_one_connect_timeout_and_return_when_it_answers() -> R {
+    let cluster = PgCluster::builder().standbys(1).start().await?;
+    cluster.wait_streaming().await?;
+    let standby = &cluster.standbys()[0];
+    cluster.primary().execute("CREATE TABLE t (v text)").await?;
+    // The monitor never takes the node down here: only the proxy's own
+    // suspicion keeps reads away from it.
+    let never_down = DefaultPolicy {
+        failures_before_down: u32::MAX,
+        ..DefaultPolicy::default()
+    };
+    let (handle, _stop) = monitor(&cluster, never_down).await?;
+    let config = ProxyConfig {
+        standby_connect_timeout: Duration::from_millis(500),
+        ..ProxyConfig::default()
+    };
+    let limits = config.lag_limits();
+    let proxy = start_proxy_hinting(config, &handle).await;
+    handle
+        .wait_for(Duration::from_secs(30), |t| {
+            pgha_proxy::route::read_candidates(t, limits).any(|n| n.id.as_str() == standby.name())
+        })
+        .await?;
+
+    // Frozen before any read reached it: no pooled connection, every read
+    // it is picked for must connect.
+    standby.freeze()?;
+    let readers = 8;
+    let reads_each = 10;
+    let mut tasks = Vec::new();
+    for _ in 0..readers {
+        let port = proxy.port;
+        tasks.push(tokio::spawn(async move {
+            let c = client(port).await?;
+            let mut served_by = Vec::new();
+            for _ in 0..reads_each {
+                let rows = c.simple_query("SELECT pg_is_in_recovery()::text").await?;
+                served_by.extend(first_column(rows));
+            }
+            Ok::<_, tokio_postgres::Error>(served_by)
+        }));
+    }
+    for task in tasks {
+        let served_by = task.await??;
+        assert_eq!(
+            served_by,
+            vec!["false".to_string(); reads_each],
+            "every read answered, by the primary"
+        );
+    }
+    let failed_connects = counter(
+        &proxy.metrics,
+        "pgha_server_connects_total",
+        standby.name(),
+        "error",
+    );
+    assert!(
+        (1..=readers as u64).contains(&failed_connects),
+        "reads stopped trying the frozen standby after it was suspected: \
+         {failed_connects} failed connects for {} reads",
+        readers * reads_each
+    );
+    assert_eq!(
+        counter(
+            &proxy.metrics,
+            "pgha_node_suspicions_total",
+            standby.name(),
+            ""
+        ),
+        1
+    );
+
+    // Answering again: the monitor's next healthy probe lifts the suspicion.
+    standby.thaw()?;
+    let c = client(proxy.port).await?;
+    let mut served_by = Vec::new();
+    for _ in 0..150 {
+        served_by = first_column(c.simple_query("SELECT pg_is_in_recovery()::text").await?);
+        if served_by == ["true"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served_by, ["true"], "the standby serves reads again");
     Ok(())
 }
