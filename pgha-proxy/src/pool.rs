@@ -246,6 +246,7 @@ impl Pool {
             writer,
             node: self.key.node.clone(),
             cancel: Arc::new(CancelTarget {
+                node: self.key.node.clone(),
                 host: self.host.clone(),
                 port: self.port,
                 key: conn.key,

@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use pgha_core::{NodeId, Topology};
+use pgha_core::{NodeId, Status, Topology};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
@@ -15,6 +16,7 @@ use crate::{session, Listener, ProxyConfig};
 /// using now.
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
+    pub(crate) node: NodeId,
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) key: (i32, i32),
@@ -91,8 +93,14 @@ impl Shared {
     }
 
     /// Forwards a cancel request to the server the client is using, if the
-    /// key matches (a wrong secret is ignored, as PostgreSQL does).
-    pub(crate) async fn cancel(&self, pid: i32, secret: i32) {
+    /// key matches (a wrong secret is ignored, as PostgreSQL does), in the
+    /// background: the caller closes the client's cancel connection at
+    /// once, as PostgreSQL does, whatever the server's fate. A client
+    /// cancelling because its server stopped answering is often about to
+    /// fail over; holding its cancel connection for a connect to that
+    /// server would stall it. Never sent to a node the topology holds down
+    /// or quarantined: nothing pgha could reach runs there.
+    pub(crate) fn cancel(&self, pid: i32, secret: i32) {
         let target = {
             let cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
             cancels
@@ -104,19 +112,33 @@ impl Shared {
             tracing::debug!(pid, "cancel request with an unknown key ignored");
             return;
         };
-        let mut buf = BytesMut::new();
-        postgres_protocol::message::frontend::cancel_request(target.key.0, target.key.1, &mut buf);
-        let sent = async {
-            // The same way as the connection it cancels: TCP or Unix socket.
-            let mut s = crate::stream::connect(&target.host, target.port).await?;
-            s.write_all(&buf).await
-        };
-        if let Err(e) = tokio::time::timeout(self.config.connect_timeout, sent)
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("timed out")))
-        {
-            tracing::warn!(pid, error = %e, "could not forward a cancel request");
+        let status = self.topology.borrow().node(&target.node).map(|n| n.status);
+        if matches!(status, Some(Status::Down | Status::Quarantined)) {
+            tracing::info!(pid, node = %target.node, "cancel request not forwarded: the node is down");
+            return;
         }
+        let deadline = self.config.connect_timeout.min(CANCEL_TIMEOUT);
+        tokio::spawn(forward_cancel(target, pid, deadline));
+    }
+}
+
+/// The most a cancel request's forwarding may take: a server that does not
+/// take a connection by then is not running the client's query either.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn forward_cancel(target: Arc<CancelTarget>, pid: i32, deadline: Duration) {
+    let mut buf = BytesMut::new();
+    postgres_protocol::message::frontend::cancel_request(target.key.0, target.key.1, &mut buf);
+    let sent = async {
+        // The same way as the connection it cancels: TCP or Unix socket.
+        let mut s = crate::stream::connect(&target.host, target.port).await?;
+        s.write_all(&buf).await
+    };
+    if let Err(e) = tokio::time::timeout(deadline, sent)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("timed out")))
+    {
+        tracing::warn!(pid, node = %target.node, error = %e, "could not forward a cancel request");
     }
 }
 

@@ -104,7 +104,7 @@ async fn read_packets(shared: &Shared, client: &mut Stream) -> Result<Step, Erro
                 client.write_all(b"N").await.map_err(Error::Io)?;
             }
             StartupRequest::Cancel { pid, secret } => {
-                shared.cancel(pid, secret).await;
+                shared.cancel(pid, secret);
                 return Ok(Step::Cancelled);
             }
             StartupRequest::Startup(params) => return Ok(Step::Startup(params)),
