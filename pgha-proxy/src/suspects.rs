@@ -10,12 +10,12 @@
 //! suspicion). Without any probe since (no monitor behind the topology), a
 //! suspicion lapses after [`LAPSE`], so a node is tried again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pgha_core::{NodeId, NodeState};
+use pgha_core::{NodeId, NodeState, Topology};
 
 /// How long a suspicion holds when no probe of the node arrives at all: a
 /// few of the monitor's default probe intervals (1 s).
@@ -86,6 +86,17 @@ impl Suspects {
         false
     }
 
+    /// The nodes of `topology` whose suspicion holds at `now`, for the
+    /// admin console.
+    pub(crate) fn holding(&self, topology: &Topology, now: Instant) -> BTreeSet<NodeId> {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        nodes
+            .iter()
+            .filter(|(id, s)| topology.node(id).is_some_and(|n| holds(**s, n, now)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Whether any node is suspected (not checking whether it still holds).
     pub(crate) fn any(&self) -> bool {
         self.count.load(Ordering::Relaxed) > 0
@@ -123,6 +134,22 @@ mod tests {
         other.id = NodeId::new("other");
         suspects.suspect(&standby(Some(3), 0), t0);
         assert!(!suspects.avoid(&other, t0));
+    }
+
+    #[test]
+    fn the_console_lists_the_suspicions_that_hold() {
+        let suspects = Suspects::default();
+        let t0 = Instant::now();
+        suspects.suspect(&standby(Some(1), 0), t0);
+        let list = |node: NodeState| {
+            let topology = Topology::new([NodeState::new("p", Role::Primary, "h", 1), node]);
+            suspects
+                .holding(&topology, t0)
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(list(standby(Some(1), 0)), [NodeId::new("s")]);
+        assert!(list(standby(Some(2), 0)).is_empty(), "probed healthy since");
     }
 
     #[test]

@@ -23,6 +23,7 @@ const NODES: &[Column] = &[
     boolean("term_primary"),
     boolean("writable"),
     boolean("read_candidate"),
+    boolean("suspected"),
     boolean("in_recovery"),
     int8("timeline"),
     text("lsn"),
@@ -53,6 +54,7 @@ pub(super) fn nodes(snapshot: &AdminSnapshot) -> Table {
             Value::Bool(topology.primary_id() == Some(&node.id)),
             Value::Bool(topology.is_writable(&node.id)),
             Value::Bool(readers.contains(&node.id)),
+            Value::Bool(snapshot.suspected.contains(&node.id)),
             node.in_recovery.map_or(Value::Null, Value::Bool),
             Value::opt_int(node.timeline),
             Value::opt_text(node.known_lsn().map(|lsn| lsn.to_string())),
@@ -143,7 +145,8 @@ pub(super) fn pool_nodes(snapshot: &AdminSnapshot) -> Table {
     table
 }
 
-/// The standbys reads are load-balanced to right now.
+/// The standbys reads are load-balanced to right now (a suspected one is
+/// avoided).
 fn readers(snapshot: &AdminSnapshot) -> BTreeSet<NodeId> {
     if !snapshot.load_balance {
         return BTreeSet::new();
@@ -153,6 +156,7 @@ fn readers(snapshot: &AdminSnapshot) -> BTreeSet<NodeId> {
         time: snapshot.max_standby_lag_time,
     };
     read_candidates(&snapshot.topology, limits)
+        .filter(|n| !snapshot.suspected.contains(&n.id))
         .map(|n| n.id.clone())
         .collect()
 }

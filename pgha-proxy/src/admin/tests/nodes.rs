@@ -29,6 +29,7 @@ fn show_nodes_lists_every_node_with_its_model_state() {
             "term_primary",
             "writable",
             "read_candidate",
+            "suspected",
             "in_recovery",
             "timeline",
             "lsn",
@@ -290,4 +291,21 @@ fn a_standby_with_replay_paused_shows_its_unreplayed_wal_and_gets_no_reads() {
     assert_eq!(t.get(1, "read_candidate"), Some("f"));
     let t = show("SHOW POOL_NODES", &snapshot);
     assert_eq!(t.get(1, "replication_delay"), Some("8388608"));
+}
+
+#[test]
+fn a_suspected_standby_is_shown_and_is_no_read_candidate() {
+    let mut snapshot = cluster();
+    assert_eq!(
+        show("SHOW NODES", &snapshot).get(1, "read_candidate"),
+        Some("t")
+    );
+    snapshot.suspected.insert(NodeId::new("b"));
+    let t = show("SHOW NODES", &snapshot);
+    assert_eq!(t.get(1, "node"), Some("b"));
+    assert_eq!(t.get(1, "suspected"), Some("t"));
+    assert_eq!(t.get(1, "read_candidate"), Some("f"));
+    assert_eq!(t.get(0, "suspected"), Some("f"));
+    let t = show("SHOW POOL_NODES", &snapshot);
+    assert_eq!(t.get(1, "load_balance_node"), Some("false"));
 }
