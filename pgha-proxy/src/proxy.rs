@@ -114,7 +114,7 @@ impl Shared {
         };
         let status = self.topology.borrow().node(&target.node).map(|n| n.status);
         if matches!(status, Some(Status::Down | Status::Quarantined)) {
-            tracing::info!(pid, node = %target.node, "cancel request not forwarded: the node is down");
+            tracing::info!(pid, node = %target.node, "cancel request not forwarded: the topology holds the node down or quarantined");
             return;
         }
         let deadline = self.config.connect_timeout.min(CANCEL_TIMEOUT);
