@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use pgha_core::{NodeState, Role};
 use pgha_proxy::{Consistency, PoolMode, TlsConfig};
 
-use crate::config::units::{ByteLimit, DurLimit};
+use crate::config::units::{ByteLimit, Dur, DurLimit};
 pub use crate::config::ServerTlsMode;
 use crate::config::{self, ConfigError, Problem, RunConfig, ServerTlsProblem};
 
@@ -59,16 +59,22 @@ pub struct ProxyArgs {
     /// Send every read to the primary (no load balancing).
     #[arg(long)]
     pub no_load_balance: bool,
-    /// Standbys further behind than this (bytes, or e.g. "16MB") get no
-    /// reads, nor do standbys whose position is unknown; "none" for no
+    /// Standbys with more WAL than this not yet replayed (bytes, or e.g.
+    /// "16MB") get no reads, nor do standbys whose position is unknown; "none" for no
     /// limit [default: the file's max_standby_lag, else 1MB].
     #[arg(long, value_name = "BYTES")]
     pub max_standby_lag: Option<ByteLimit>,
     /// Standbys replaying later than this (e.g. "10s") get no reads, nor
     /// do standbys whose delay is unknown; "none" for no limit
-    /// [default: the file's max_standby_lag_time, else none].
+    /// [default: the file's max_standby_lag_time, else 10s].
     #[arg(long, value_name = "DURATION")]
     pub max_standby_lag_time: Option<DurLimit>,
+    /// Deadline for connecting and logging in to a standby for a read
+    /// (e.g. "500ms"): past it the read goes to the primary and new reads
+    /// avoid the standby until the monitor probes it healthy [default: the
+    /// file's standby_connect_timeout, else 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub standby_connect_timeout: Option<Dur>,
     /// A user allowed on the admin console (database `pgha`); repeat.
     /// Replaces the file's `admin_users`.
     #[arg(long = "admin-user")]
@@ -210,6 +216,9 @@ impl RunArgs {
         }
         if let Some(limit) = args.max_standby_lag_time {
             proxy.max_standby_lag_time = limit.0;
+        }
+        if let Some(timeout) = args.standby_connect_timeout {
+            proxy.standby_connect_timeout = timeout.0;
         }
         if !args.admin_users.is_empty() {
             proxy.admin_users = args.admin_users.clone();

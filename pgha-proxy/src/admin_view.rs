@@ -17,6 +17,9 @@ pub(crate) fn snapshot(shared: &Shared) -> AdminSnapshot {
     snapshot.max_standby_lag_bytes = config.max_standby_lag_bytes;
     snapshot.max_standby_lag_time = config.max_standby_lag_time;
     snapshot.paused = shared.gate.is_paused();
+    snapshot.suspected = shared
+        .suspects
+        .holding(&snapshot.topology, std::time::Instant::now());
     let clients = shared.clients.rows();
     let mode = format!("{:?}", config.pool_mode).to_lowercase();
     let mut stats: BTreeMap<_, StatsRow> = BTreeMap::new();

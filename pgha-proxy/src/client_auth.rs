@@ -140,8 +140,10 @@ pub(crate) fn sasl_initial_data(body: &[u8]) -> Result<&[u8], Error> {
     let bad = || Error::Protocol("malformed SASLInitialResponse".into());
     let nul = body.iter().position(|b| *b == 0).ok_or_else(bad)?;
     if &body[..nul] != b"SCRAM-SHA-256" {
+        // A fixed text: a misconfigured client may send its password
+        // where the mechanism's name goes; it is neither echoed nor logged.
         return Err(Error::Auth(AuthError::Unsupported {
-            what: format!("SASL mechanism {:?}", String::from_utf8_lossy(&body[..nul])),
+            what: "a SASL mechanism other than SCRAM-SHA-256".into(),
         }));
     }
     let mut rest = &body[nul + 1..];
@@ -168,5 +170,12 @@ mod tests {
         assert!(sasl_initial_data(b"SCRAM-SHA-256").is_err());
         assert!(sasl_initial_data(b"SCRAM-SHA-256\0\0\0\0\x09n,,").is_err());
         assert!(sasl_initial_data(b"PLAIN\0\0\0\0\0").is_err());
+        // Whatever the client put in the mechanism's place is not repeated.
+        let e = sasl_initial_data(b"hunter2-secret\0\0\0\0\0").err();
+        let told = e.map(|e| format!("{e} {}", e.client_message()));
+        assert!(
+            told.as_deref().is_some_and(|t| !t.contains("hunter2")),
+            "{told:?}"
+        );
     }
 }

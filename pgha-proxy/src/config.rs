@@ -60,6 +60,12 @@ pub struct ProxyConfig {
     pub startup_timeout: Duration,
     /// Deadline for connecting and logging in to a server (default 5 s).
     pub connect_timeout: Duration,
+    /// Deadline for connecting and logging in to a standby for a read, and
+    /// for a free connection of its full pool (default 1 s). Short, since
+    /// the primary can serve the read instead: a standby that does not
+    /// answer in time is suspected, and new reads avoid it until the
+    /// monitor probes it healthy.
+    pub standby_connect_timeout: Duration,
     /// Who may connect and how they authenticate; `None` trusts every
     /// client (for embedding behind your own authentication, and tests).
     pub client_auth: Option<crate::ClientAuth>,
@@ -68,16 +74,23 @@ pub struct ProxyConfig {
     /// a transaction, a SET, any extended-protocol message): from then on it
     /// reads its own writes there (default true).
     pub load_balance: bool,
-    /// Standbys further behind the primary than this get no reads
-    /// (default 1 MiB; `None`: no limit).
+    /// Standbys with more WAL than this not yet replayed (what a read
+    /// there would miss: [`replay_lag_bytes`](crate::route::replay_lag_bytes),
+    /// not what they received) get no reads (default 1 MiB; `None`: no
+    /// limit).
     pub max_standby_lag_bytes: Option<u64>,
     /// Standbys whose replay delay ([`NodeState::lag_time`]) is longer than
     /// this get no reads, nor do standbys whose delay is unknown (default
-    /// `None`: no limit). pgha's `SqlProbe` measures it as `now() −
+    /// 10 s; `None`: no limit). pgha's `SqlProbe` measures it as `now() −
     /// pg_last_xact_replay_timestamp()`, which also grows while the primary
-    /// commits nothing: a standby at the newest known WAL position counts
-    /// as not late whatever its delay says. A delay still unknown (no
-    /// transaction replayed since the standby started) keeps reads away.
+    /// commits nothing: a standby that has replayed up to the newest known
+    /// WAL position counts as not late whatever its delay says. A delay
+    /// still unknown (no transaction replayed since the standby started)
+    /// keeps reads away while it has WAL to replay. On by default because
+    /// the byte limit alone lets a standby whose replay stopped serve ever
+    /// older data to a primary writing little. The first write after a
+    /// quiet spell longer than the limit keeps reads off the standbys until
+    /// their next probe shows it replayed.
     ///
     /// [`NodeState::lag_time`]: pgha_core::NodeState::lag_time
     pub max_standby_lag_time: Option<Duration>,
@@ -141,11 +154,12 @@ impl Default for ProxyConfig {
             client_auth: None,
             load_balance: true,
             max_standby_lag_bytes: Some(1 << 20),
-            max_standby_lag_time: None,
+            max_standby_lag_time: Some(Duration::from_secs(10)),
             classify: crate::classify::ClassifyConfig::default(),
             max_message: 256 << 20,
             startup_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            standby_connect_timeout: Duration::from_secs(1),
             no_primary_wait: Duration::from_secs(30),
             pool_mode: PoolMode::Session,
             pool_size: 20,
@@ -199,6 +213,7 @@ impl ProxyConfig {
             ("server_lifetime", d(self.server_lifetime)),
             ("server_reset_query", self.server_reset_query.clone()),
             ("connect_timeout", d(self.connect_timeout)),
+            ("standby_connect_timeout", d(self.standby_connect_timeout)),
             ("startup_timeout", d(self.startup_timeout)),
             ("max_message", self.max_message.to_string()),
             (

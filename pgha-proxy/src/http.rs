@@ -143,9 +143,11 @@ fn body(
 
 /// The topology as JSON for `/status`: the term, the primary's id (or
 /// `null`) and each node with its address, role, status, what it last
-/// reported (recovery, timeline, WAL positions as `X/X` text) and
-/// `lag_bytes`, the WAL it lacks to reach the most advanced known position
-/// (`null` while its position is unknown).
+/// reported (recovery, timeline, WAL positions as `X/X` text) and its lags
+/// as reads are routed by them: `lag_bytes`, the WAL it has not replayed
+/// against the most advanced known position, `receive_lag_bytes`, the WAL
+/// it has not even received, and a standby's `lag_us`, its replay delay
+/// (each `null` while unknown).
 ///
 /// ```
 /// use pgha_core::{Lsn, NodeState, Role, Topology};
@@ -157,6 +159,7 @@ fn body(
 /// let status = pgha_proxy::http::topology_json(&topology);
 /// assert_eq!(status["primary"], "a");
 /// assert_eq!(status["nodes"][1]["lag_bytes"], 0x100);
+/// assert_eq!(status["nodes"][1]["receive_lag_bytes"], 0x100);
 /// assert_eq!(status["nodes"][1]["received_lsn"], "0/400");
 /// ```
 pub fn topology_json(topology: &Topology) -> serde_json::Value {
@@ -164,9 +167,13 @@ pub fn topology_json(topology: &Topology) -> serde_json::Value {
         .nodes()
         .iter()
         .map(|node| {
-            let lag_bytes = topology
+            let receive_lag_bytes = topology
                 .bytes_behind(&node.id)
                 .filter(|_| node.known_lsn().is_some());
+            let lag_us = (node.in_recovery == Some(true))
+                .then(|| crate::route::replay_lag_time(topology, node))
+                .flatten()
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
             json!({
                 "id": node.id,
                 "host": node.host,
@@ -179,7 +186,9 @@ pub fn topology_json(topology: &Topology) -> serde_json::Value {
                 "current_lsn": node.current_lsn,
                 "received_lsn": node.received_lsn,
                 "replayed_lsn": node.replayed_lsn,
-                "lag_bytes": lag_bytes,
+                "lag_bytes": crate::route::replay_lag_bytes(topology, node),
+                "receive_lag_bytes": receive_lag_bytes,
+                "lag_us": lag_us,
             })
         })
         .collect();

@@ -96,6 +96,7 @@ mod server_tls;
 mod session;
 pub mod startup;
 pub mod stream;
+mod suspects;
 mod tls;
 pub mod tracker;
 mod upkeep;

@@ -10,9 +10,10 @@
 //! |---|---|---|
 //! | `pgha_clients` | | clients connected now |
 //! | `pgha_client_connections_total` | | client connections accepted |
-//! | `pgha_client_auth_failures_total` | `reason` | clients turned away: `password`, `hba_reject`, `unknown_database`, `too_many`, `protocol`, `timeout` ([`AuthFailure`]); a jump in `password` is a misconfigured app or a guesser |
+//! | `pgha_client_auth_failures_total` | `reason` | clients turned away: `password`, `hba_reject`, `unknown_database`, `too_many`, `protocol`, `timeout` ([`AuthFailure`]); a jump in `password` is a misconfigured app or a guesser; each is also logged at WARN (`client refused`, with peer, user, database and reason; `timeout` at INFO) |
 //! | `pgha_server_connections` | `node`, `state` | server connections open now, `idle` in the pool or `active` (lent to a client) |
 //! | `pgha_server_connects_total` | `node`, `outcome` | connects to a server, `ok` or `error`; errors before the monitor marks a node down show trouble early |
+//! | `pgha_node_suspicions_total` | `node` | times a standby was suspected of not answering (a connect failed or timed out, a read went unanswered past its deadline): reads avoided it until the monitor probed it healthy |
 //! | `pgha_pool_waits_total` | `node` | checkouts that found no free server connection and queued: the pool is too small for the load |
 //! | `pgha_pool_wait_duration_seconds` | | how long those queued checkouts waited |
 //! | `pgha_pool_wait_timeouts_total` | `node` | queued checkouts that gave up: clients got an error |
@@ -20,7 +21,7 @@
 //! | `pgha_queries_total` | `node` | statements relayed |
 //! | `pgha_transaction_duration_seconds` | `route` | time from a transaction's first byte to the client until its last result, through the proxy |
 //! | `pgha_term` | | the cluster's term: it goes up by one on every promotion (0 until the first topology is observed) |
-//! | `pgha_node_lag_bytes` | `node` | WAL the node lacks to reach the most advanced position known in the cluster (what `max_standby_lag_bytes` is compared with); absent while its position is unknown |
+//! | `pgha_node_lag_bytes` | `node` | WAL the node has not replayed, against the most advanced position known in the cluster (what a read there would miss; what `max_standby_lag_bytes` is compared with); absent while its position is unknown |
 //! | `pgha_node_up` | `node` | 1 while the node is up, 0 otherwise (down, detached, quarantined, …) |
 //! | `pgha_node_primary` | `node` | 1 for the primary of the current term |
 //!
@@ -75,6 +76,7 @@ pub struct ProxyMetrics {
     pool_waits: Family<NodeLabels, Counter>,
     pool_wait_seconds: Histogram,
     pool_timeouts: Family<NodeLabels, Counter>,
+    suspicions: Family<NodeLabels, Counter>,
     transactions: Family<TransactionLabels, Counter>,
     queries: Family<NodeLabels, Counter>,
     /// One per [`RouteTarget`], by [`RouteTarget::index`].
@@ -131,6 +133,12 @@ impl ProxyMetrics {
         let labels = NodeLabels { node: node.clone() };
         self.pool_waits.get_or_create(&labels).inc();
         self.pool_wait_seconds.observe(waited.as_secs_f64());
+    }
+
+    /// `node` was suspected of not answering.
+    pub fn suspected(&self, node: &NodeLabel) {
+        let labels = NodeLabels { node: node.clone() };
+        self.suspicions.get_or_create(&labels).inc();
     }
 
     /// A queued checkout from the pool of `node` gave up.

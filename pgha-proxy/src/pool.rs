@@ -134,18 +134,22 @@ impl Pool {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A connection: an idle one, a new one while under the size limit, or
-    /// the next one put back, waiting until `deadline`.
+    /// A connection: an idle one, a new one while under the size limit
+    /// (connected and logged in within `connect_timeout`), or the next one
+    /// put back, waiting until `deadline`.
     pub async fn get(
         &self,
         config: &ProxyConfig,
         metrics: &ProxyMetrics,
         deadline: tokio::time::Instant,
+        connect_timeout: Duration,
     ) -> Result<Box<ServerConnection>, Error> {
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
         let waiter = match self.take_or_queue() {
             Ready::Idle(conn) => return Ok(conn),
-            Ready::Room(permit) => return self.connect(config, metrics, permit).await,
+            Ready::Room(permit) => {
+                return self.connect(config, metrics, permit, connect_timeout).await
+            }
             Ready::Queued(waiter) => waiter,
         };
         self.stats.waits.fetch_add(1, Ordering::Relaxed);
@@ -154,7 +158,7 @@ impl Pool {
             conn = waiter => conn.map_err(|_| Error::PoolTimeout { waited: started.elapsed() }),
             // A connection closed elsewhere frees room for a new one.
             permit = self.permits.clone().acquire_owned() => match permit {
-                Ok(permit) => self.connect(config, metrics, permit).await,
+                Ok(permit) => self.connect(config, metrics, permit, connect_timeout).await,
                 Err(_) => Err(Error::PoolTimeout { waited: started.elapsed() }),
             },
             () = tokio::time::sleep_until(deadline) => Err(Error::PoolTimeout { waited: started.elapsed() }),
@@ -213,6 +217,7 @@ impl Pool {
         config: &ProxyConfig,
         metrics: &ProxyMetrics,
         permit: OwnedSemaphorePermit,
+        timeout: Duration,
     ) -> Result<Box<ServerConnection>, Error> {
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let conn = server::connect(
@@ -221,7 +226,7 @@ impl Pool {
             &self.startup,
             &config.server_auth,
             config.server_tls.as_ref(),
-            config.connect_timeout,
+            timeout,
         )
         .await;
         metrics.server_connect(&self.label, conn.is_ok());
@@ -243,6 +248,7 @@ impl Pool {
             writer,
             node: self.key.node.clone(),
             cancel: Arc::new(CancelTarget {
+                node: self.key.node.clone(),
                 host: self.host.clone(),
                 port: self.port,
                 key: conn.key,
@@ -316,7 +322,9 @@ impl Pool {
         metrics: &ProxyMetrics,
         permit: OwnedSemaphorePermit,
     ) -> Result<(), Error> {
-        let conn = self.connect(config, metrics, permit).await?;
+        let conn = self
+            .connect(config, metrics, permit, config.connect_timeout)
+            .await?;
         self.put(conn, config.server_lifetime, Instant::now());
         Ok(())
     }

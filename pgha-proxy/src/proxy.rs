@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use pgha_core::{NodeId, Topology};
+use pgha_core::{NodeId, Status, Topology};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
@@ -15,6 +16,7 @@ use crate::{session, Listener, ProxyConfig};
 /// using now.
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
+    pub(crate) node: NodeId,
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) key: (i32, i32),
@@ -46,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) replay: crate::replay::ReplayPositions,
     /// Write positions shared by sessions of one user or application.
     pub(crate) written: std::sync::Mutex<HashMap<String, crate::session::Written>>,
+    /// Standbys suspected of not answering: reads avoid them.
+    pub(crate) suspects: crate::suspects::Suspects,
     /// Called on the admin console's RELOAD.
     pub(crate) reload: Option<Arc<dyn Fn() + Send + Sync>>,
     next_pid: AtomicI32,
@@ -64,14 +68,39 @@ impl Shared {
         ClientGuard { shared: self, pid }
     }
 
+    /// Suspects `node` of not answering (a read unanswered past its
+    /// deadline, a connect that failed or timed out): new reads avoid it
+    /// at once, and the monitor is asked to probe it now. The suspicion
+    /// holds until a probe after it finds the node healthy
+    /// ([`crate::suspects`]).
+    pub(crate) fn suspect(&self, node: &NodeId) {
+        let Some(state) = self.topology.borrow().node(node).cloned() else {
+            return;
+        };
+        if self.suspects.suspect(&state, std::time::Instant::now()) {
+            tracing::warn!(%node, "standby suspected of not answering: reads avoid it until the monitor probes it healthy");
+            self.metrics
+                .suspected(&crate::metrics::NodeLabel::from(node));
+            if let Some(hint) = &self.hint {
+                hint(node, "08006");
+            }
+        }
+    }
+
     pub(crate) fn set_cancel_target(&self, pid: i32, secret: i32, target: Arc<CancelTarget>) {
         let mut cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
         cancels.insert(pid, (secret, target));
     }
 
     /// Forwards a cancel request to the server the client is using, if the
-    /// key matches (a wrong secret is ignored, as PostgreSQL does).
-    pub(crate) async fn cancel(&self, pid: i32, secret: i32) {
+    /// key matches (a wrong secret is ignored, as PostgreSQL does), in the
+    /// background: the caller closes the client's cancel connection at
+    /// once, as PostgreSQL does, whatever the server's fate. A client
+    /// cancelling because its server stopped answering is often about to
+    /// fail over; holding its cancel connection for a connect to that
+    /// server would stall it. Never sent to a node the topology holds down
+    /// or quarantined: nothing pgha could reach runs there.
+    pub(crate) fn cancel(&self, pid: i32, secret: i32) {
         let target = {
             let cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
             cancels
@@ -83,19 +112,33 @@ impl Shared {
             tracing::debug!(pid, "cancel request with an unknown key ignored");
             return;
         };
-        let mut buf = BytesMut::new();
-        postgres_protocol::message::frontend::cancel_request(target.key.0, target.key.1, &mut buf);
-        let sent = async {
-            // The same way as the connection it cancels: TCP or Unix socket.
-            let mut s = crate::stream::connect(&target.host, target.port).await?;
-            s.write_all(&buf).await
-        };
-        if let Err(e) = tokio::time::timeout(self.config.connect_timeout, sent)
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("timed out")))
-        {
-            tracing::warn!(pid, error = %e, "could not forward a cancel request");
+        let status = self.topology.borrow().node(&target.node).map(|n| n.status);
+        if matches!(status, Some(Status::Down | Status::Quarantined)) {
+            tracing::info!(pid, node = %target.node, "cancel request not forwarded: the topology holds the node down or quarantined");
+            return;
         }
+        let deadline = self.config.connect_timeout.min(CANCEL_TIMEOUT);
+        tokio::spawn(forward_cancel(target, pid, deadline));
+    }
+}
+
+/// The most a cancel request's forwarding may take: a server that does not
+/// take a connection by then is not running the client's query either.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn forward_cancel(target: Arc<CancelTarget>, pid: i32, deadline: Duration) {
+    let mut buf = BytesMut::new();
+    postgres_protocol::message::frontend::cancel_request(target.key.0, target.key.1, &mut buf);
+    let sent = async {
+        // The same way as the connection it cancels: TCP or Unix socket.
+        let mut s = crate::stream::connect(&target.host, target.port).await?;
+        s.write_all(&buf).await
+    };
+    if let Err(e) = tokio::time::timeout(deadline, sent)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("timed out")))
+    {
+        tracing::warn!(pid, node = %target.node, error = %e, "could not forward a cancel request");
     }
 }
 
@@ -168,6 +211,7 @@ impl Proxy {
                 gate: crate::PauseGate::new(std::time::Duration::from_secs(30)),
                 reload: None,
                 replay: crate::replay::ReplayPositions::default(),
+                suspects: crate::suspects::Suspects::default(),
                 written: std::sync::Mutex::new(HashMap::new()),
                 next_pid: AtomicI32::new(1 << 24),
                 cancels: Mutex::new(HashMap::new()),

@@ -18,10 +18,43 @@ pub fn single_read(batch: &[u8], config: &ClassifyConfig) -> bool {
 /// limit (see [`ProxyConfig::lag_limits`](crate::ProxyConfig::lag_limits)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LagLimits {
-    /// WAL bytes behind the most advanced node ([`Topology::bytes_behind`]).
+    /// WAL bytes not yet replayed ([`replay_lag_bytes`]).
     pub bytes: Option<u64>,
-    /// Replay delay as probed ([`NodeState::lag_time`]).
+    /// Replay delay as the router judges it ([`replay_lag_time`]).
     pub time: Option<Duration>,
+}
+
+/// The WAL a read on `node` would not see: its replayed position against
+/// the most advanced known one (the primary's current position, or what a
+/// standby already received from it). A standby that receives but does
+/// not replay (`pg_wal_replay_pause()`, a long conflict) is behind by what
+/// it holds unreplayed; when both are idle the positions meet and the lag
+/// is 0. `None` while its position is unknown.
+pub fn replay_lag_bytes(topology: &Topology, node: &NodeState) -> Option<u64> {
+    unreplayed(topology.most_advanced_lsn(), node)
+}
+
+/// [`replay_lag_bytes`] against `reference`, looked up once per routed read.
+fn unreplayed(reference: Option<Lsn>, node: &NodeState) -> Option<u64> {
+    // A primary's replay position is its last recovery's, not its data.
+    let position = node.current_lsn.or(node.replayed_lsn)?;
+    Some(position.bytes_behind(reference?))
+}
+
+/// How late `node`'s data is, as reads are routed by it: the probed replay
+/// delay ([`NodeState::lag_time`], the age of the last replayed commit),
+/// except that a node with nothing left to replay is not late (on a quiet
+/// primary that age grows though the standby lacks nothing).
+pub fn replay_lag_time(topology: &Topology, node: &NodeState) -> Option<Duration> {
+    late(replay_lag_bytes(topology, node), node)
+}
+
+fn late(unreplayed: Option<u64>, node: &NodeState) -> Option<Duration> {
+    if unreplayed == Some(0) {
+        Some(Duration::ZERO)
+    } else {
+        node.lag_time
+    }
 }
 
 /// The standbys load-balanced reads may go to now: up, weighted, seen in
@@ -30,22 +63,15 @@ pub fn read_candidates(
     topology: &Topology,
     limits: LagLimits,
 ) -> impl Iterator<Item = &NodeState> + '_ {
+    let reference = topology.most_advanced_lsn();
     topology
         .readable_nodes()
         // Probed and seen in recovery: a standby pgha has not looked at yet
         // may be anything.
         .filter(|n| n.role == Role::Standby && n.weight > 0 && n.in_recovery == Some(true))
         .filter(move |n| {
-            let behind = topology.bytes_behind(&n.id);
-            // The probed delay is the age of the last replayed commit: on a
-            // quiet primary it grows while the standby lacks nothing. A
-            // standby at the newest known position is not late.
-            let late = if n.known_lsn().is_some() && behind == Some(0) {
-                Some(Duration::ZERO)
-            } else {
-                n.lag_time
-            };
-            within(limits.bytes, behind) && within(limits.time, late)
+            let behind = unreplayed(reference, n);
+            within(limits.bytes, behind) && within(limits.time, late(behind, n))
         })
 }
 
@@ -74,7 +100,7 @@ pub fn pick_standby_at(
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
     pick: u64,
 ) -> Option<&NodeState> {
-    match weighted(topology, limits, at_least, replayed, pick, 0) {
+    match weighted(topology, limits, at_least, replayed, |_| false, pick, 0) {
         ReadPick::Standby(n) => Some(n),
         ReadPick::Primary | ReadPick::NoStandby => None,
     }
@@ -92,17 +118,19 @@ pub enum ReadPick<'t> {
 }
 
 /// A read's server, by weight among the usable primary and the standbys of
-/// [`pick_standby_at`] (pgpool's `backend_weight`: a primary of weight 0
-/// leaves reads to the standbys while one qualifies).
+/// [`pick_standby_at`] that are not to be avoided (`avoid`: suspected of
+/// not answering) (pgpool's `backend_weight`: a primary of weight 0 leaves
+/// reads to the standbys while one qualifies).
 pub fn pick_read(
     topology: &Topology,
     limits: LagLimits,
     at_least: Option<Lsn>,
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
+    avoid: impl Fn(&NodeState) -> bool,
     pick: u64,
 ) -> ReadPick<'_> {
     let primary = topology.usable_primary().map_or(0, |p| u64::from(p.weight));
-    weighted(topology, limits, at_least, replayed, pick, primary)
+    weighted(topology, limits, at_least, replayed, avoid, pick, primary)
 }
 
 /// The weighted draw behind [`pick_standby_at`] and [`pick_read`]: the
@@ -114,12 +142,14 @@ fn weighted(
     limits: LagLimits,
     at_least: Option<Lsn>,
     replayed: impl Fn(&NodeState) -> Option<Lsn>,
+    avoid: impl Fn(&NodeState) -> bool,
     pick: u64,
     primary: u64,
 ) -> ReadPick<'_> {
     let candidates = || {
         read_candidates(topology, limits)
             .filter(|n| at_least.is_none_or(|lsn| replayed(n).is_some_and(|r| r >= lsn)))
+            .filter(|n| !avoid(n))
     };
     let standbys: u64 = candidates().map(|n| u64::from(n.weight)).sum();
     if standbys == 0 {
@@ -246,12 +276,13 @@ mod tests {
             ["edge", "fresh", "late", "unknown"],
             "no limit: lag does not matter, known or not"
         );
-        // Both limits apply: none of these has a known byte position.
+        // Both limits apply: none of these has a known replay position, so
+        // even the loosest byte limit keeps them all out.
         let both = LagLimits {
             bytes: Some(u64::MAX),
             ..time(10_000)
         };
-        assert_eq!(readers(both), ["edge", "fresh", "late"]);
+        assert_eq!(readers(both), Vec::<String>::new());
         for pick in 0..8 {
             let chosen = pick_standby(&topology, time(500), pick).map(|n| n.id.to_string());
             assert_eq!(chosen.as_deref(), Some("fresh"));
@@ -279,12 +310,18 @@ mod tests {
         let tally = |t: &Topology, at_least: Option<Lsn>| {
             let mut counts = std::collections::BTreeMap::new();
             for pick in 0..600 {
-                let to =
-                    match pick_read(t, LagLimits::default(), at_least, |n| n.replayed_lsn, pick) {
-                        ReadPick::Standby(n) => n.id.to_string(),
-                        ReadPick::Primary => "primary".to_string(),
-                        ReadPick::NoStandby => "none".to_string(),
-                    };
+                let to = match pick_read(
+                    t,
+                    LagLimits::default(),
+                    at_least,
+                    |n| n.replayed_lsn,
+                    |_| false,
+                    pick,
+                ) {
+                    ReadPick::Standby(n) => n.id.to_string(),
+                    ReadPick::Primary => "primary".to_string(),
+                    ReadPick::NoStandby => "none".to_string(),
+                };
                 *counts.entry(to).or_insert(0) += 1;
             }
             counts.into_iter().collect::<Vec<_>>()
@@ -331,5 +368,88 @@ mod tests {
             .map(|n| n.id.to_string())
             .collect();
         assert_eq!(readers, ["quiet"]);
+    }
+
+    #[test]
+    fn a_standby_that_receives_but_does_not_replay_is_behind_by_what_it_holds() {
+        // Replay paused: everything received, little replayed. The limit is
+        // about what a read sees, so the received position does not count.
+        let mut paused = NodeState::new("paused", Role::Standby, "s", 5432);
+        paused.in_recovery = Some(true);
+        paused.received_lsn = Some(Lsn(9_000_000));
+        paused.replayed_lsn = Some(Lsn(400_000));
+        paused.lag_time = Some(Duration::from_secs(15));
+        let mut idle = NodeState::new("idle", Role::Standby, "s", 5432).with_lsn(Lsn(9_000_000));
+        idle.in_recovery = Some(true);
+        // The age of its last replayed commit: no writes since.
+        idle.lag_time = Some(Duration::from_secs(3_600));
+        let topology = Topology::new([
+            NodeState::new("p", Role::Primary, "p", 5432).with_lsn(Lsn(9_000_000)),
+            paused,
+            idle,
+        ]);
+        let node = |id: &str| topology.node(&pgha_core::NodeId::new(id)).cloned();
+        let lag = |id: &str| node(id).and_then(|n| replay_lag_bytes(&topology, &n));
+        assert_eq!(lag("paused"), Some(8_600_000));
+        assert_eq!(lag("idle"), Some(0), "both idle: no false lag");
+        assert_eq!(lag("p"), Some(0));
+        let late = |id: &str| node(id).and_then(|n| replay_lag_time(&topology, &n));
+        assert_eq!(late("idle"), Some(Duration::ZERO));
+        assert_eq!(late("paused"), Some(Duration::from_secs(15)));
+        let readers = |limits| -> Vec<String> {
+            read_candidates(&topology, limits)
+                .map(|n| n.id.to_string())
+                .collect()
+        };
+        assert_eq!(readers(bytes(1 << 20)), ["idle"]);
+        let time = LagLimits {
+            bytes: None,
+            time: Some(Duration::from_secs(10)),
+        };
+        assert_eq!(readers(time), ["idle"]);
+        assert_eq!(readers(LagLimits::default()), ["idle", "paused"]);
+    }
+
+    #[test]
+    fn a_standby_to_avoid_gets_no_reads_and_its_share_goes_elsewhere() {
+        let standby = |name: &str| {
+            let mut n = NodeState::new(name, Role::Standby, name, 5432).with_lsn(Lsn(100));
+            n.in_recovery = Some(true);
+            n
+        };
+        let topology = Topology::new([
+            NodeState::new("p", Role::Primary, "p", 5432)
+                .with_lsn(Lsn(100))
+                .with_weight(0),
+            standby("s1"),
+            standby("s2"),
+        ]);
+        let to = |avoided: &[&str], pick| {
+            let avoid = |n: &NodeState| avoided.contains(&n.id.as_str());
+            match pick_read(
+                &topology,
+                LagLimits::default(),
+                None,
+                |n| n.replayed_lsn,
+                avoid,
+                pick,
+            ) {
+                ReadPick::Standby(n) => n.id.to_string(),
+                ReadPick::Primary => "primary".to_string(),
+                ReadPick::NoStandby => "none".to_string(),
+            }
+        };
+        let all = |avoided: &[&str]| {
+            (0..10)
+                .map(|p| to(avoided, p))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(all(&[]), ["s1".to_string(), "s2".to_string()].into());
+        assert_eq!(all(&["s1"]), ["s2".to_string()].into());
+        assert_eq!(
+            all(&["s1", "s2"]),
+            ["none".to_string()].into(),
+            "the primary, for want of a standby"
+        );
     }
 }

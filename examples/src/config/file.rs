@@ -76,11 +76,12 @@ pub struct ProxySection {
     /// Send lone reads to standbys (pgpool's load_balance_mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_balance: Option<bool>,
-    /// Standbys further behind get no reads (pgpool's delay_threshold).
+    /// Standbys with more WAL not yet replayed get no reads (pgpool's
+    /// delay_threshold).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_standby_lag: Option<ByteLimit>,
     /// Standbys replaying later than this get no reads (pgpool's
-    /// delay_threshold_by_time); `"none"` by default.
+    /// delay_threshold_by_time); `"10s"` by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_standby_lag_time: Option<DurLimit>,
     /// How long clients are held while there is no primary.
@@ -98,6 +99,9 @@ pub struct ProxySection {
     /// Deadline for connecting and logging in to a server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<Dur>,
+    /// Deadline for connecting and logging in to a standby for a read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_connect_timeout: Option<Dur>,
     /// A client must finish its startup within this.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_timeout: Option<Dur>,

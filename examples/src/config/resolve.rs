@@ -171,6 +171,10 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
     set(&mut p.server_lifetime, section.server_lifetime.map(|d| d.0));
     set(&mut p.server_reset_query, section.server_reset_query);
     set(&mut p.connect_timeout, section.connect_timeout.map(|d| d.0));
+    set(
+        &mut p.standby_connect_timeout,
+        section.standby_connect_timeout.map(|d| d.0),
+    );
     set(&mut p.startup_timeout, section.startup_timeout.map(|d| d.0));
     set(&mut p.admin_users, section.admin_users);
 }

@@ -38,6 +38,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             server_lifetime: Some(Dur(p.server_lifetime)),
             server_reset_query: Some(p.server_reset_query.clone()),
             connect_timeout: Some(Dur(p.connect_timeout)),
+            standby_connect_timeout: Some(Dur(p.standby_connect_timeout)),
             startup_timeout: Some(Dur(p.startup_timeout)),
             admin_users: Some(p.admin_users.clone()),
         },

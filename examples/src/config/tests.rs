@@ -58,6 +58,7 @@ server_idle_timeout = "2m"
 server_lifetime = "30m"
 server_reset_query = ""
 connect_timeout = "800ms"
+standby_connect_timeout = "300ms"
 startup_timeout = "4s"
 admin_users = ["dba", "ops"]
 
@@ -155,6 +156,7 @@ fn a_full_file_sets_every_value() {
         Some("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
     );
     assert_eq!(p.connect_timeout, Duration::from_millis(800));
+    assert_eq!(p.standby_connect_timeout, Duration::from_millis(300));
     assert_eq!(p.startup_timeout, Duration::from_secs(4));
     assert_eq!(p.admin_users, ["dba", "ops"]);
     assert_eq!(p.server_auth.user.as_deref(), Some("pgha_proxy"));
@@ -325,6 +327,14 @@ fn flags_win_over_the_file() {
         .apply(&mut config)
         .unwrap();
     assert_eq!(config.proxy.max_standby_lag_time, None);
+    // The standby connect timeout, over the file's.
+    run_args(&["--standby-connect-timeout", "250ms"])
+        .apply(&mut config)
+        .unwrap();
+    assert_eq!(
+        config.proxy.standby_connect_timeout,
+        Duration::from_millis(250)
+    );
     // The byte limit likewise, with the file's units.
     run_args(&["--max-standby-lag", "16MB"])
         .apply(&mut config)

@@ -102,6 +102,15 @@ impl std::str::FromStr for ByteLimit {
     }
 }
 
+impl std::str::FromStr for Dur {
+    type Err = String;
+
+    /// As in the file (for flags).
+    fn from_str(text: &str) -> Result<Self, String> {
+        duration_serde::parse(text).map(Dur)
+    }
+}
+
 impl std::str::FromStr for DurLimit {
     type Err = String;
 

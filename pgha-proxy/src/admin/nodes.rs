@@ -8,7 +8,7 @@ use pgha_core::{FailureReason, NodeId, NodeState, Role, Status};
 
 use super::table::{boolean, int8, text, utc_text, Column, Table, Value};
 use super::AdminSnapshot;
-use crate::route::{read_candidates, LagLimits};
+use crate::route::{read_candidates, replay_lag_bytes, replay_lag_time, LagLimits};
 
 const NODES: &[Column] = &[
     text("node"),
@@ -23,10 +23,12 @@ const NODES: &[Column] = &[
     boolean("term_primary"),
     boolean("writable"),
     boolean("read_candidate"),
+    boolean("suspected"),
     boolean("in_recovery"),
     int8("timeline"),
     text("lsn"),
     int8("lag_bytes"),
+    int8("receive_lag_bytes"),
     int8("lag_us"),
     int8("failures"),
     text("last_failure"),
@@ -52,11 +54,13 @@ pub(super) fn nodes(snapshot: &AdminSnapshot) -> Table {
             Value::Bool(topology.primary_id() == Some(&node.id)),
             Value::Bool(topology.is_writable(&node.id)),
             Value::Bool(readers.contains(&node.id)),
+            Value::Bool(snapshot.suspected.contains(&node.id)),
             node.in_recovery.map_or(Value::Null, Value::Bool),
             Value::opt_int(node.timeline),
             Value::opt_text(node.known_lsn().map(|lsn| lsn.to_string())),
             Value::opt_int(lag_bytes(snapshot, node)),
-            node.lag_time.map_or(Value::Null, Value::micros),
+            Value::opt_int(receive_lag_bytes(snapshot, node)),
+            lag_time(snapshot, node).map_or(Value::Null, Value::micros),
             Value::int(node.consecutive_failures),
             Value::opt_text(node.last_failure.map(failure)),
             snapshot
@@ -141,7 +145,8 @@ pub(super) fn pool_nodes(snapshot: &AdminSnapshot) -> Table {
     table
 }
 
-/// The standbys reads are load-balanced to right now.
+/// The standbys reads are load-balanced to right now (a suspected one is
+/// avoided).
 fn readers(snapshot: &AdminSnapshot) -> BTreeSet<NodeId> {
     if !snapshot.load_balance {
         return BTreeSet::new();
@@ -151,15 +156,32 @@ fn readers(snapshot: &AdminSnapshot) -> BTreeSet<NodeId> {
         time: snapshot.max_standby_lag_time,
     };
     read_candidates(&snapshot.topology, limits)
+        .filter(|n| !snapshot.suspected.contains(&n.id))
         .map(|n| n.id.clone())
         .collect()
 }
 
-/// How far behind the most advanced node this one is, as the router
-/// judges it; `None` while its position was never observed.
+/// The WAL a read on this node would miss, as the router judges it
+/// ([`replay_lag_bytes`]); `None` while its position was never observed.
 fn lag_bytes(snapshot: &AdminSnapshot, node: &NodeState) -> Option<u64> {
+    replay_lag_bytes(&snapshot.topology, node)
+}
+
+/// The WAL this node has not even received (replication's network lag):
+/// next to [`lag_bytes`], it tells a slow link from a stalled replay.
+fn receive_lag_bytes(snapshot: &AdminSnapshot, node: &NodeState) -> Option<u64> {
     node.known_lsn()?;
     snapshot.topology.bytes_behind(&node.id)
+}
+
+/// A standby's replay delay as the router judges it ([`replay_lag_time`]);
+/// a primary's has no meaning.
+fn lag_time(snapshot: &AdminSnapshot, node: &NodeState) -> Option<std::time::Duration> {
+    if node.in_recovery == Some(true) {
+        replay_lag_time(&snapshot.topology, node)
+    } else {
+        node.lag_time
+    }
 }
 
 fn role(role: Role) -> &'static str {

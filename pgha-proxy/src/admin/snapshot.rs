@@ -2,7 +2,7 @@
 //! proxy's live state before answering, so rendering is pure and the
 //! console does not depend on how pools are built.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,6 +23,9 @@ pub struct AdminSnapshot {
     pub max_standby_lag_bytes: Option<u64>,
     /// Standbys replaying later than this get no reads (`None`: no limit).
     pub max_standby_lag_time: Option<Duration>,
+    /// Standbys suspected of not answering: reads avoid them until the
+    /// monitor probes them healthy.
+    pub suspected: BTreeSet<NodeId>,
     /// One row per pool.
     pub pools: Vec<PoolRow>,
     /// One row per client connection (admin sessions included).
@@ -39,7 +42,8 @@ pub struct AdminSnapshot {
 
 impl AdminSnapshot {
     /// A snapshot of `topology` with no pool, client, server, counter or
-    /// setting, load balancing on without a lag limit, not paused.
+    /// setting, load balancing on without a lag limit, no node suspected,
+    /// not paused.
     pub fn new(topology: Arc<Topology>) -> Self {
         AdminSnapshot {
             topology,
@@ -47,6 +51,7 @@ impl AdminSnapshot {
             load_balance: true,
             max_standby_lag_bytes: None,
             max_standby_lag_time: None,
+            suspected: BTreeSet::new(),
             pools: Vec::new(),
             clients: Vec::new(),
             servers: Vec::new(),

@@ -26,12 +26,9 @@ impl ProxyMetrics {
             self.node_primary
                 .get_or_create(&labels)
                 .set(i64::from(primary));
-            // Counted from 0/0 by `bytes_behind` when unknown: a huge,
-            // meaningless number, so no series rather than a false one.
-            match topology
-                .bytes_behind(&node.id)
-                .filter(|_| node.known_lsn().is_some())
-            {
+            // What gates reads; while the position is unknown, no series
+            // rather than a false one.
+            match crate::route::replay_lag_bytes(topology, node) {
                 Some(behind) => {
                     self.node_lag
                         .get_or_create(&labels)

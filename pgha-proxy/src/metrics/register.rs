@@ -84,6 +84,12 @@ impl ProxyMetrics {
             "Queued pool checkouts that gave up",
             pool_timeouts.clone(),
         );
+        let suspicions = Family::default();
+        registry.register(
+            "node_suspicions",
+            "Standbys suspected of not answering (reads avoided them until probed healthy)",
+            suspicions.clone(),
+        );
         let transactions = Family::default();
         registry.register(
             "transactions",
@@ -107,7 +113,7 @@ impl ProxyMetrics {
         let node_lag = Family::default();
         registry.register_with_unit(
             "node_lag",
-            "WAL bytes the node lacks to reach the most advanced known position",
+            "WAL bytes the node has not replayed, against the most advanced known position",
             Unit::Bytes,
             node_lag.clone(),
         );
@@ -129,6 +135,7 @@ impl ProxyMetrics {
             pool_waits,
             pool_wait_seconds,
             pool_timeouts,
+            suspicions,
             transactions,
             queries,
             transaction_seconds,

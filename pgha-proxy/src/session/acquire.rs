@@ -100,6 +100,7 @@ pub(crate) async fn primary(
                     config,
                     &shared.metrics,
                     Instant::now() + config.pool_timeout,
+                    config.connect_timeout,
                 )
                 .await
             {
@@ -156,11 +157,14 @@ pub(crate) fn read_target(
     login: &Login,
     at_least: Option<pgha_core::Lsn>,
 ) -> ReadTarget {
+    // Read once: only while some node is suspected.
+    let now = shared.suspects.any().then(std::time::Instant::now);
     let pick = route::pick_read(
         topology,
         shared.config.lag_limits(),
         at_least,
         |n| shared.replay.of(n),
+        |n| now.is_some_and(|now| shared.suspects.avoid(n, now)),
         rand::random(),
     );
     match pick {
@@ -177,9 +181,10 @@ pub(crate) fn read_target(
 pub(crate) async fn standby(shared: &Shared, pool: Arc<Pool>) -> Option<Attached> {
     let config = &shared.config;
     // A standby that is slow to give a connection is no better than the
-    // primary: do not queue long for it.
-    let deadline = Instant::now() + config.connect_timeout.min(config.pool_timeout);
-    match pool.get(config, &shared.metrics, deadline).await {
+    // primary: do not queue or connect long for it.
+    let timeout = config.standby_connect_timeout;
+    let deadline = Instant::now() + timeout.min(config.pool_timeout);
+    match pool.get(config, &shared.metrics, deadline, timeout).await {
         Ok(conn) => Some(Attached {
             conn,
             pool,
@@ -187,7 +192,21 @@ pub(crate) async fn standby(shared: &Shared, pool: Arc<Pool>) -> Option<Attached
         }),
         Err(e) => {
             tracing::debug!(node = %pool.key.node, error = %e, "standby not usable for reads; using the primary");
+            if unanswering(&e) {
+                shared.suspect(&pool.key.node);
+            }
             None
         }
+    }
+}
+
+/// Whether a failed checkout says the node itself does not answer (so new
+/// reads should avoid it), not that its pool is busy or the login refused.
+fn unanswering(e: &Error) -> bool {
+    match e {
+        Error::Server { .. } | Error::Io(_) => true,
+        // Class 57: starting up, shutting down, crashed.
+        Error::ServerRefused { code, .. } => code.starts_with("57"),
+        _ => false,
     }
 }

@@ -108,9 +108,9 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     let (mut client, startup) =
         Box::pin(negotiate::startup(shared, client, peer, deadline)).await?;
     if shared.config.tls_required && matches!(client, Stream::Tcp(_)) {
-        tracing::info!(%peer, "refused: TLS is required");
-        shared.metrics.auth_failure(AuthFailure::HbaReject);
-        let _ = send_fatal(&mut client, &Error::TlsRequired).await;
+        let e = Error::TlsRequired;
+        refused(shared, peer, &startup, AuthFailure::HbaReject, &e);
+        let _ = send_fatal(&mut client, &e).await;
         return None;
     }
     let count = ClientCount::enter(shared);
@@ -119,8 +119,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
         let e = Error::TooManyClients {
             max: shared.config.max_client_conn,
         };
-        tracing::warn!(%peer, "{e}");
-        shared.metrics.auth_failure(AuthFailure::TooMany);
+        refused(shared, peer, &startup, AuthFailure::TooMany, &e);
         let _ = send_fatal(&mut client, &e).await;
         return None;
     }
@@ -152,13 +151,13 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
                 ))
             });
         if let Err(e) = done {
-            tracing::info!(%peer, error = %e, "authentication failed");
-            shared.metrics.auth_failure(match &e {
+            let reason = match &e {
                 Error::Auth(AuthError::Rejected { .. }) => AuthFailure::HbaReject,
                 Error::Auth(_) => AuthFailure::Password,
                 Error::Protocol(message) if message.contains("in time") => AuthFailure::Timeout,
                 _ => AuthFailure::Protocol,
-            });
+            };
+            refused(shared, peer, &startup, reason, &e);
             let _ = send_fatal(&mut client, &e).await;
             return None;
         }
@@ -215,6 +214,39 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
         _gauge: gauge,
         _registration: registration,
     })
+}
+
+/// A client turned away before its session began: counted by `reason`, and
+/// logged at WARN with its address and the user and database it asked for,
+/// so that an operator (or fail2ban) sees a guesser at the default level.
+/// Never a password: the errors name users, rules and message kinds only
+/// (an unsupported SASL mechanism, where a confused client may put one, is
+/// a fixed text). Client-chosen names are logged quoted and escaped, so a
+/// user name cannot forge a log line.
+fn refused(
+    shared: &Shared,
+    peer: Peer,
+    startup: &[(String, String)],
+    reason: AuthFailure,
+    e: &Error,
+) {
+    shared.metrics.auth_failure(reason);
+    let get = |key: &str| {
+        startup
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let user = get("user").unwrap_or_default();
+    let database = get("database").unwrap_or(user);
+    tracing::warn!(
+        %peer,
+        ?user,
+        ?database,
+        reason = reason.as_str(),
+        error = ?e.to_string(),
+        "client refused"
+    );
 }
 
 /// Counts connected clients; the count drops when the session ends.

@@ -5,6 +5,7 @@ use tokio::io::AsyncReadExt;
 use tokio::time::{timeout_at, Instant};
 
 use super::send_fatal;
+use crate::metrics::AuthFailure;
 use crate::startup::{self, StartupRequest, MAX_STARTUP};
 use crate::stream::{Peer, Stream};
 use crate::{Error, Shared};
@@ -32,13 +33,22 @@ pub(super) async fn startup(
     loop {
         let step = match timeout_at(deadline, read_packets(shared, &mut client)).await {
             Ok(Ok(step)) => step,
+            Ok(Err(e @ (Error::Protocol(_) | Error::UnsupportedProtocol { .. }))) => {
+                // Who the client claims to be is not known yet.
+                tracing::warn!(%peer, reason = "protocol", error = ?e.to_string(), "client refused");
+                shared.metrics.auth_failure(AuthFailure::Protocol);
+                let _ = send_fatal(&mut client, &e).await;
+                return None;
+            }
             Ok(Err(e)) => {
+                // The client went away (a port check, a dropped link).
                 tracing::debug!(%peer, error = %e, "startup failed");
                 let _ = send_fatal(&mut client, &e).await;
                 return None;
             }
             Err(_) => {
-                tracing::debug!(%peer, "startup timed out");
+                tracing::info!(%peer, "startup timed out");
+                shared.metrics.auth_failure(AuthFailure::Timeout);
                 let e = Error::Protocol("startup not finished in time".into());
                 let _ = send_fatal(&mut client, &e).await;
                 return None;
@@ -104,7 +114,7 @@ async fn read_packets(shared: &Shared, client: &mut Stream) -> Result<Step, Erro
                 client.write_all(b"N").await.map_err(Error::Io)?;
             }
             StartupRequest::Cancel { pid, secret } => {
-                shared.cancel(pid, secret).await;
+                shared.cancel(pid, secret);
                 return Ok(Step::Cancelled);
             }
             StartupRequest::Startup(params) => return Ok(Step::Startup(params)),

@@ -24,7 +24,20 @@ pub struct Running {
 }
 
 pub async fn start_proxy(config: ProxyConfig, topology: watch::Receiver<Arc<Topology>>) -> Running {
-    start(config, topology, false).await
+    start(Proxy::new(config, topology), false).await
+}
+
+/// Like [`start_proxy`], reporting to `monitor` what sessions see of the
+/// servers (as `pgha run` does), so it probes a node at once.
+pub async fn start_proxy_hinting(
+    config: ProxyConfig,
+    monitor: &pgha_core::MonitorHandle,
+) -> Running {
+    let hints = monitor.clone();
+    let proxy = Proxy::with_hint(config, monitor.topology(), move |node, sqlstate| {
+        hints.hint(node, sqlstate)
+    });
+    start(proxy, false).await
 }
 
 /// Like [`start_proxy`], also listening on a Unix socket in a temporary
@@ -33,14 +46,10 @@ pub async fn start_proxy_with_unix(
     config: ProxyConfig,
     topology: watch::Receiver<Arc<Topology>>,
 ) -> Running {
-    start(config, topology, true).await
+    start(Proxy::new(config, topology), true).await
 }
 
-async fn start(
-    config: ProxyConfig,
-    topology: watch::Receiver<Arc<Topology>>,
-    unix: bool,
-) -> Running {
+async fn start(proxy: Proxy, unix: bool) -> Running {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -56,7 +65,6 @@ async fn start(
         listeners.push(unix.into());
     }
     let (stop, stopped) = oneshot::channel::<()>();
-    let proxy = Proxy::new(config, topology);
     let metrics = proxy.metrics();
     tokio::spawn(async move {
         proxy

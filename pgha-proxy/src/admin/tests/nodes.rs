@@ -29,10 +29,12 @@ fn show_nodes_lists_every_node_with_its_model_state() {
             "term_primary",
             "writable",
             "read_candidate",
+            "suspected",
             "in_recovery",
             "timeline",
             "lsn",
             "lag_bytes",
+            "receive_lag_bytes",
             "lag_us",
             "failures",
             "last_failure",
@@ -98,6 +100,10 @@ fn show_nodes_lists_every_node_with_its_model_state() {
     );
     assert_eq!(
         column("lag_bytes"),
+        [Some("0"), Some("256"), Some("1048576"), None]
+    );
+    assert_eq!(
+        column("receive_lag_bytes"),
         [Some("0"), Some("256"), Some("1048576"), None]
     );
     assert_eq!(column("lag_us"), [None, Some("250000"), None, None]);
@@ -257,4 +263,49 @@ fn timestamps_are_utc_calendar_text() {
     assert_eq!(at(253_402_300_799).as_deref(), Some("9999-12-31 23:59:59"));
     assert_eq!(at(253_402_300_800), None);
     assert_eq!(utc_text(UNIX_EPOCH - Duration::from_secs(1)), None);
+}
+
+#[test]
+fn a_standby_with_replay_paused_shows_its_unreplayed_wal_and_gets_no_reads() {
+    let mut snapshot = cluster();
+    let mut topology = (*snapshot.topology).clone();
+    let nodes: Vec<_> = topology
+        .nodes()
+        .iter()
+        .cloned()
+        .map(|mut n| {
+            if n.id.as_str() == "b" {
+                // Everything received, 8 MiB of it not replayed.
+                n.received_lsn = Some(pgha_core::Lsn(super::PRIMARY_LSN));
+                n.replayed_lsn = Some(pgha_core::Lsn(super::PRIMARY_LSN - (8 << 20)));
+            }
+            n
+        })
+        .collect();
+    topology = pgha_core::Topology::new(nodes).with_term(3);
+    snapshot.topology = std::sync::Arc::new(topology);
+    let t = show("SHOW NODES", &snapshot);
+    assert_eq!(t.get(1, "node"), Some("b"));
+    assert_eq!(t.get(1, "lag_bytes"), Some("8388608"));
+    assert_eq!(t.get(1, "receive_lag_bytes"), Some("0"));
+    assert_eq!(t.get(1, "read_candidate"), Some("f"));
+    let t = show("SHOW POOL_NODES", &snapshot);
+    assert_eq!(t.get(1, "replication_delay"), Some("8388608"));
+}
+
+#[test]
+fn a_suspected_standby_is_shown_and_is_no_read_candidate() {
+    let mut snapshot = cluster();
+    assert_eq!(
+        show("SHOW NODES", &snapshot).get(1, "read_candidate"),
+        Some("t")
+    );
+    snapshot.suspected.insert(NodeId::new("b"));
+    let t = show("SHOW NODES", &snapshot);
+    assert_eq!(t.get(1, "node"), Some("b"));
+    assert_eq!(t.get(1, "suspected"), Some("t"));
+    assert_eq!(t.get(1, "read_candidate"), Some("f"));
+    assert_eq!(t.get(0, "suspected"), Some("f"));
+    let t = show("SHOW POOL_NODES", &snapshot);
+    assert_eq!(t.get(1, "load_balance_node"), Some("false"));
 }
