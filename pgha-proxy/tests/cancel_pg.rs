@@ -228,9 +228,21 @@ async fn a_cancel_is_never_forwarded_to_a_node_the_topology_holds_down() -> R {
     cancel(proxy.port, pid, secret).await?;
     assert_eq!(relay.accepted(), before, "no cancel went to the down node");
 
-    // Up again: the same request is forwarded (so the count above would
-    // have seen one).
+    // Up again: a cancel is forwarded (so the count above would have seen
+    // one). The first session ended with its server connection (its
+    // statement's outcome was unknown), so a new one is cancelled.
     tx.send_replace(through(&relay, Status::Up));
+    relay.set(Mode::Pass);
+    // (Its statement still sleeps on the server, which has not noticed.)
+    primary
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query = 'SELECT pg_sleep(60)' AND pid <> pg_backend_pid()",
+        )
+        .await?;
+    let (_again, pid, secret) = sleeping_client(proxy.port).await?;
+    running(primary).await?;
+    let before = relay.accepted();
     cancel(proxy.port, pid, secret).await?;
     for _ in 0..200 {
         if relay.accepted() > before {
