@@ -154,6 +154,15 @@ fn record(topology: &mut Topology, event: &Event) {
                 state.upstream = None;
             }
         }
+        Event::ActionFailed {
+            action: Action::Fence { node, .. },
+            ..
+        } => {
+            // Not fenced after all: the next sight of it must fence again.
+            if let Some(state) = topology.node_mut(node) {
+                state.fenced_in = None;
+            }
+        }
         Event::SessionHint { .. } | Event::Command { .. } | Event::ActionFailed { .. } => {}
     }
 }
@@ -187,6 +196,7 @@ fn apply(topology: &mut Topology, action: &Action) -> bool {
                 n.status = Status::Up;
                 n.upstream = None;
                 n.quarantined_for = None;
+                n.fenced_in = None;
             });
         }
         Action::Follow {
@@ -212,6 +222,7 @@ fn apply(topology: &mut Topology, action: &Action) -> bool {
             with_node(topology, node, |n| {
                 n.role = Role::Unknown;
                 n.upstream = None;
+                n.fenced_in = Some(*of);
                 if !matches!(n.status, Status::Quarantined | Status::Maintenance) {
                     n.status = Status::Down;
                 }
@@ -221,6 +232,7 @@ fn apply(topology: &mut Topology, action: &Action) -> bool {
         Action::Attach { node } => with_node(topology, node, |n| {
             n.status = Status::Up;
             n.quarantined_for = None;
+            n.fenced_in = None;
         }),
         Action::Quarantine { node, reason } => {
             if is_primary(node) {

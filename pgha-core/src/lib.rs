@@ -97,7 +97,7 @@ pub use cluster_state::ClusterState;
 pub use command_controller::{
     CommandControllerConfig, CommandNode, CommandNodeController, CommandTemplate, CommandValues,
 };
-pub use connect::ConnectConfig;
+pub use connect::{ConnectConfig, ConnectionEnd};
 pub use controller::{Fenced, NodeController};
 pub use coordinator::{Coordinator, ManualCoordinator};
 pub use default_policy::DefaultPolicy;

@@ -31,6 +31,13 @@ pub trait HealthProbe: Send + Sync {
         let _ = wake;
     }
 
+    /// pgha is about to cut `node`'s sessions itself (a fence): drop any
+    /// connection kept to it without taking its end as a failure signal.
+    /// The default keeps nothing, so does nothing.
+    fn release(&self, node: &NodeId) {
+        let _ = node;
+    }
+
     /// A short name for logs.
     fn name(&self) -> &str {
         "custom probe"

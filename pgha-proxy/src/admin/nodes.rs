@@ -208,5 +208,6 @@ fn failure(reason: FailureReason) -> &'static str {
         FailureReason::Timeout => "timeout",
         FailureReason::ConnectionLost => "connection lost",
         FailureReason::Query => "query failed",
+        FailureReason::Crashed => "crashed",
     }
 }

@@ -1,0 +1,57 @@
+//! Fencing a stale primary on real PostgreSQL servers: once per term, not
+//! on every sight of it, and as strong as each controller can make it.
+
+#[path = "common/pg.rs"]
+mod pg;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pg::*;
+use pgha_core::testing::PgCluster;
+use pgha_core::{Action, MonitorEventKind, Status};
+
+fn fence_of(node: &str) -> impl Fn(&MonitorEventKind) -> bool + '_ {
+    move |kind| {
+        matches!(kind, MonitorEventKind::Executed { action: Action::Fence { node: n, .. }, .. }
+            if n.as_str() == node)
+    }
+}
+
+#[tokio::test]
+async fn a_stale_primary_is_fenced_once_per_term_and_its_later_sessions_live() -> R {
+    let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
+    cluster.wait_streaming().await?;
+    // The SQL controller leaves the old primary running (read-only), so
+    // every probe sees it again: the case that used to fence it for ever.
+    let running = start_monitor(cluster.topology(), sql(), fast_config(None));
+    healthy(&running.handle).await?;
+    let node0 = &cluster.nodes()[0];
+    node0.freeze()?;
+    primary_is(&running.handle, "node1").await?;
+    let mut events = running.handle.events();
+    node0.thaw()?;
+    running
+        .handle
+        .wait_for(WAIT, |t| {
+            t.node(&id("node0"))
+                .is_some_and(|n| n.status == Status::Quarantined && n.fenced_in == Some(t.term()))
+        })
+        .await?;
+    // A session opened after the fence (a DBA looking at the old primary).
+    let dba = node0.connect().await?;
+    // Ten probe intervals and more.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let fences = count_events(&mut events, fence_of("node0"));
+    assert_eq!(
+        fences, 1,
+        "node0 must be fenced once in term 2, not {fences} times"
+    );
+    let alive = dba.simple_query("SELECT 1").await;
+    assert!(alive.is_ok(), "a later session was cut: {alive:?}");
+    // The fence itself still holds.
+    let write = node0.execute("CREATE TABLE lost (v int)").await;
+    assert!(write.is_err(), "the stale primary took a write");
+    assert!(!running.handle.current().is_writable(&id("node0")));
+    Ok(())
+}
