@@ -229,11 +229,19 @@ fn apply(topology: &mut Topology, action: &Action) -> bool {
             });
         }
         Action::Detach { node } => with_node(topology, node, |n| n.status = Status::Detached),
-        Action::Attach { node } => with_node(topology, node, |n| {
-            n.status = Status::Up;
-            n.quarantined_for = None;
-            n.fenced_in = None;
-        }),
+        Action::Attach { node } => {
+            let primary = topology.primary_id().cloned();
+            with_node(topology, node, |n| {
+                n.status = Status::Up;
+                n.quarantined_for = None;
+                n.fenced_in = None;
+                // A fenced node attached in recovery is a standby again.
+                if n.role == Role::Unknown && n.in_recovery == Some(true) {
+                    n.role = Role::Standby;
+                    n.upstream = primary;
+                }
+            })
+        }
         Action::Quarantine { node, reason } => {
             if is_primary(node) {
                 topology.set_primary(None);

@@ -105,6 +105,10 @@ pub struct Health {
     /// by default (`default_transaction_read_only`): the mark the SQL fence
     /// leaves. `None` when the probe cannot tell.
     pub read_only: Option<bool>,
+    /// On a standby whose WAL receiver is streaming, the host and port it
+    /// streams from (`pg_stat_wal_receiver`), as its `primary_conninfo`
+    /// names them.
+    pub streaming_from: Option<(String, u16)>,
 }
 
 impl Health {

@@ -28,7 +28,9 @@ const PROBE_SQL: &str = "SELECT pg_is_in_recovery()::text, \
   CASE WHEN pg_is_in_recovery() \
     THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::text END, \
   CASE WHEN pg_is_in_recovery() THEN NULL \
-    ELSE current_setting('default_transaction_read_only') END";
+    ELSE current_setting('default_transaction_read_only') END, \
+  (SELECT sender_host || ' ' || sender_port::text FROM pg_stat_wal_receiver \
+    WHERE status = 'streaming')";
 
 /// Probes with SQL over a monitoring connection kept per node.
 ///
@@ -219,6 +221,11 @@ fn parse_health(row: &[Option<String>]) -> Option<Health> {
         Some("off") => Some(false),
         _ => None,
     };
+    let streaming_from = row
+        .get(7)
+        .and_then(|v| v.as_deref())
+        .and_then(|v| v.rsplit_once(' '))
+        .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)));
     Some(Health {
         in_recovery,
         timeline,
@@ -228,6 +235,7 @@ fn parse_health(row: &[Option<String>]) -> Option<Health> {
         lag_bytes: None,
         lag_time,
         read_only,
+        streaming_from,
     })
 }
 
@@ -264,6 +272,8 @@ mod tests {
             Some("0/5000000"),
             Some("0/4000000"),
             Some("1.5"),
+            None,
+            Some("10.0.0.1 5433"),
         ]))
         .unwrap_or_default();
         assert!(h.in_recovery);
@@ -271,6 +281,7 @@ mod tests {
         assert_eq!(h.received_lsn, Some(Lsn(0x5000000)));
         assert_eq!(h.replayed_lsn, Some(Lsn(0x4000000)));
         assert_eq!(h.lag_time, Some(Duration::from_millis(1500)));
+        assert_eq!(h.streaming_from, Some(("10.0.0.1".to_string(), 5433)));
     }
 
     #[test]

@@ -55,3 +55,50 @@ async fn a_stale_primary_is_fenced_once_per_term_and_its_later_sessions_live() -
     assert!(!running.handle.current().is_writable(&id("node0")));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_fenced_old_primary_rewound_by_hand_is_attached_without_restarting_pgha() -> R {
+    let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
+    cluster.wait_streaming().await?;
+    // pgha cannot rewind with the SQL controller: the operator does it.
+    let running = start_monitor(cluster.topology(), sql(), fast_config(None));
+    healthy(&running.handle).await?;
+    let (node0, node1) = (&cluster.nodes()[0], &cluster.nodes()[1]);
+    node0.freeze()?;
+    primary_is(&running.handle, "node1").await?;
+    node0.thaw()?;
+    let fenced = running
+        .handle
+        .wait_for(WAIT, |t| {
+            t.node(&id("node0"))
+                .is_some_and(|n| n.status == Status::Quarantined)
+        })
+        .await?;
+    node1
+        .execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+        .await?;
+    let mut events = running.handle.events();
+    // By hand: stop, pg_rewind against node1, start as its standby.
+    let (Some(old), Some(new)) = (fenced.node(&id("node0")), fenced.node(&id("node1"))) else {
+        panic!("both nodes are in the topology");
+    };
+    local(&cluster).rejoin(old, new).await?;
+    assert!(node0.is_in_recovery().await?, "node0 runs as a standby");
+    let back = running
+        .handle
+        .wait_for(WAIT, |t| {
+            t.node(&id("node0"))
+                .is_some_and(|n| n.status == Status::Up && n.role == pgha_core::Role::Standby)
+        })
+        .await?;
+    assert_eq!(back.primary_id(), Some(&id("node1")));
+    assert_eq!(back.term(), 2, "no failover on the way");
+    assert!(back.readable_nodes().any(|n| n.id == id("node0")));
+    assert!(!back.is_writable(&id("node0")));
+    let attached = count_events(&mut events, |kind| {
+        matches!(kind, MonitorEventKind::Decided { actions, .. }
+            if actions.contains(&Action::Attach { node: id("node0") }))
+    });
+    assert_eq!(attached, 1, "the attach is announced as an event");
+    Ok(())
+}

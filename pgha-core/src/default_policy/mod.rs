@@ -22,6 +22,9 @@ use crate::{
 ///   vanished without a word and a new connection was refused). A session
 ///   error (`SessionHint`) only asks for a probe; hints about quarantined
 ///   or rejoining nodes (whose sessions pgha's own fence ends) are ignored.
+/// * **Back by another hand**: a quarantined or fenced node that reports
+///   itself in recovery, streaming from the primary, on its timeline and
+///   within the lag limit, is attached (no rejoin needed).
 /// * **Stale primaries are fenced once per term**: again only when the
 ///   probe shows the fence's mark gone ([`Health::read_only`] false).
 /// * **Candidates** are standbys that are up, have a priority above 0 and
@@ -174,6 +177,14 @@ impl DefaultPolicy {
             return Vec::new();
         }
         if node.role == Role::Unknown || node.status == Status::Quarantined {
+            // Rewound and restarted by someone else (an operator, a
+            // script): once it streams from the primary on its timeline,
+            // the evidence says it is a standby like any other.
+            if let Some(primary) = topology.usable_primary() {
+                if self.follows(node, health, primary) {
+                    return vec![Action::Attach { node: id }];
+                }
+            }
             return self.rejoin(topology, node);
         }
         if node.status == Status::Up {
@@ -238,6 +249,19 @@ impl DefaultPolicy {
             }
         }
         actions
+    }
+
+    /// A standby streaming from `primary`, on its timeline (both known),
+    /// within the lag limit.
+    fn follows(&self, node: &NodeState, health: &Health, primary: &NodeState) -> bool {
+        let streams = health
+            .streaming_from
+            .as_ref()
+            .is_some_and(|(host, port)| *host == primary.host && *port == primary.port);
+        streams
+            && node.timeline.is_some()
+            && node.timeline == primary.timeline
+            && self.caught_up(node, primary)
     }
 
     fn on_failed(&self, topology: &Topology, node: &NodeState) -> Vec<Action> {

@@ -125,6 +125,14 @@ impl ClusterMonitor {
                 });
             }
             // The rest only change the model, which already records them.
+            Action::Attach { node } => {
+                tracing::info!(node = %node, "attached: routed again");
+                return None;
+            }
+            Action::Detach { node } => {
+                tracing::info!(node = %node, "detached: no longer routed");
+                return None;
+            }
             _ => return None,
         };
         match result {
