@@ -30,8 +30,8 @@ pub async fn start_cluster(standbys: usize) -> anyhow::Result<Arc<PgCluster>> {
     Ok(Arc::new(cluster))
 }
 
-/// A running monitor with pgha's default timing (1 s probes, 1 s timeout,
-/// down after 2 failures) and local control of the demo's servers, and the
+/// A running monitor with pgha's default timing (probes every 500 ms,
+/// 500 ms timeout, down after 2 failures or one crash) and local control of the demo's servers, and the
 /// proxy in front.
 pub struct Monitor {
     /// Talks to the monitor.
