@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::evidence::Verdict;
 use crate::{
     Action, Event, FailoverPolicy, NodeId, Observation, Permission, Role, Status, Topology,
 };
@@ -108,6 +109,43 @@ impl ClusterState {
     }
 }
 
+impl ClusterState {
+    /// Settles who is primary from the nodes' evidence, for a monitor
+    /// started without a durable term: `Primary` makes that node the
+    /// primary (a configured primary that is not becomes a standby, and is
+    /// then seen as a stale primary if it writes); `Ambiguous` leaves no
+    /// primary, writes held with the reason, until an operator's promotion;
+    /// `NoEvidence` keeps the configuration. Lifts the startup hold.
+    pub fn settle(&mut self, verdict: &Verdict) {
+        let topology = Arc::make_mut(&mut self.topology);
+        match verdict {
+            Verdict::Primary(id) => {
+                let term = topology.term();
+                *topology = topology.clone().restored(term, Some(id));
+                // Another writable node is a stale primary: routed nowhere
+                // (not even reads) before the policy quarantines it.
+                for node in topology.nodes_mut() {
+                    if &node.id != id && node.in_recovery == Some(false) {
+                        node.role = Role::Unknown;
+                        node.upstream = None;
+                    }
+                }
+            }
+            Verdict::Ambiguous(why) => {
+                topology.set_primary(None);
+                for node in topology.nodes_mut() {
+                    if node.in_recovery == Some(false) || node.role == Role::Primary {
+                        node.role = Role::Unknown;
+                    }
+                    node.upstream = None;
+                }
+                topology.set_held(Some(why.clone()));
+            }
+            Verdict::NoEvidence => topology.set_held(None),
+        }
+    }
+}
+
 /// Record the facts an event carries, before anyone decides about them.
 fn record(topology: &mut Topology, event: &Event) {
     match event {
@@ -191,6 +229,8 @@ fn apply(topology: &mut Topology, action: &Action) -> bool {
             }
             topology.set_term(*new);
             topology.set_primary(Some(node.clone()));
+            // A promotion names the primary: whatever held writes is moot.
+            topology.set_held(None);
             with_node(topology, node, |n| {
                 n.role = Role::Primary;
                 n.status = Status::Up;

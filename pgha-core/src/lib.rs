@@ -79,6 +79,7 @@ mod default_policy;
 pub mod duration_serde;
 mod error;
 mod event;
+pub mod evidence;
 mod local_controller;
 mod lsn;
 mod monitor;

@@ -158,6 +158,28 @@ impl HealthProbe for SqlProbe {
         let _ = self.wake.set(wake);
     }
 
+    async fn timeline_ancestors(&self, node: &NodeState, timeout: Duration) -> Option<Vec<u32>> {
+        // Superuser or pg_read_server_files; the file is missing (NULL) on
+        // timeline 1, which has no parents.
+        let sql = "SELECT coalesce(pg_read_file('pg_wal/' || \
+            substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history', 0, 1048576, true), '')";
+        let read = async {
+            let client = self.connect.connect(node, timeout).await?;
+            query_row(&client, node, sql, timeout).await
+        };
+        match read.await {
+            Ok(row) => row
+                .into_iter()
+                .next()
+                .flatten()
+                .map(|text| crate::evidence::parse_history(&text)),
+            Err(e) => {
+                tracing::warn!(node = %node.id, error = %e, "could not read the timeline history");
+                None
+            }
+        }
+    }
+
     fn release(&self, node: &NodeId) {
         let kept = self
             .clients

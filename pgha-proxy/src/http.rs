@@ -142,7 +142,7 @@ fn body(
 }
 
 /// The topology as JSON for `/status`: the term, the primary's id (or
-/// `null`) and each node with its address, role, status, what it last
+/// `null`), `writes_held` (why no node takes writes, or `null`) and each node with its address, role, status, what it last
 /// reported (recovery, timeline, WAL positions as `X/X` text) and
 /// `lag_bytes`, the WAL it lacks to reach the most advanced known position
 /// (`null` while its position is unknown).
@@ -187,6 +187,7 @@ pub fn topology_json(topology: &Topology) -> serde_json::Value {
         "term": topology.term(),
         "primary": topology.primary_id(),
         "permission": topology.permission(),
+        "writes_held": topology.held(),
         "nodes": nodes,
     })
 }

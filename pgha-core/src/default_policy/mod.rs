@@ -25,6 +25,10 @@ use crate::{
 /// * **Back by another hand**: a quarantined or fenced node that reports
 ///   itself in recovery, streaming from the primary, on its timeline and
 ///   within the lag limit, is attached (no rejoin needed).
+/// * **Writes held** ([`Topology::held`]: who is primary is not settled,
+///   see [`evidence`](crate::evidence)): nothing but operator commands;
+///   `Promote` may then name a node that is already writable, which is
+///   adopted as the primary of the next term.
 /// * **Stale primaries are fenced once per term**: again only when the
 ///   probe shows the fence's mark gone ([`Health::read_only`] false).
 /// * **Candidates** are standbys that are up, have a priority above 0 and
@@ -89,6 +93,11 @@ impl Default for DefaultPolicy {
 
 impl FailoverPolicy for DefaultPolicy {
     fn decide(&self, topology: &Topology, event: &Event) -> Vec<Action> {
+        if topology.held().is_some() && !matches!(event, Event::Command { .. }) {
+            // Writes are held (who is primary is not settled): only an
+            // operator moves the cluster on.
+            return Vec::new();
+        }
         match event {
             Event::Observed {
                 node, observation, ..
@@ -284,7 +293,17 @@ impl DefaultPolicy {
 
     fn on_command(&self, topology: &Topology, command: &Command) -> Vec<Action> {
         match command {
-            Command::Promote { node } => self.promote_by_hand(topology, node, false),
+            Command::Promote { node } => {
+                let writable = topology
+                    .node(node)
+                    .is_some_and(|n| n.in_recovery == Some(false) && n.status == Status::Up);
+                if topology.held().is_some() && writable {
+                    // The operator names the winner among writable nodes:
+                    // adopt it (its promotion is a no-op) in a new term.
+                    return self.promotion(topology, node, None, false);
+                }
+                self.promote_by_hand(topology, node, false)
+            }
             Command::Switchover { target: Some(node) } => {
                 self.promote_by_hand(topology, node, true)
             }

@@ -4,6 +4,7 @@ mod builder;
 mod events;
 mod execute;
 mod handle;
+mod settle;
 pub mod state_file;
 
 use std::path::PathBuf;
@@ -120,6 +121,8 @@ pub struct ClusterMonitor {
     requests: mpsc::UnboundedReceiver<Request>,
     wake: mpsc::UnboundedReceiver<NodeId>,
     started: Instant,
+    /// No durable term was loaded: the evidence decides who is primary.
+    unsettled: bool,
 }
 
 impl std::fmt::Debug for ClusterMonitor {
@@ -144,6 +147,9 @@ impl ClusterMonitor {
         tokio::pin!(shutdown);
         if let Some(granted) = self.permission.as_mut().map(|p| *p.borrow_and_update()) {
             self.grant(granted).await;
+        }
+        if self.unsettled {
+            self.settle().await;
         }
         let mut tick = tokio::time::interval(self.config.probe_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
