@@ -87,6 +87,7 @@ mod node;
 mod policy;
 mod probe;
 mod sql_controller;
+mod sql_fence;
 mod sql_probe;
 mod tcp_probe;
 #[cfg(feature = "testing")]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pg::*;
 use pgha_core::testing::PgCluster;
-use pgha_core::{Action, MonitorEventKind, Status};
+use pgha_core::{Action, MonitorEventKind, NodeController, Status};
 
 fn fence_of(node: &str) -> impl Fn(&MonitorEventKind) -> bool + '_ {
     move |kind| {
@@ -100,5 +100,62 @@ async fn a_fenced_old_primary_rewound_by_hand_is_attached_without_restarting_pgh
             if actions.contains(&Action::Attach { node: id("node0") }))
     });
     assert_eq!(attached, 1, "the attach is announced as an event");
+    Ok(())
+}
+
+/// A direct write as an ordinary user, turning read-only off first: what
+/// the fence must stop.
+async fn write_as_app(node: &pgha_core::testing::PgNode) -> Result<(), tokio_postgres::Error> {
+    let conninfo = node.local_conninfo().replace("user=postgres", "user=app");
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute("SET default_transaction_read_only = off; INSERT INTO t VALUES (1)")
+        .await
+}
+
+#[tokio::test]
+async fn the_sql_fence_turns_ordinary_users_away_even_read_write_and_a_promotion_lets_them_back(
+) -> R {
+    let cluster = PgCluster::builder().start().await?;
+    let node0 = cluster.primary();
+    node0
+        .execute("CREATE ROLE app LOGIN; CREATE TABLE t (v int); GRANT ALL ON t TO app")
+        .await?;
+    node0
+        .execute("CREATE DATABASE other CONNECTION LIMIT 7")
+        .await?;
+    write_as_app(node0).await?;
+    let state = cluster
+        .topology()
+        .node(&id("node0"))
+        .cloned()
+        .expect("node0");
+    let controller = pgha_core::SqlNodeController::default();
+    assert_eq!(
+        controller.fence(&state).await?,
+        pgha_core::Fenced::Confirmed
+    );
+    // Twice, as a re-check would: the limits kept are the first ones.
+    assert_eq!(
+        controller.fence(&state).await?,
+        pgha_core::Fenced::Confirmed
+    );
+    let refused = write_as_app(node0).await;
+    let code = refused.as_ref().err().and_then(|e| e.code().cloned());
+    assert_eq!(
+        code,
+        Some(tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS),
+        "an ordinary user must not even log in to a fenced node: {refused:?}"
+    );
+    // pgha itself (a superuser) still sees it, read-only.
+    assert!(node0.execute("CREATE TABLE lost (v int)").await.is_err());
+    // Promoted again (adopted by an operator): everything as before.
+    controller.promote(&state, 2).await?;
+    write_as_app(node0).await?;
+    let limit = node0
+        .query_one_text("SELECT datconnlimit::text FROM pg_database WHERE datname = 'other'")
+        .await?;
+    assert_eq!(limit.as_deref(), Some("7"));
     Ok(())
 }
