@@ -215,11 +215,13 @@ pub async fn failover(
         loop {
             let event = events.recv().await?;
             match event.kind {
-                MonitorEventKind::Decided { actions, .. }
-                    if actions
-                        .iter()
-                        .any(|a| matches!(a, Action::Quarantine { .. })) =>
-                {
+                // Seen by a probe (an unconfirmed fence was quarantined
+                // before it came back, without being seen).
+                MonitorEventKind::Decided {
+                    event: pgha_core::Event::Observed { .. },
+                    actions,
+                    ..
+                } if actions.iter().any(|a| matches!(a, Action::Fence { .. })) => {
                     step("node0 seen as a stale primary: quarantined, never routed, fenced".into());
                 }
                 MonitorEventKind::Executed {
