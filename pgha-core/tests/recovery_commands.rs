@@ -286,3 +286,43 @@ fn a_node_in_maintenance_is_not_acted_on() {
         Status::Detached
     );
 }
+
+#[test]
+fn a_stale_primary_is_fenced_once_per_term_and_again_only_when_the_fence_is_gone() {
+    let policy = DefaultPolicy {
+        auto_rejoin: false,
+        ..DefaultPolicy::default()
+    };
+    let mut cluster = ClusterState::new(after_failover_to_b(), policy);
+    let seen = |read_only| {
+        healthy(
+            "a",
+            Health {
+                read_only: Some(read_only),
+                ..Health::primary(Lsn(10 * MIB + 5))
+            },
+        )
+    };
+    let fence = Action::Fence {
+        node: id("a"),
+        term: 2,
+    };
+    assert!(cluster.handle(seen(false)).contains(&fence));
+    // The fence held: seen again and again, nothing more is done.
+    assert_eq!(cluster.handle(seen(true)), vec![]);
+    assert_eq!(cluster.handle(seen(true)), vec![]);
+    // Someone turned read-only off again: fenced again.
+    assert_eq!(cluster.handle(seen(false)), vec![fence]);
+}
+
+#[test]
+fn sessions_ended_on_a_quarantined_node_ask_for_nothing() {
+    let mut cluster = ClusterState::new(after_failover_to_b(), DefaultPolicy::default());
+    cluster.handle(healthy("a", Health::primary(Lsn(10 * MIB + 5))));
+    let hint = Event::SessionHint {
+        node: id("a"),
+        at: Duration::from_secs(11),
+        sqlstate: "57P01".into(),
+    };
+    assert_eq!(cluster.handle(hint), vec![]);
+}
