@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Failover timings on real servers, with pgha's default settings (probe
-# every 1 s, 1 s timeout, down after 2 failures): runs `pgha demo` N times
+# every 500 ms, 500 ms timeout, down after 2 failures or one crash): runs `pgha demo` N times
 # per fault and reports, from the fault: failure confirmed (detection),
 # new primary promoted, a client write through the pgha proxy (same
 # connection, sent at the fault) committed, old primary streaming again.

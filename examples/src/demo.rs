@@ -30,8 +30,8 @@ pub async fn start_cluster(standbys: usize) -> anyhow::Result<Arc<PgCluster>> {
     Ok(Arc::new(cluster))
 }
 
-/// A running monitor with pgha's default timing (1 s probes, 1 s timeout,
-/// down after 2 failures) and local control of the demo's servers, and the
+/// A running monitor with pgha's default timing (probes every 500 ms,
+/// 500 ms timeout, down after 2 failures or one crash) and local control of the demo's servers, and the
 /// proxy in front.
 pub struct Monitor {
     /// Talks to the monitor.
@@ -256,11 +256,13 @@ pub async fn failover(
         loop {
             let event = events.recv().await?;
             match event.kind {
-                MonitorEventKind::Decided { actions, .. }
-                    if actions
-                        .iter()
-                        .any(|a| matches!(a, Action::Quarantine { .. })) =>
-                {
+                // Seen by a probe (an unconfirmed fence was quarantined
+                // before it came back, without being seen).
+                MonitorEventKind::Decided {
+                    event: pgha_core::Event::Observed { .. },
+                    actions,
+                    ..
+                } if actions.iter().any(|a| matches!(a, Action::Fence { .. })) => {
                     step("node0 seen as a stale primary: quarantined, never routed, fenced".into());
                 }
                 MonitorEventKind::Executed {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::evidence::Verdict;
 use crate::{
     Action, Event, FailoverPolicy, NodeId, Observation, Permission, Role, Status, Topology,
 };
@@ -108,6 +109,43 @@ impl ClusterState {
     }
 }
 
+impl ClusterState {
+    /// Settles who is primary from the nodes' evidence, for a monitor
+    /// started without a durable term: `Primary` makes that node the
+    /// primary (a configured primary that is not becomes a standby, and is
+    /// then seen as a stale primary if it writes); `Ambiguous` leaves no
+    /// primary, writes held with the reason, until an operator's promotion;
+    /// `NoEvidence` keeps the configuration. Lifts the startup hold.
+    pub fn settle(&mut self, verdict: &Verdict) {
+        let topology = Arc::make_mut(&mut self.topology);
+        match verdict {
+            Verdict::Primary(id) => {
+                let term = topology.term();
+                *topology = topology.clone().restored(term, Some(id));
+                // Another writable node is a stale primary: routed nowhere
+                // (not even reads) before the policy quarantines it.
+                for node in topology.nodes_mut() {
+                    if &node.id != id && node.in_recovery == Some(false) {
+                        node.role = Role::Unknown;
+                        node.upstream = None;
+                    }
+                }
+            }
+            Verdict::Ambiguous(why) => {
+                topology.set_primary(None);
+                for node in topology.nodes_mut() {
+                    if node.in_recovery == Some(false) || node.role == Role::Primary {
+                        node.role = Role::Unknown;
+                    }
+                    node.upstream = None;
+                }
+                topology.set_held(Some(why.clone()));
+            }
+            Verdict::NoEvidence => topology.set_held(None),
+        }
+    }
+}
+
 /// Record the facts an event carries, before anyone decides about them.
 fn record(topology: &mut Topology, event: &Event) {
     match event {
@@ -154,6 +192,15 @@ fn record(topology: &mut Topology, event: &Event) {
                 state.upstream = None;
             }
         }
+        Event::ActionFailed {
+            action: Action::Fence { node, .. },
+            ..
+        } => {
+            // Not fenced after all: the next sight of it must fence again.
+            if let Some(state) = topology.node_mut(node) {
+                state.fenced_in = None;
+            }
+        }
         Event::SessionHint { .. } | Event::Command { .. } | Event::ActionFailed { .. } => {}
     }
 }
@@ -182,11 +229,14 @@ fn apply(topology: &mut Topology, action: &Action) -> bool {
             }
             topology.set_term(*new);
             topology.set_primary(Some(node.clone()));
+            // A promotion names the primary: whatever held writes is moot.
+            topology.set_held(None);
             with_node(topology, node, |n| {
                 n.role = Role::Primary;
                 n.status = Status::Up;
                 n.upstream = None;
                 n.quarantined_for = None;
+                n.fenced_in = None;
             });
         }
         Action::Follow {
@@ -212,16 +262,26 @@ fn apply(topology: &mut Topology, action: &Action) -> bool {
             with_node(topology, node, |n| {
                 n.role = Role::Unknown;
                 n.upstream = None;
+                n.fenced_in = Some(*of);
                 if !matches!(n.status, Status::Quarantined | Status::Maintenance) {
                     n.status = Status::Down;
                 }
             });
         }
         Action::Detach { node } => with_node(topology, node, |n| n.status = Status::Detached),
-        Action::Attach { node } => with_node(topology, node, |n| {
-            n.status = Status::Up;
-            n.quarantined_for = None;
-        }),
+        Action::Attach { node } => {
+            let primary = topology.primary_id().cloned();
+            with_node(topology, node, |n| {
+                n.status = Status::Up;
+                n.quarantined_for = None;
+                n.fenced_in = None;
+                // A fenced node attached in recovery is a standby again.
+                if n.role == Role::Unknown && n.in_recovery == Some(true) {
+                    n.role = Role::Standby;
+                    n.upstream = primary;
+                }
+            })
+        }
         Action::Quarantine { node, reason } => {
             if is_primary(node) {
                 topology.set_primary(None);

@@ -48,6 +48,11 @@ use run::{run, Purpose};
 /// unreachable node does. A promotion that succeeded is not run again for
 /// the same node and term.
 ///
+/// The fence it gives is whatever `fence_command` does (as strong as
+/// stopping the server or cutting it off the network); pgha trusts its exit
+/// status. Without one, nothing is fenced: a stale primary stays
+/// quarantined (never routed) but takes direct writes.
+///
 /// ```
 /// use pgha_core::{CommandControllerConfig, CommandNodeController, NodeState, Role, Topology};
 /// use std::sync::Arc;

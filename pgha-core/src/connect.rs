@@ -68,16 +68,17 @@ impl ConnectConfig {
     /// Connects to `node`; the whole attempt is bounded by `timeout`.
     /// The connection is driven by a spawned task that ends with it.
     pub async fn connect(&self, node: &NodeState, timeout: Duration) -> Result<Client, Error> {
-        self.connect_then(node, timeout, || {}).await
+        self.connect_then(node, timeout, |_| {}).await
     }
 
     /// Like [`connect`](Self::connect); `on_close` runs when the connection
-    /// ends (the monitoring connection's loss is a failure signal).
+    /// ends, told how (the monitoring connection's loss is a failure
+    /// signal).
     pub async fn connect_then(
         &self,
         node: &NodeState,
         timeout: Duration,
-        on_close: impl FnOnce() + Send + 'static,
+        on_close: impl FnOnce(ConnectionEnd) + Send + 'static,
     ) -> Result<Client, Error> {
         let config = self.for_node(node, timeout);
         let attempt = tokio::time::timeout(timeout, config.connect(NoTls)).await;
@@ -97,8 +98,7 @@ impl ConnectConfig {
             Ok(Ok(pair)) => pair,
         };
         tokio::spawn(async move {
-            let _ = connection.await;
-            on_close();
+            on_close(drive(connection).await);
         });
         Ok(client)
     }
@@ -118,6 +118,44 @@ impl ConnectConfig {
             s.push_str(&format!(" password={}", quote_conninfo(password)));
         }
         s
+    }
+}
+
+/// How a connection to a backend ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// pgha closed it (its client was dropped).
+    ByUs,
+    /// The server said why before closing: an error or notice of class 57
+    /// (operator intervention: `pg_terminate_backend`, a fast or immediate
+    /// shutdown), or any other error message.
+    Announced,
+    /// The server end vanished without a word (EOF or reset): the backend
+    /// process died, as it does when the server is killed.
+    Abrupt,
+}
+
+/// Drives a connection to its end and tells how it ended. Notices are
+/// watched because an immediate shutdown only warns (57P01) before the
+/// backend exits.
+async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> ConnectionEnd
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut announced = false;
+    loop {
+        let next = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+        match next {
+            Some(Ok(tokio_postgres::AsyncMessage::Notice(notice))) => {
+                announced |= notice.code().code().starts_with("57");
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) if e.as_db_error().is_some() => return ConnectionEnd::Announced,
+            Some(Err(_)) if announced => return ConnectionEnd::Announced,
+            Some(Err(_)) => return ConnectionEnd::Abrupt,
+            None => return ConnectionEnd::ByUs,
+        }
     }
 }
 

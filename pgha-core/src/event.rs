@@ -101,6 +101,14 @@ pub struct Health {
     pub lag_bytes: Option<u64>,
     /// Replication lag in time, when the probe measured it.
     pub lag_time: Option<Duration>,
+    /// On a node not in recovery, whether new transactions are read-only
+    /// by default (`default_transaction_read_only`): the mark the SQL fence
+    /// leaves. `None` when the probe cannot tell.
+    pub read_only: Option<bool>,
+    /// On a standby whose WAL receiver is streaming, the host and port it
+    /// streams from (`pg_stat_wal_receiver`), as its `primary_conninfo`
+    /// names them.
+    pub streaming_from: Option<(String, u16)>,
 }
 
 impl Health {
@@ -135,6 +143,11 @@ pub enum FailureReason {
     ConnectionLost,
     /// Connected, but the probe query failed.
     Query,
+    /// The monitoring connection ended without a word from the server (no
+    /// error, no shutdown notice: the backend process died) and a new
+    /// connection was refused: two independent signs that the server
+    /// process is gone. Enough on its own to count the node as down.
+    Crashed,
 }
 
 /// An operator command.

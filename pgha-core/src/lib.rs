@@ -79,6 +79,7 @@ mod default_policy;
 pub mod duration_serde;
 mod error;
 mod event;
+pub mod evidence;
 mod local_controller;
 mod lsn;
 mod monitor;
@@ -86,6 +87,7 @@ mod node;
 mod policy;
 mod probe;
 mod sql_controller;
+mod sql_fence;
 mod sql_probe;
 mod tcp_probe;
 #[cfg(feature = "testing")]
@@ -97,7 +99,7 @@ pub use cluster_state::ClusterState;
 pub use command_controller::{
     CommandControllerConfig, CommandNode, CommandNodeController, CommandTemplate, CommandValues,
 };
-pub use connect::ConnectConfig;
+pub use connect::{ConnectConfig, ConnectionEnd};
 pub use controller::{Fenced, NodeController};
 pub use coordinator::{Coordinator, ManualCoordinator};
 pub use default_policy::DefaultPolicy;

@@ -58,7 +58,11 @@ impl LocalControllerConfig {
 /// Promotes and re-points over SQL (an inner [`SqlNodeController`]), and
 /// for nodes whose data directory is on this host:
 /// * **fences** by stopping the server — the only fence that holds even
-///   against a client that connects to the node directly;
+///   against a superuser that connects to the node directly (confirmed
+///   only when the server was reachable before the stop; a node whose
+///   data directory is elsewhere, or that cannot be stopped, gets the SQL
+///   fence: read-only by default, ordinary users' logins refused, sessions
+///   terminated);
 /// * **rejoins** a former primary: stop it, `pg_rewind` it against the new
 ///   primary (falling back to `pg_basebackup`), write `standby.signal`,
 ///   `primary_conninfo` and `primary_slot_name`, start it, and return once

@@ -106,6 +106,11 @@ pub struct NodeState {
     /// Why the node was last quarantined, while it is quarantined or
     /// rejoining after a quarantine.
     pub quarantined_for: Option<QuarantineReason>,
+    /// The term in which pgha last fenced this node and the fence was not
+    /// reported as failed. A stale primary is fenced once per term; the
+    /// probe's view of the fence (`Health::read_only`) decides whether it
+    /// must be fenced again.
+    pub fenced_in: Option<u64>,
     /// Failed observations since the last healthy one.
     pub consecutive_failures: u32,
     /// Why the last observation failed, while `consecutive_failures > 0`.
@@ -144,6 +149,7 @@ impl NodeState {
             priority: 1,
             upstream: None,
             quarantined_for: None,
+            fenced_in: None,
             consecutive_failures: 0,
             last_failure: None,
             failing_since: None,

@@ -31,6 +31,22 @@ pub trait HealthProbe: Send + Sync {
         let _ = wake;
     }
 
+    /// The parent timelines in the history of the timeline `node` (a
+    /// writable node) runs on; `None` when the probe cannot tell. Asked
+    /// only when no durable term says who is primary (see
+    /// [`evidence`](crate::evidence)). The default cannot tell.
+    async fn timeline_ancestors(&self, node: &NodeState, timeout: Duration) -> Option<Vec<u32>> {
+        let _ = (node, timeout);
+        None
+    }
+
+    /// pgha is about to cut `node`'s sessions itself (a fence): drop any
+    /// connection kept to it without taking its end as a failure signal.
+    /// The default keeps nothing, so does nothing.
+    fn release(&self, node: &NodeId) {
+        let _ = node;
+    }
+
     /// A short name for logs.
     fn name(&self) -> &str {
         "custom probe"

@@ -46,9 +46,24 @@ impl Default for SqlControllerConfig {
 
 /// Controls backends over SQL (PostgreSQL ≥ 13): `pg_promote()` to promote;
 /// `ALTER SYSTEM SET primary_conninfo` + `pg_reload_conf()` to re-point a
-/// standby; `default_transaction_read_only` + terminating sessions to fence
-/// a primary it can still reach. It cannot rewind a former primary: pair it
-/// with a [`LocalNodeController`](crate::LocalNodeController) for rejoin.
+/// standby. It cannot rewind a former primary: pair it with a
+/// [`LocalNodeController`](crate::LocalNodeController) for rejoin.
+///
+/// # The fence it gives
+///
+/// The strongest it can do over SQL on a primary it can still reach, short
+/// of stopping the server (which a local controller does):
+/// * `default_transaction_read_only = on` (`ALTER SYSTEM`, reloaded);
+/// * every connectable database's connection limit set to 0, so ordinary
+///   users cannot log in at all (the limits it had are kept on the node,
+///   `pgha.fenced_connlimit`, and put back by [`promote`](NodeController::promote);
+///   a pg_rewind undoes it with the rest of the catalog);
+/// * every client session terminated, ordinary users' and superusers'.
+///
+/// What it cannot stop: a **superuser** that connects directly afterwards
+/// is exempt from connection limits and may turn read-only off for its
+/// session (`SET default_transaction_read_only = off`, `BEGIN READ WRITE`)
+/// and write. Only stopping or demoting the server holds against that.
 #[derive(Debug, Clone, Default)]
 pub struct SqlNodeController {
     config: SqlControllerConfig,
@@ -72,7 +87,7 @@ impl SqlNodeController {
             .await
     }
 
-    async fn value(
+    pub(crate) async fn value(
         &self,
         client: &Client,
         node: &NodeState,
@@ -162,32 +177,46 @@ impl NodeController for SqlNodeController {
     async fn promote(&self, node: &NodeState, term: u64) -> Result<(), Error> {
         let client = self.client(node).await?;
         if self.in_recovery(&client, node).await? {
-            let wait = self.config.timeout.as_secs().max(1);
-            let promoted = self
-                .value(
-                    &client,
-                    node,
-                    &format!("SELECT pg_promote(true, {wait})::text"),
-                )
+            // pg_promote(wait => true) looks every 100 ms; asking without
+            // waiting and looking every 5 ms saves most of that on the
+            // path from a crash to writes.
+            let asked = self
+                .value(&client, node, "SELECT pg_promote(false)::text")
                 .await?;
-            if promoted.as_deref() != Some("true") {
+            if asked.as_deref() != Some("true") {
                 return Err(Error::UnexpectedReply {
                     node: node.id.to_string(),
-                    what: format!("pg_promote() returned {promoted:?} within {wait}s"),
+                    what: format!("pg_promote() returned {asked:?}"),
                 });
             }
+            let deadline = Instant::now() + self.config.timeout;
+            while self.in_recovery(&client, node).await? {
+                if Instant::now() > deadline {
+                    return Err(Error::Timeout {
+                        node: format!("{} (promotion)", node.id),
+                        after: self.config.timeout,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             tracing::info!(node = %node.id, term, "promoted");
-            self.checkpoint(node).await;
+            // Writes need no checkpoint, a pg_rewind against this node does
+            // (see `checkpoint`): run it beside the publication, not before.
+            let this = self.clone();
+            let promoted = node.clone();
+            tokio::spawn(async move { this.checkpoint(&promoted).await });
         } else {
             tracing::info!(node = %node.id, term, "already primary; promote is a no-op");
         }
-        // A node fenced earlier (read-only) must take writes again.
+        // A node fenced earlier (read-only, logins refused) must take
+        // writes again.
         self.value(
             &client,
             node,
             "ALTER SYSTEM RESET default_transaction_read_only",
         )
         .await?;
+        self.lift_refusal(&client, node).await?;
         if self.config.clear_synchronous_on_promote {
             let names = self
                 .value(&client, node, "SHOW synchronous_standby_names")
@@ -256,6 +285,7 @@ impl NodeController for SqlNodeController {
             "ALTER SYSTEM SET default_transaction_read_only = on",
         )
         .await?;
+        self.refuse_logins(&client, node).await?;
         self.value(&client, node, "SELECT pg_reload_conf()::text")
             .await?;
         let killed = self
@@ -266,7 +296,7 @@ impl NodeController for SqlNodeController {
                  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
             )
             .await?;
-        tracing::warn!(node = %node.id, sessions = ?killed, "fenced: read-only by default, sessions terminated");
+        tracing::warn!(node = %node.id, sessions = ?killed, "fenced: read-only by default, ordinary users' logins refused, sessions terminated");
         Ok(Fenced::Confirmed)
     }
 

@@ -52,6 +52,9 @@ pub struct Topology {
     /// Sorted by id, ids unique.
     nodes: Vec<NodeState>,
     permission: Permission,
+    /// Why writes are held from every node (`None`: not held).
+    #[serde(default)]
+    held: Option<String>,
 }
 
 impl Topology {
@@ -82,7 +85,22 @@ impl Topology {
             primary,
             nodes,
             permission: Permission::NotRequired,
+            held: None,
         }
+    }
+
+    /// The same topology with writes held from every node, saying why:
+    /// no node is writable until the hold is lifted (by the evidence, see
+    /// [`evidence`](crate::evidence), or by a promotion).
+    pub fn with_writes_held(mut self, why: impl Into<String>) -> Self {
+        self.held = Some(why.into());
+        self
+    }
+
+    /// Why writes are held from every node, if they are: for the log, the
+    /// console and `/status`.
+    pub fn held(&self) -> Option<&str> {
+        self.held.as_deref()
     }
 
     /// The same topology in another term (e.g. the durably stored one).
@@ -161,9 +179,10 @@ impl Topology {
     }
 
     /// Whether writes may go to `id`: only the primary of the current term,
-    /// and only while it is up (term fencing).
+    /// only while it is up (term fencing), and not while writes are held.
     pub fn is_writable(&self, id: &NodeId) -> bool {
-        self.primary.as_ref() == Some(id)
+        self.held.is_none()
+            && self.primary.as_ref() == Some(id)
             && self
                 .node(id)
                 .is_some_and(|n| n.role == Role::Primary && n.status == Status::Up)
@@ -227,5 +246,13 @@ impl Topology {
 
     pub(crate) fn set_permission(&mut self, permission: Permission) {
         self.permission = permission;
+    }
+
+    pub(crate) fn nodes_mut(&mut self) -> &mut [NodeState] {
+        &mut self.nodes
+    }
+
+    pub(crate) fn set_held(&mut self, held: Option<String>) {
+        self.held = held;
     }
 }

@@ -348,3 +348,57 @@ fn failures_in_quick_succession_wait_for_the_minimum_down_time() {
         "{actions:?}"
     );
 }
+
+/// A monitoring connection that vanished without a word, then a refused
+/// connect: the crash is confirmed by that one observation.
+#[test]
+fn one_crashed_observation_fails_over_at_once() {
+    let mut cluster = ClusterState::new(Topology::new(three_nodes()), DefaultPolicy::default());
+    let actions = cluster.handle(Event::Observed {
+        node: id("a"),
+        at: Duration::from_millis(1000),
+        observation: Observation::Failed {
+            reason: FailureReason::Crashed,
+        },
+    });
+    assert!(
+        matches!(actions.first(), Some(Action::Promote { node, term: 2 }) if node == &id("c")),
+        "{actions:?}"
+    );
+}
+
+/// Writes held (no durable term, ambiguous evidence): observations change
+/// nothing; an operator's promotion of a writable node adopts it.
+#[test]
+fn with_writes_held_only_an_operator_names_the_primary() {
+    let mut a = primary("a", 10 * MIB);
+    a.role = Role::Unknown;
+    a.in_recovery = Some(false);
+    let mut b = standby("b", 10 * MIB);
+    b.role = Role::Unknown;
+    b.in_recovery = Some(false);
+    let topology =
+        Topology::new([a, b]).with_writes_held("a and b are both writable on timeline 1");
+    let mut cluster = ClusterState::new(topology, DefaultPolicy::default());
+    assert_eq!(
+        cluster.handle(healthy("a", Health::primary(Lsn(10 * MIB)))),
+        vec![]
+    );
+    assert_eq!(cluster.handle(failed("b")), vec![]);
+    assert!(cluster
+        .snapshot()
+        .nodes()
+        .iter()
+        .all(|n| !cluster.snapshot().is_writable(&n.id)));
+    let actions = cluster.handle(command(Command::Promote { node: id("b") }));
+    assert_eq!(
+        actions.first(),
+        Some(&Action::Promote {
+            node: id("b"),
+            term: 2
+        })
+    );
+    let now = cluster.snapshot();
+    assert!(now.is_writable(&id("b")));
+    assert_eq!(now.held(), None);
+}

@@ -91,6 +91,37 @@ fn rejoined_node_is_attached_once_caught_up_on_the_timeline() {
 }
 
 #[test]
+fn a_quarantined_node_streaming_from_the_primary_on_its_timeline_is_attached() {
+    let mut topology = after_failover_to_b();
+    let mut nodes = topology.nodes().to_vec();
+    nodes[0].status = Status::Quarantined;
+    nodes[0].quarantined_for = Some(QuarantineReason::RejoinFailed);
+    nodes[1].timeline = Some(2);
+    topology = Topology::new(nodes).with_term(2);
+    let mut cluster = ClusterState::new(topology, DefaultPolicy::default());
+    let standby_of = |host: &str, timeline| Health {
+        timeline: Some(timeline),
+        streaming_from: Some((host.to_string(), 5432)),
+        ..Health::standby(Lsn(11 * MIB))
+    };
+    // Streaming from someone else, or on another timeline: no evidence.
+    assert_eq!(cluster.handle(healthy("a", standby_of("c.db", 2))), vec![]);
+    assert_eq!(cluster.handle(healthy("a", standby_of("b.db", 1))), vec![]);
+    assert_eq!(
+        cluster.handle(healthy("a", standby_of("b.db", 2))),
+        vec![Action::Attach { node: id("a") }]
+    );
+    let now = cluster.snapshot();
+    let a = now.node(&id("a"));
+    assert_eq!(
+        a.map(|n| (n.role, n.status)),
+        Some((Role::Standby, Status::Up))
+    );
+    assert_eq!(a.and_then(|n| n.upstream.clone()), Some(id("b")));
+    assert!(now.readable_nodes().any(|n| n.id == id("a")));
+}
+
+#[test]
 fn primary_back_before_any_promotion_is_attached_again() {
     let nodes = vec![failing(primary("a", 10 * MIB), 1), standby("b", 7 * MIB)];
     let mut cluster = cluster(nodes);
@@ -254,4 +285,44 @@ fn a_node_in_maintenance_is_not_acted_on() {
         cluster.snapshot().node(&id("b")).unwrap().status,
         Status::Detached
     );
+}
+
+#[test]
+fn a_stale_primary_is_fenced_once_per_term_and_again_only_when_the_fence_is_gone() {
+    let policy = DefaultPolicy {
+        auto_rejoin: false,
+        ..DefaultPolicy::default()
+    };
+    let mut cluster = ClusterState::new(after_failover_to_b(), policy);
+    let seen = |read_only| {
+        healthy(
+            "a",
+            Health {
+                read_only: Some(read_only),
+                ..Health::primary(Lsn(10 * MIB + 5))
+            },
+        )
+    };
+    let fence = Action::Fence {
+        node: id("a"),
+        term: 2,
+    };
+    assert!(cluster.handle(seen(false)).contains(&fence));
+    // The fence held: seen again and again, nothing more is done.
+    assert_eq!(cluster.handle(seen(true)), vec![]);
+    assert_eq!(cluster.handle(seen(true)), vec![]);
+    // Someone turned read-only off again: fenced again.
+    assert_eq!(cluster.handle(seen(false)), vec![fence]);
+}
+
+#[test]
+fn sessions_ended_on_a_quarantined_node_ask_for_nothing() {
+    let mut cluster = ClusterState::new(after_failover_to_b(), DefaultPolicy::default());
+    cluster.handle(healthy("a", Health::primary(Lsn(10 * MIB + 5))));
+    let hint = Event::SessionHint {
+        node: id("a"),
+        at: Duration::from_secs(11),
+        sqlstate: "57P01".into(),
+    };
+    assert_eq!(cluster.handle(hint), vec![]);
 }

@@ -142,12 +142,13 @@ fn body(
 }
 
 /// The topology as JSON for `/status`: the term, the primary's id (or
-/// `null`) and each node with its address, role, status, what it last
-/// reported (recovery, timeline, WAL positions as `X/X` text) and its lags
-/// as reads are routed by them: `lag_bytes`, the WAL it has not replayed
-/// against the most advanced known position, `receive_lag_bytes`, the WAL
-/// it has not even received, and a standby's `lag_us`, its replay delay
-/// (each `null` while unknown).
+/// `null`), `writes_held` (why no node takes writes, or `null`) and each
+/// node with its address, role, status, what it last reported (recovery,
+/// timeline, WAL positions as `X/X` text) and its lags as reads are routed
+/// by them: `lag_bytes`, the WAL it has not replayed against the most
+/// advanced known position, `receive_lag_bytes`, the WAL it has not even
+/// received, and a standby's `lag_us`, its replay delay (each `null` while
+/// unknown).
 ///
 /// ```
 /// use pgha_core::{Lsn, NodeState, Role, Topology};
@@ -196,6 +197,7 @@ pub fn topology_json(topology: &Topology) -> serde_json::Value {
         "term": topology.term(),
         "primary": topology.primary_id(),
         "permission": topology.permission(),
+        "writes_held": topology.held(),
         "nodes": nodes,
     })
 }

@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     );
     print!("{}", demo::topology_table(&topology)?);
     if !no_failover {
-        println!("\nfailover ({fault:?}; probes every 1 s, 1 s timeout, down after 2 failures):");
+        println!("\nfailover ({fault:?}; probes every 0.5 s, 0.5 s timeout, down after 2 failures or one crash):");
         demo::failover(&cluster, &monitor, fault, |line| println!("{line}")).await?;
         println!();
         print!("{}", demo::topology_table(&monitor.handle.current())?);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Action, Command, Event, FailoverPolicy, Health, NodeId, NodeState, Observation,
+    Action, Command, Event, FailoverPolicy, FailureReason, Health, NodeId, NodeState, Observation,
     QuarantineReason, Role, Status, Topology,
 };
 
@@ -17,8 +17,20 @@ use crate::{
 /// # Rules
 ///
 /// * **Confirmed down**: a node is acted on after `failures_before_down`
-///   consecutive failed observations. A session error (`SessionHint`) only
-///   asks for a probe.
+///   consecutive failed observations spanning `minimum_down_time`, or at
+///   once after one [`FailureReason::Crashed`] (its monitoring connection
+///   vanished without a word and a new connection was refused). A session
+///   error (`SessionHint`) only asks for a probe; hints about quarantined
+///   or rejoining nodes (whose sessions pgha's own fence ends) are ignored.
+/// * **Back by another hand**: a quarantined or fenced node that reports
+///   itself in recovery, streaming from the primary, on its timeline and
+///   within the lag limit, is attached (no rejoin needed).
+/// * **Writes held** ([`Topology::held`]: who is primary is not settled,
+///   see [`evidence`](crate::evidence)): nothing but operator commands;
+///   `Promote` may then name a node that is already writable, which is
+///   adopted as the primary of the next term.
+/// * **Stale primaries are fenced once per term**: again only when the
+///   probe shows the fence's mark gone ([`Health::read_only`] false).
 /// * **Candidates** are standbys that are up, have a priority above 0 and
 ///   are at most `maximum_lag_bytes` behind the most advanced WAL position
 ///   the cluster is known to have reached
@@ -81,6 +93,11 @@ impl Default for DefaultPolicy {
 
 impl FailoverPolicy for DefaultPolicy {
     fn decide(&self, topology: &Topology, event: &Event) -> Vec<Action> {
+        if topology.held().is_some() && !matches!(event, Event::Command { .. }) {
+            // Writes are held (who is primary is not settled): only an
+            // operator moves the cluster on.
+            return Vec::new();
+        }
         match event {
             Event::Observed {
                 node, observation, ..
@@ -97,9 +114,14 @@ impl FailoverPolicy for DefaultPolicy {
                 }
             }
             Event::SessionHint { node, sqlstate, .. } => {
-                let known = topology
-                    .node(node)
-                    .is_some_and(|n| n.status != Status::Maintenance);
+                // Sessions on a fenced node end by pgha's own hand (the
+                // fence terminates them): that is no news about it.
+                let known = topology.node(node).is_some_and(|n| {
+                    !matches!(
+                        n.status,
+                        Status::Maintenance | Status::Quarantined | Status::Rejoining
+                    )
+                });
                 // Class 57 (operator intervention: admin shutdown, crash
                 // shutdown, cannot connect now) and class 08 (connection
                 // exception) say something about the node; others do not.
@@ -123,6 +145,12 @@ impl FailoverPolicy for DefaultPolicy {
 
 impl DefaultPolicy {
     fn confirmed_down(&self, node: &NodeState) -> bool {
+        // Two independent signals in one observation (see
+        // `FailureReason::Crashed`); a terminated session alone never
+        // gives it: its server says why, and a fresh connect succeeds.
+        if node.consecutive_failures > 0 && node.last_failure == Some(FailureReason::Crashed) {
+            return true;
+        }
         let span = match (node.failing_since, node.last_observed_at) {
             (Some(first), Some(last)) => last.saturating_sub(first),
             _ => Duration::ZERO,
@@ -151,36 +179,21 @@ impl DefaultPolicy {
                     return self.promotion(topology, &id, None, false);
                 }
             }
-            let term = topology.term();
-            if matches!(node.status, Status::Quarantined | Status::Rejoining) {
-                // Already handled; fencing is idempotent, insist.
-                return vec![Action::Fence { node: id, term }];
-            }
-            let mut actions = vec![
-                Action::Quarantine {
-                    node: id.clone(),
-                    reason: QuarantineReason::StalePrimary,
-                },
-                Action::Fence {
-                    node: id.clone(),
-                    term,
-                },
-            ];
-            if self.auto_rejoin {
-                if let Some(primary) = topology.usable_primary() {
-                    actions.push(Action::Rejoin {
-                        node: id,
-                        primary: primary.id.clone(),
-                    });
-                }
-            }
-            return actions;
+            return self.stale_primary(topology, node, health);
         }
         if is_primary {
             // A promotion not visible yet; the next probe will tell.
             return Vec::new();
         }
         if node.role == Role::Unknown || node.status == Status::Quarantined {
+            // Rewound and restarted by someone else (an operator, a
+            // script): once it streams from the primary on its timeline,
+            // the evidence says it is a standby like any other.
+            if let Some(primary) = topology.usable_primary() {
+                if self.follows(node, health, primary) {
+                    return vec![Action::Attach { node: id }];
+                }
+            }
             return self.rejoin(topology, node);
         }
         if node.status == Status::Up {
@@ -210,6 +223,56 @@ impl DefaultPolicy {
         }
     }
 
+    /// A node not in recovery that is not the primary of the term:
+    /// quarantined, fenced once per term (again only when the probe shows
+    /// the fence gone), rejoined when possible.
+    fn stale_primary(&self, topology: &Topology, node: &NodeState, health: &Health) -> Vec<Action> {
+        let term = topology.term();
+        let handled = matches!(node.status, Status::Quarantined | Status::Rejoining);
+        let mut actions = Vec::new();
+        if !handled {
+            actions.push(Action::Quarantine {
+                node: node.id.clone(),
+                reason: QuarantineReason::StalePrimary,
+            });
+        }
+        // Each fence ends every session on the node: repeating it on every
+        // sight cuts pgha's own monitoring connection, whose loss looks
+        // like news, and so on. A fence of this term stands until the
+        // probe sees its mark gone (or, for a stop, sees the server again
+        // taking writes by default).
+        let fenced = node.fenced_in == Some(term) && health.read_only != Some(false);
+        if !fenced {
+            actions.push(Action::Fence {
+                node: node.id.clone(),
+                term,
+            });
+        }
+        let gave_up = node.quarantined_for == Some(QuarantineReason::RejoinFailed);
+        if self.auto_rejoin && node.status != Status::Rejoining && !gave_up {
+            if let Some(primary) = topology.usable_primary() {
+                actions.push(Action::Rejoin {
+                    node: node.id.clone(),
+                    primary: primary.id.clone(),
+                });
+            }
+        }
+        actions
+    }
+
+    /// A standby streaming from `primary`, on its timeline (both known),
+    /// within the lag limit.
+    fn follows(&self, node: &NodeState, health: &Health, primary: &NodeState) -> bool {
+        let streams = health
+            .streaming_from
+            .as_ref()
+            .is_some_and(|(host, port)| *host == primary.host && *port == primary.port);
+        streams
+            && node.timeline.is_some()
+            && node.timeline == primary.timeline
+            && self.caught_up(node, primary)
+    }
+
     fn on_failed(&self, topology: &Topology, node: &NodeState) -> Vec<Action> {
         if !self.confirmed_down(node) {
             return Vec::new();
@@ -230,7 +293,17 @@ impl DefaultPolicy {
 
     fn on_command(&self, topology: &Topology, command: &Command) -> Vec<Action> {
         match command {
-            Command::Promote { node } => self.promote_by_hand(topology, node, false),
+            Command::Promote { node } => {
+                let writable = topology
+                    .node(node)
+                    .is_some_and(|n| n.in_recovery == Some(false) && n.status == Status::Up);
+                if topology.held().is_some() && writable {
+                    // The operator names the winner among writable nodes:
+                    // adopt it (its promotion is a no-op) in a new term.
+                    return self.promotion(topology, node, None, false);
+                }
+                self.promote_by_hand(topology, node, false)
+            }
             Command::Switchover { target: Some(node) } => {
                 self.promote_by_hand(topology, node, true)
             }

@@ -78,11 +78,19 @@ impl MonitorBuilder {
     /// through the returned handle.
     pub fn build(self) -> Result<(ClusterMonitor, MonitorHandle), Error> {
         let mut topology = self.topology;
+        let mut restored = false;
         if let Some(path) = &self.config.state_file {
             if let Some(saved) = state_file::load(path)? {
                 tracing::info!(term = saved.term, primary = ?saved.primary, "restored state");
                 topology = topology.restored(saved.term, saved.primary.as_ref());
+                restored = true;
             }
+        }
+        if !restored {
+            // The configured order may name a former primary: no writes
+            // until the nodes themselves have been heard (`settle`).
+            topology = topology
+                .with_writes_held("no durable term: waiting for the first look at every node");
         }
         let permission = self.coordinator.as_ref().map(|c| c.permission());
         if permission.is_some() {
@@ -113,6 +121,7 @@ impl MonitorBuilder {
             requests,
             wake,
             started: Instant::now(),
+            unsettled: !restored,
         };
         Ok((monitor, handle))
     }

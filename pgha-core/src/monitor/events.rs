@@ -48,6 +48,15 @@ pub enum MonitorEventKind {
         /// Why.
         why: String,
     },
+    /// Started without a durable term, the monitor weighed the nodes'
+    /// evidence: `primary` is the node it names, or `held` why no node may
+    /// take writes until an operator promotes one.
+    Settled {
+        /// The primary the evidence names, if any.
+        primary: Option<String>,
+        /// Why writes are held, if they are.
+        held: Option<String>,
+    },
     /// A planned switchover paused new transactions (`true`) or resumed
     /// them (`false`).
     Paused(bool),

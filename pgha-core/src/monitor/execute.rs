@@ -86,18 +86,29 @@ impl ClusterMonitor {
                 _ => Ok(()),
             },
             Action::Fence { node: id, .. } => match node(id) {
-                Some(n) => match self.controller.fence(&n).await {
-                    Ok(Fenced::Confirmed) => Ok(()),
-                    Ok(Fenced::NotConfirmed { why }) => {
-                        tracing::warn!(node = %id, %why, "fence not confirmed; the node stays quarantined");
-                        self.emit(MonitorEventKind::FenceNotConfirmed {
-                            node: id.to_string(),
-                            why,
-                        });
-                        return None;
+                Some(n) => {
+                    // The fence ends every session on the node, the
+                    // monitoring connection's too: that end is no news.
+                    self.probe.release(id);
+                    match self.controller.fence(&n).await {
+                        Ok(Fenced::Confirmed) => Ok(()),
+                        Ok(Fenced::NotConfirmed { why }) => {
+                            tracing::warn!(node = %id, %why, "fence not confirmed; the node stays quarantined");
+                            self.emit(MonitorEventKind::FenceNotConfirmed {
+                                node: id.to_string(),
+                                why: why.clone(),
+                            });
+                            // The model must not count it fenced: it is
+                            // fenced again when it is next seen.
+                            return Some(Event::ActionFailed {
+                                at: self.now(),
+                                action: action.clone(),
+                                error: format!("fence not confirmed: {why}"),
+                            });
+                        }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                },
+                }
                 None => Ok(()),
             },
             Action::Probe { node: id } => {
@@ -114,6 +125,14 @@ impl ClusterMonitor {
                 });
             }
             // The rest only change the model, which already records them.
+            Action::Attach { node } => {
+                tracing::info!(node = %node, "attached: routed again");
+                return None;
+            }
+            Action::Detach { node } => {
+                tracing::info!(node = %node, "detached: no longer routed");
+                return None;
+            }
             _ => return None,
         };
         match result {

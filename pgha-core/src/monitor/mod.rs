@@ -4,6 +4,7 @@ mod builder;
 mod events;
 mod execute;
 mod handle;
+mod settle;
 pub mod state_file;
 
 use std::path::PathBuf;
@@ -26,20 +27,27 @@ use crate::{
 /// How often and how patiently the monitor probes, and where it keeps its
 /// durable state.
 ///
-/// Detection time, worst case, with `failures_before_down` = *f* (the
-/// policy's setting, default 2):
-/// * a crashed server (connection refused, monitoring connection lost):
-///   about (*f* − 1) × `probe_interval`, because the lost monitoring
-///   connection triggers the first failed probe at once;
-/// * a frozen or unreachable server (nothing answers):
-///   *f* × (`probe_interval` + `probe_timeout`).
+/// Detection time with the default policy (down after 2 failures at least
+/// `minimum_down_time` apart, or one [`FailureReason::Crashed`]):
+/// * a killed server: no probe slot is waited for — the monitoring
+///   connection vanishes without a word, the re-probe it triggers is
+///   refused, and the two signals together confirm the crash (a few ms);
+/// * a frozen or unreachable server (nothing answers): the next probe slot
+///   (≤ `probe_interval`), its timeout, then the re-probe that the dropped
+///   connection triggers times out too: ≤ `probe_interval` +
+///   2 × `probe_timeout`.
 ///
-/// With the defaults (1 s, 1 s, *f* = 2): ≈ 1 s and ≤ 4 s.
+/// With the defaults (500 ms, 500 ms): a crash in milliseconds, a hang
+/// ≤ 1.5 s, each plus the promotion. The price: two probes a second per
+/// node, and a server that does not answer a trivial query within 500 ms
+/// twice in a row, 500 ms apart, is taken for dead — under a CPU-saturating
+/// load `benches/false-failovers.sh` is the check. Raise both for slow
+/// links or overloaded hosts.
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
-    /// Time between probe rounds (default 1 s).
+    /// Time between probe rounds (default 500 ms).
     pub probe_interval: Duration,
-    /// Deadline for one probe, connect included (default 1 s).
+    /// Deadline for one probe, connect included (default 500 ms).
     pub probe_timeout: Duration,
     /// Where the term and primary are persisted (default: nowhere; a
     /// daemon should always set it).
@@ -52,8 +60,8 @@ pub struct MonitorConfig {
 impl Default for MonitorConfig {
     fn default() -> Self {
         Self {
-            probe_interval: Duration::from_secs(1),
-            probe_timeout: Duration::from_secs(1),
+            probe_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_millis(500),
             state_file: None,
             catch_up_timeout: Duration::from_secs(30),
         }
@@ -113,6 +121,8 @@ pub struct ClusterMonitor {
     requests: mpsc::UnboundedReceiver<Request>,
     wake: mpsc::UnboundedReceiver<NodeId>,
     started: Instant,
+    /// No durable term was loaded: the evidence decides who is primary.
+    unsettled: bool,
 }
 
 impl std::fmt::Debug for ClusterMonitor {
@@ -137,6 +147,9 @@ impl ClusterMonitor {
         tokio::pin!(shutdown);
         if let Some(granted) = self.permission.as_mut().map(|p| *p.borrow_and_update()) {
             self.grant(granted).await;
+        }
+        if self.unsettled {
+            self.settle().await;
         }
         let mut tick = tokio::time::interval(self.config.probe_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -3,7 +3,8 @@
 //! Written before a promotion is carried out (the decision is recorded
 //! first), atomically: a temporary file, fsync, rename, fsync of the
 //! directory. A pgha restarted after a failover therefore never routes to
-//! the old primary again (pgpool-II without its status file does).
+//! the old primary again (pgpool-II without its status file does). Without
+//! the file, the nodes' evidence decides ([`evidence`](crate::evidence)).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

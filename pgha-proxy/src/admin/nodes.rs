@@ -33,9 +33,11 @@ const NODES: &[Column] = &[
     int8("failures"),
     text("last_failure"),
     text("status_since"),
+    text("writes_held"),
 ];
 
-/// `SHOW NODES`: every node, by id.
+/// `SHOW NODES`: every node, by id; `writes_held` is why no node takes
+/// writes, when the monitor holds them (who is primary is not settled).
 pub(super) fn nodes(snapshot: &AdminSnapshot) -> Table {
     let topology = &snapshot.topology;
     let readers = readers(snapshot);
@@ -67,6 +69,7 @@ pub(super) fn nodes(snapshot: &AdminSnapshot) -> Table {
                 .status_since
                 .get(&node.id)
                 .map_or(Value::Null, |t| Value::time(*t)),
+            Value::opt_text(topology.held()),
         ]);
     }
     table
@@ -230,5 +233,6 @@ fn failure(reason: FailureReason) -> &'static str {
         FailureReason::Timeout => "timeout",
         FailureReason::ConnectionLost => "connection lost",
         FailureReason::Query => "query failed",
+        FailureReason::Crashed => "crashed",
     }
 }

@@ -38,7 +38,8 @@ fn show_nodes_lists_every_node_with_its_model_state() {
             "lag_us",
             "failures",
             "last_failure",
-            "status_since"
+            "status_since",
+            "writes_held"
         ]
     );
     let kind = |name: &str| {
