@@ -75,6 +75,11 @@ pub struct ProxyArgs {
     /// file's standby_connect_timeout, else 1s].
     #[arg(long, value_name = "DURATION")]
     pub standby_connect_timeout: Option<Dur>,
+    /// How long a read on a standby may go without a word from it (e.g.
+    /// "2s"; "0s": no limit): past it the read fails (08006) and new reads
+    /// avoid the standby [default: the file's standby_read_timeout, else 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub standby_read_timeout: Option<Dur>,
     /// A user allowed on the admin console (database `pgha`); repeat.
     /// Replaces the file's `admin_users`.
     #[arg(long = "admin-user")]
@@ -219,6 +224,9 @@ impl RunArgs {
         }
         if let Some(timeout) = args.standby_connect_timeout {
             proxy.standby_connect_timeout = timeout.0;
+        }
+        if let Some(timeout) = args.standby_read_timeout {
+            proxy.standby_read_timeout = timeout.0;
         }
         if !args.admin_users.is_empty() {
             proxy.admin_users = args.admin_users.clone();

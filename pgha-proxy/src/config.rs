@@ -66,6 +66,14 @@ pub struct ProxyConfig {
     /// answer in time is suspected, and new reads avoid it until the
     /// monitor probes it healthy.
     pub standby_connect_timeout: Duration,
+    /// How long a read on a standby may go without a word from it (default
+    /// 1 s; zero: no limit). Past it the read fails (`08006`, it is not
+    /// sent again) and the standby is suspected: new reads avoid it at
+    /// once and the monitor probes it now. Silence, not duration: a read
+    /// whose rows keep coming is never cut, but a report that computes for
+    /// longer before its first row needs a larger value (or a
+    /// `/* pgha:primary */` hint).
+    pub standby_read_timeout: Duration,
     /// Who may connect and how they authenticate; `None` trusts every
     /// client (for embedding behind your own authentication, and tests).
     pub client_auth: Option<crate::ClientAuth>,
@@ -160,6 +168,7 @@ impl Default for ProxyConfig {
             startup_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             standby_connect_timeout: Duration::from_secs(1),
+            standby_read_timeout: Duration::from_secs(1),
             no_primary_wait: Duration::from_secs(30),
             pool_mode: PoolMode::Session,
             pool_size: 20,
@@ -214,6 +223,7 @@ impl ProxyConfig {
             ("server_reset_query", self.server_reset_query.clone()),
             ("connect_timeout", d(self.connect_timeout)),
             ("standby_connect_timeout", d(self.standby_connect_timeout)),
+            ("standby_read_timeout", d(self.standby_read_timeout)),
             ("startup_timeout", d(self.startup_timeout)),
             ("max_message", self.max_message.to_string()),
             (

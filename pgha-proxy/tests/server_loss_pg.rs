@@ -232,7 +232,8 @@ async fn a_statement_in_flight_when_the_primary_dies_gets_outcome_unknown() -> R
     let m = monitored_cluster().await?;
     let proxy = start_proxy(config(PoolMode::Transaction), m.handle.topology()).await;
     let mut c = Wire::connect(proxy.port).await?;
-    c.query("SELECT pg_sleep(30)").await?;
+    // On the primary (a lone read could be balanced to the standby).
+    c.query("/* pgha:primary */ SELECT pg_sleep(30)").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     m.cluster.nodes()[0].kill9()?;
     let got = until_ready(&mut c).await?;

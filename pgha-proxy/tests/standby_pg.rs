@@ -261,3 +261,86 @@ async fn reads_avoid_a_frozen_standby_after_one_connect_timeout_and_return_when_
     assert_eq!(served_by, ["true"], "the standby serves reads again");
     Ok(())
 }
+
+/// A standby that hangs while reads run on it (pooled connections already
+/// open): each read in flight fails once it has heard nothing for
+/// `standby_read_timeout` (08006, the session goes on), the standby is
+/// suspected, and the next reads are served by the primary — long before
+/// any probe could take the node down (here none ever does).
+#[tokio::test]
+async fn reads_in_flight_on_a_hung_standby_fail_after_the_read_deadline_and_later_reads_avoid_it(
+) -> R {
+    let cluster = PgCluster::builder().standbys(1).start().await?;
+    cluster.wait_streaming().await?;
+    let standby = &cluster.standbys()[0];
+    let never_down = DefaultPolicy {
+        failures_before_down: u32::MAX,
+        ..DefaultPolicy::default()
+    };
+    let (handle, _stop) = monitor(&cluster, never_down).await?;
+    let config = ProxyConfig {
+        pool_mode: pgha_proxy::PoolMode::Transaction,
+        standby_read_timeout: Duration::from_millis(500),
+        ..ProxyConfig::default()
+    };
+    let limits = config.lag_limits();
+    let proxy = start_proxy_hinting(config, &handle).await;
+    handle
+        .wait_for(Duration::from_secs(30), |t| {
+            pgha_proxy::route::read_candidates(t, limits).any(|n| n.id.as_str() == standby.name())
+        })
+        .await?;
+    let readers = 4;
+    let mut clients = Vec::new();
+    for _ in 0..readers {
+        let c = client(proxy.port).await?;
+        // Until the standby has served this client once (reads are shared
+        // by weight): its pool then holds open connections.
+        for _ in 0..100 {
+            let rows = c.simple_query("SELECT pg_is_in_recovery()::text").await?;
+            if first_column(rows) == ["true"] {
+                break;
+            }
+        }
+        clients.push(c);
+    }
+    standby.freeze()?;
+    let mut tasks = Vec::new();
+    for c in clients {
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..10 {
+                match c.simple_query("SELECT pg_is_in_recovery()::text").await {
+                    Ok(rows) => outcomes.extend(first_column(rows)),
+                    Err(e) => outcomes.push(e.code().map_or("none", |c| c.code()).to_string()),
+                }
+            }
+            outcomes
+        }));
+    }
+    let mut failed = 0;
+    for task in tasks {
+        let outcomes = tokio::time::timeout(Duration::from_secs(60), task).await??;
+        // At most the reads in flight when it hung fail, with 08006; then
+        // the primary answers, on the same client connection.
+        let errors: Vec<_> = outcomes.iter().filter(|o| *o != "false").collect();
+        assert!(
+            errors.iter().all(|e| *e == "08006") && errors.len() <= 1,
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes.last().map(String::as_str), Some("false"));
+        failed += errors.len();
+    }
+    assert!(failed >= 1, "a read was in flight on the hung standby");
+    assert_eq!(
+        counter(
+            &proxy.metrics,
+            "pgha_node_suspicions_total",
+            standby.name(),
+            ""
+        ),
+        1
+    );
+    standby.thaw()?;
+    Ok(())
+}

@@ -102,6 +102,9 @@ pub struct ProxySection {
     /// Deadline for connecting and logging in to a standby for a read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub standby_connect_timeout: Option<Dur>,
+    /// How long a read on a standby may go without a word from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_read_timeout: Option<Dur>,
     /// A client must finish its startup within this.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_timeout: Option<Dur>,

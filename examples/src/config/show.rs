@@ -39,6 +39,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             server_reset_query: Some(p.server_reset_query.clone()),
             connect_timeout: Some(Dur(p.connect_timeout)),
             standby_connect_timeout: Some(Dur(p.standby_connect_timeout)),
+            standby_read_timeout: Some(Dur(p.standby_read_timeout)),
             startup_timeout: Some(Dur(p.startup_timeout)),
             admin_users: Some(p.admin_users.clone()),
         },

@@ -59,6 +59,7 @@ server_lifetime = "30m"
 server_reset_query = ""
 connect_timeout = "800ms"
 standby_connect_timeout = "300ms"
+standby_read_timeout = "3s"
 startup_timeout = "4s"
 admin_users = ["dba", "ops"]
 
@@ -157,6 +158,7 @@ fn a_full_file_sets_every_value() {
     );
     assert_eq!(p.connect_timeout, Duration::from_millis(800));
     assert_eq!(p.standby_connect_timeout, Duration::from_millis(300));
+    assert_eq!(p.standby_read_timeout, Duration::from_secs(3));
     assert_eq!(p.startup_timeout, Duration::from_secs(4));
     assert_eq!(p.admin_users, ["dba", "ops"]);
     assert_eq!(p.server_auth.user.as_deref(), Some("pgha_proxy"));
@@ -334,6 +336,13 @@ fn flags_win_over_the_file() {
     assert_eq!(
         config.proxy.standby_connect_timeout,
         Duration::from_millis(250)
+    );
+    run_args(&["--standby-read-timeout", "0s"])
+        .apply(&mut config)
+        .unwrap();
+    assert!(
+        config.proxy.standby_read_timeout.is_zero(),
+        "zero: no limit"
     );
     // The byte limit likewise, with the file's units.
     run_args(&["--max-standby-lag", "16MB"])

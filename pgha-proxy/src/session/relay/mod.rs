@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use pgha_core::{Role, Topology};
+use pgha_core::Topology;
 use tokio::sync::watch;
 
 use super::acquire::{self, Attached, PoolCache};
@@ -70,6 +70,9 @@ pub(crate) struct Relay<'a> {
     discarding: bool,
     /// Server key last registered for the client's cancel requests.
     cancel_key: (i32, i32),
+    /// A read on a standby fails, and the standby is suspected, if it says
+    /// nothing until then.
+    standby_deadline: Option<Instant>,
     /// What the admin console shows of this client.
     status: Arc<ClientStatus>,
     /// The transaction in progress: counted for PAUSE, timed for metrics.
@@ -106,6 +109,7 @@ impl<'a> Relay<'a> {
             pending: None,
             discarding: false,
             cancel_key: (0, 0),
+            standby_deadline: None,
             status,
             running: None,
             out: BytesMut::new(),
@@ -225,6 +229,9 @@ impl<'a> Relay<'a> {
                     Ok(Some(batch)) => self.on_server(&batch).await?,
                     Ok(None) | Err(_) => self.server_lost(Lost::Broken).await?,
                 },
+                () = sleep_until(self.standby_deadline), if self.standby_deadline.is_some() => {
+                    self.standby_silent().await?;
+                }
                 // Only a session holding a server cares about the term (an
                 // idle client is not woken by every probe).
                 changed = self.topology.changed(), if self.server.is_some() || self.parked.is_some() => {
@@ -332,6 +339,9 @@ impl<'a> Relay<'a> {
         {
             self.server_lost(Lost::Broken).await?;
             return Ok(!goodbye);
+        }
+        if !server.primary {
+            self.standby_deadline = self.standby_read_deadline();
         }
         // Answers the proxy owes before the server says anything.
         self.out.clear();
@@ -515,8 +525,9 @@ impl<'a> Relay<'a> {
             if s.primary {
                 t.is_writable(&s.conn.node)
             } else {
-                t.readable_nodes()
-                    .any(|n| n.id == s.conn.node && n.role == Role::Standby)
+                // A read may finish on a standby just promoted: it still
+                // answers from the same data.
+                t.readable_nodes().any(|n| n.id == s.conn.node)
             }
         };
         if self.parked.as_ref().is_some_and(|s| !usable(s)) {
@@ -550,6 +561,31 @@ impl<'a> Relay<'a> {
             "client protocol violation; closing its connection"
         );
         self.end_session(e).await
+    }
+
+    /// When a read sent to a standby now must have heard from it.
+    fn standby_read_deadline(&self) -> Option<Instant> {
+        let timeout = self.shared.config.standby_read_timeout;
+        (!timeout.is_zero()).then(|| Instant::now() + timeout)
+    }
+
+    /// A standby said nothing for `standby_read_timeout` while a read ran
+    /// on it: the read fails (it is never sent again: a read's outcome
+    /// changes nothing, but the client must not wait on a hung server),
+    /// and new reads avoid the standby at once.
+    async fn standby_silent(&mut self) -> Result<(), Error> {
+        self.standby_deadline = None;
+        let Some(node) = self
+            .server
+            .as_ref()
+            .filter(|s| !s.primary)
+            .map(|s| s.conn.node.clone())
+        else {
+            return Ok(());
+        };
+        tracing::warn!(%node, timeout = ?self.shared.config.standby_read_timeout, "a read on a standby got no answer in time; it fails and the standby is suspected");
+        self.shared.suspect(&node);
+        self.server_lost(Lost::Dropped).await
     }
 
     /// Tells the client why its session cannot go on (a FATAL, as a
@@ -643,6 +679,14 @@ fn tags(batch: &[u8]) -> String {
 fn put_empty(out: &mut BytesMut, tag: u8) {
     out.put_u8(tag);
     out.put_u32(4);
+}
+
+/// Sleeps until `deadline`; never wakes without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_server(server: &mut Option<Attached>) -> Result<Option<BytesMut>, Error> {

@@ -22,7 +22,8 @@ impl Relay<'_> {
         for m in frame::messages(batch) {
             let tag = m[0];
             let statements = &mut server.conn.statements;
-            let disposition = self.tracker.on_server(tag, |id| {
+            let unasked = self.tracker.is_empty();
+            let mut disposition = self.tracker.on_server(tag, |id| {
                 statements.remove(&id);
             });
             match tag {
@@ -40,6 +41,14 @@ impl Relay<'_> {
                 // The server is closing this connection (terminated,
                 // shutting down): do not send it anything more.
                 b'E' if is_fatal(frame::body(m)) => {
+                    if unasked {
+                        // Nothing in flight: no statement of the client's
+                        // may be answered with it later (left unread in
+                        // the client's socket, it would be taken as the
+                        // answer to the next one, which may run and
+                        // commit elsewhere).
+                        disposition = Disposition::Hide;
+                    }
                     fatal = Some(disposition == Disposition::Forward);
                 }
                 b'D' if disposition == Disposition::Hide && self.lsn_probe.is_some() => {
@@ -68,6 +77,15 @@ impl Relay<'_> {
             self.pending = self
                 .shared_key()
                 .map(|key| PendingWrite::new(self.shared, key));
+        }
+        if self.standby_deadline.is_some() {
+            // It answered: the deadline counts silence from now, or ends
+            // with the read.
+            self.standby_deadline = if self.tracker.is_empty() {
+                None
+            } else {
+                self.standby_read_deadline()
+            };
         }
         let reply = if rebuilt { &self.out[..] } else { batch };
         if !reply.is_empty() {
@@ -143,6 +161,7 @@ impl Relay<'_> {
         let Some(server) = self.server.take() else {
             return Ok(());
         };
+        self.standby_deadline = None;
         if how != Lost::Dropped {
             tracing::debug!(node = %server.conn.node, "server connection lost");
             if let Some(hint) = &self.shared.hint {
