@@ -77,14 +77,17 @@ fn bench_classify(c: &mut Criterion) {
         ("select_1kb_comments_strings", long.as_str()),
     ] {
         let message = simple_query(sql);
-        assert_eq!(batch_route_cached(&message, &none, &cache), Route::Any);
+        assert_eq!(
+            batch_route_cached(&message, &none, &cache, false),
+            Route::Any
+        );
         assert_eq!(batch_route(&message, &none, &config), Route::Any);
         group.throughput(Throughput::Bytes(sql.len() as u64));
         group.bench_function(format!("{name}/uncached"), |b| {
             b.iter(|| batch_route(black_box(&message), &none, &config))
         });
         group.bench_function(format!("{name}/cached"), |b| {
-            b.iter(|| batch_route_cached(black_box(&message), &none, &cache))
+            b.iter(|| batch_route_cached(black_box(&message), &none, &cache, false))
         });
     }
     group.finish();

@@ -74,6 +74,10 @@ pub struct ProxyConfig {
     /// longer before its first row needs a larger value (or a
     /// `/* pgha:primary */` hint).
     pub standby_read_timeout: Duration,
+    /// The most of the proxy's prepared statements one shared server
+    /// connection keeps (default 200): past it the least recently used is
+    /// closed on the server (and prepared again if used again).
+    pub max_prepared_statements: usize,
     /// Who may connect and how they authenticate; `None` trusts every
     /// client (for embedding behind your own authentication, and tests).
     pub client_auth: Option<crate::ClientAuth>,
@@ -169,6 +173,7 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             standby_connect_timeout: Duration::from_secs(1),
             standby_read_timeout: Duration::from_secs(1),
+            max_prepared_statements: 200,
             no_primary_wait: Duration::from_secs(30),
             pool_mode: PoolMode::Session,
             pool_size: 20,
@@ -224,6 +229,10 @@ impl ProxyConfig {
             ("connect_timeout", d(self.connect_timeout)),
             ("standby_connect_timeout", d(self.standby_connect_timeout)),
             ("standby_read_timeout", d(self.standby_read_timeout)),
+            (
+                "max_prepared_statements",
+                self.max_prepared_statements.to_string(),
+            ),
             ("startup_timeout", d(self.startup_timeout)),
             ("max_message", self.max_message.to_string()),
             (

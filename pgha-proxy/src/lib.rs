@@ -87,6 +87,7 @@ pub mod params;
 mod pause;
 pub mod pool;
 pub mod prepared;
+mod prepared_sql;
 mod proxy;
 mod replay;
 pub mod route;

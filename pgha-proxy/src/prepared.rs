@@ -10,7 +10,7 @@
 //! the server already has is answered by the proxy; a `Close` of one is
 //! answered too and leaves it on the server for other clients.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, BytesMut};
@@ -46,27 +46,47 @@ impl Statement {
     }
 }
 
-/// Every distinct statement clients have prepared through this proxy.
+/// Every distinct statement clients have prepared through this proxy and
+/// still hold: a statement no client holds any more is forgotten (its
+/// copies on server connections go with their LRU), so memory follows
+/// what clients keep, not every text ever prepared.
 #[derive(Debug, Default)]
 pub struct Registry {
-    statements: Mutex<HashMap<Box<[u8]>, Arc<Statement>>>,
+    inner: Mutex<Interned>,
+}
+
+#[derive(Debug, Default)]
+struct Interned {
+    statements: HashMap<Box<[u8]>, std::sync::Weak<Statement>>,
+    /// Ids are never reused: a server may still hold an old one's name.
+    last_id: u64,
+    /// Entries at the last sweep of forgotten statements.
+    swept_at: usize,
 }
 
 impl Registry {
     /// The statement with this query and types, registered on first use.
     pub fn intern(&self, parse_rest: &[u8], config: &ClassifyConfig) -> Arc<Statement> {
-        let mut statements = self.statements.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = statements.get(parse_rest) {
-            return s.clone();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = inner.statements.get(parse_rest).and_then(|w| w.upgrade()) {
+            return s;
         }
-        let id = statements.len() as u64 + 1;
+        inner.last_id += 1;
+        let id = inner.last_id;
         let statement = Arc::new(Statement {
             id,
             server_name: format!("pgha_{id}"),
             parse_rest: parse_rest.into(),
             route: parse_route(parse_rest, config),
         });
-        statements.insert(parse_rest.into(), statement.clone());
+        inner
+            .statements
+            .insert(parse_rest.into(), Arc::downgrade(&statement));
+        if inner.statements.len() >= 2 * inner.swept_at.max(64) {
+            // Amortised: a sweep each time the map doubles.
+            inner.statements.retain(|_, w| w.strong_count() > 0);
+            inner.swept_at = inner.statements.len();
+        }
         statement
     }
 
@@ -75,12 +95,15 @@ impl Registry {
         self.len() == 0
     }
 
-    /// How many distinct statements are known.
+    /// How many distinct statements clients hold.
     pub fn len(&self) -> usize {
-        self.statements
+        self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .len()
+            .statements
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
     }
 }
 
@@ -131,8 +154,70 @@ pub type ClientStatements = HashMap<Box<[u8]>, Arc<Statement>>;
 /// A server connection's unnamed statement, as the proxy last set it.
 pub type ServerUnnamed = Option<Arc<Statement>>;
 
-/// Server statement ids a connection holds.
-pub type ServerStatements = HashSet<u64>;
+/// The proxy's statements a server connection holds, with when each was
+/// last used, so that a connection keeps at most a configured number
+/// (the least recently used is closed first).
+#[derive(Debug, Default, Clone)]
+pub struct ServerStatements {
+    used: HashMap<u64, u64>,
+    clock: u64,
+}
+
+impl ServerStatements {
+    /// None yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the server has statement `id`; a use, for the eviction order.
+    pub fn contains(&mut self, id: &u64) -> bool {
+        self.clock += 1;
+        match self.used.get_mut(id) {
+            Some(at) => {
+                *at = self.clock;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records that the server has statement `id` now.
+    pub fn insert(&mut self, id: u64) {
+        self.clock += 1;
+        self.used.insert(id, self.clock);
+    }
+
+    /// Forgets statement `id` (its Parse failed).
+    pub fn remove(&mut self, id: &u64) {
+        self.used.remove(id);
+    }
+
+    /// Forgets every statement (the server dropped them).
+    pub fn clear(&mut self) {
+        self.used.clear();
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.used.is_empty()
+    }
+
+    /// How many it holds.
+    pub fn len(&self) -> usize {
+        self.used.len()
+    }
+
+    /// The least recently used statement, forgotten, if there are `cap`
+    /// or more: the caller closes it on the server.
+    fn evict(&mut self, cap: usize) -> Option<u64> {
+        if self.used.len() < cap.max(1) {
+            return None;
+        }
+        let (&id, _) = self.used.iter().min_by_key(|(_, &at)| at)?;
+        self.used.remove(&id);
+        Some(id)
+    }
+}
 
 /// Everything [`rewrite`] reads and updates.
 pub struct Rewrite<'a> {
@@ -146,6 +231,12 @@ pub struct Rewrite<'a> {
     pub server: &'a mut ServerStatements,
     /// The server connection's unnamed statement.
     pub server_unnamed: &'a mut ServerUnnamed,
+    /// The connection is the client's own for its session (session mode's
+    /// primary connection): the client's names reach the server unchanged,
+    /// so SQL that names them (`EXECUTE`, `DEALLOCATE`) works.
+    pub own_names: bool,
+    /// The most proxy statements a shared connection keeps.
+    pub cap: usize,
     /// Bytes for the server (appended).
     pub out: &'a mut BytesMut,
     /// Requests in flight on that connection.
@@ -160,12 +251,18 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
         let body = frame::body(message);
         match message[0] {
             b'P' => match cstr(body) {
+                Some((name, rest)) if !name.is_empty() && cx.own_names => {
+                    let statement = cx.registry.intern(rest, cx.classify);
+                    cx.client.insert(name.into(), statement);
+                    forward(cx, message, Request::Parse(None));
+                }
                 Some((name, rest)) if !name.is_empty() => {
                     let statement = cx.registry.intern(rest, cx.classify);
                     cx.client.insert(name.into(), statement.clone());
                     if cx.server.contains(&statement.id) {
                         cx.tracker.push(Request::Synthetic(b'1'), Origin::Client);
                     } else {
+                        make_room(cx);
                         close_on_server(cx, &statement);
                         put_parse(cx.out, &statement);
                         cx.server.insert(statement.id);
@@ -187,6 +284,24 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
                 }
                 None => forward(cx, message, Request::Parse(None)),
             },
+            b'B' if cx.own_names => {
+                if unnamed_target(body, false) {
+                    ensure_unnamed(cx);
+                }
+                forward(cx, message, Request::Bind);
+            }
+            b'D' if cx.own_names => {
+                if unnamed_target(body, true) {
+                    ensure_unnamed(cx);
+                }
+                forward(cx, message, Request::Describe);
+            }
+            b'C' if cx.own_names => {
+                if let Some(name) = closed_statement(body) {
+                    cx.client.remove(name);
+                }
+                forward(cx, message, Request::Close);
+            }
             b'B' => {
                 let named = cstr(body).and_then(|(portal, rest)| {
                     let (name, rest) = cstr(rest)?;
@@ -232,10 +347,8 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
                 Some(_) => {
                     // Other clients may use the server's copy: only the
                     // client's name goes.
-                    if let Some((_, name)) = body.split_first() {
-                        if let Some((name, _)) = cstr(name) {
-                            cx.client.remove(name);
-                        }
+                    if let Some(name) = closed_statement(body) {
+                        cx.client.remove(name);
                     }
                     cx.tracker.push(Request::Synthetic(b'3'), Origin::Client);
                 }
@@ -267,6 +380,22 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
 fn forward(cx: &mut Rewrite<'_>, message: &[u8], request: Request) {
     cx.out.put_slice(message);
     cx.tracker.push(request, Origin::Client);
+}
+
+/// The statement name a Close body (`S` + name) closes, if any.
+fn closed_statement(body: &[u8]) -> Option<&[u8]> {
+    let (&kind, rest) = body.split_first()?;
+    let (name, _) = cstr(rest)?;
+    (kind == b'S' && !name.is_empty()).then_some(name)
+}
+
+/// Before the proxy prepares one more statement on a shared connection:
+/// the least recently used goes if the connection holds its cap.
+fn make_room(cx: &mut Rewrite<'_>) {
+    if let Some(id) = cx.server.evict(cx.cap) {
+        put_target(cx.out, b'C', &format!("pgha_{id}"));
+        cx.tracker.push(Request::Close, Origin::Proxy);
+    }
 }
 
 /// The client's statement a Describe/Close body (`S` + name) names.
@@ -320,6 +449,7 @@ fn ensure(cx: &mut Rewrite<'_>, statement: &Statement) {
     if cx.server.contains(&statement.id) {
         return;
     }
+    make_room(cx);
     close_on_server(cx, statement);
     put_parse(cx.out, statement);
     cx.server.insert(statement.id);
@@ -375,18 +505,23 @@ fn resets_statements(sql: &[u8]) -> bool {
 /// every statement is a read (unnamed ones parsed in this batch, named ones
 /// known to the client); otherwise the primary, with the first reason met.
 pub fn batch_route(batch: &[u8], client: &ClientStatements, config: &ClassifyConfig) -> Route {
-    route_batch(batch, client, config, |sql| text_route(sql, config))
+    route_batch(batch, client, config, false, |sql| text_route(sql, config))
 }
 
 /// As [`batch_route`], with a lone simple query's route taken from (or
 /// added to) `cache`, classified with the cache's settings: the same
 /// answer, without running the lexer again for a text already seen.
+/// With `own_names` (session mode), a named `Parse` goes to the session's
+/// own connection ([`Reason::Prepare`]).
 pub fn batch_route_cached(
     batch: &[u8],
     client: &ClientStatements,
     cache: &crate::route_cache::RouteCache,
+    own_names: bool,
 ) -> Route {
-    route_batch(batch, client, cache.config(), |sql| cache.route(sql))
+    route_batch(batch, client, cache.config(), own_names, |sql| {
+        cache.route(sql)
+    })
 }
 
 /// [`batch_route`] with `simple` giving a lone simple query's route.
@@ -394,6 +529,7 @@ fn route_batch(
     batch: &[u8],
     client: &ClientStatements,
     config: &ClassifyConfig,
+    own_names: bool,
     simple: impl FnOnce(&[u8]) -> Route,
 ) -> Route {
     const UNKNOWN: Route = Route::Primary(Reason::Unknown);
@@ -420,6 +556,7 @@ fn route_batch(
                     unnamed = parse_route(rest, config);
                     unnamed
                 }
+                Some(_) if own_names => Route::Primary(Reason::Prepare),
                 Some((_, rest)) => parse_route(rest, config),
                 None => UNKNOWN,
             },

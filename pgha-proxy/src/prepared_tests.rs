@@ -26,6 +26,8 @@ fn batch(parts: &[Vec<u8>]) -> Vec<u8> {
 struct Conn {
     server: ServerStatements,
     unnamed: ServerUnnamed,
+    own_names: bool,
+    cap: usize,
     tracker: Tracker,
     out: BytesMut,
 }
@@ -35,6 +37,8 @@ impl Conn {
         Conn {
             server: ServerStatements::new(),
             unnamed: None,
+            own_names: false,
+            cap: 200,
             tracker: Tracker::default(),
             out: BytesMut::new(),
         }
@@ -56,6 +60,8 @@ impl Conn {
                 client,
                 server: &mut self.server,
                 server_unnamed: &mut self.unnamed,
+                own_names: self.own_names,
+                cap: self.cap,
                 out: &mut self.out,
                 tracker: &mut self.tracker,
             },
@@ -304,4 +310,106 @@ fn an_unnamed_statement_bound_in_a_later_round_trip_is_prepared_where_it_runs() 
     first.send(&registry, &mut client, &message(b'Q', b"SELECT 3\0"));
     let sent = second.send(&registry, &mut client, &use_it);
     assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"BES");
+}
+
+#[test]
+fn a_sessions_own_connection_gets_the_clients_names_unchanged() {
+    let registry = Registry::default();
+    let mut client = ClientStatements::new();
+    let mut own = Conn::new();
+    own.own_names = true;
+    let sent = own.send(
+        &registry,
+        &mut client,
+        &batch(&[
+            parse("s1", "SELECT 1"),
+            bind("s1"),
+            EXECUTE.to_vec(),
+            SYNC.to_vec(),
+        ]),
+    );
+    let tags: Vec<u8> = sent.iter().map(|m| m.0).collect();
+    assert_eq!(tags, b"PBES", "nothing added");
+    assert!(sent[0].1.starts_with("s1\0"), "{:?}", sent[0]);
+    assert!(sent[1].1.contains("\0s1\0"), "{:?}", sent[1]);
+    // A standby connection (shared) still gets the proxy's name, prepared
+    // first.
+    let mut shared = Conn::new();
+    let sent = shared.send(
+        &registry,
+        &mut client,
+        &batch(&[bind("s1"), EXECUTE.to_vec(), SYNC.to_vec()]),
+    );
+    assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"CPBES");
+    assert!(sent[1].1.starts_with("pgha_1\0"));
+    // Close reaches the server and forgets the client's name.
+    let sent = own.send(&registry, &mut client, &target(b'C', "s1"));
+    assert_eq!(sent, [(b'C', "Ss1\0".to_string())]);
+    assert!(!client.contains_key(&b"s1"[..]));
+}
+
+#[test]
+fn a_shared_connection_keeps_at_most_its_cap_closing_the_least_recently_used() {
+    let registry = Registry::default();
+    let mut client = ClientStatements::new();
+    let mut conn = Conn::new();
+    conn.cap = 2;
+    for name in ["a", "b"] {
+        conn.send(
+            &registry,
+            &mut client,
+            &batch(&[parse(name, &format!("SELECT '{name}'")), SYNC.to_vec()]),
+        );
+    }
+    // "a" used again: "b" is now the least recently used.
+    conn.send(
+        &registry,
+        &mut client,
+        &batch(&[bind("a"), EXECUTE.to_vec(), SYNC.to_vec()]),
+    );
+    let sent = conn.send(
+        &registry,
+        &mut client,
+        &batch(&[parse("c", "SELECT 'c'"), SYNC.to_vec()]),
+    );
+    assert_eq!(
+        sent[0],
+        (b'C', "Spgha_2\0".to_string()),
+        "b closed on the server"
+    );
+    assert_eq!(conn.server.len(), 2);
+    // b still works for its client: prepared again, something else closed.
+    let sent = conn.send(
+        &registry,
+        &mut client,
+        &batch(&[bind("b"), EXECUTE.to_vec(), SYNC.to_vec()]),
+    );
+    let tags: Vec<u8> = sent.iter().map(|m| m.0).collect();
+    assert_eq!(tags, b"CCPBES");
+    assert_eq!(
+        sent[0],
+        (b'C', "Spgha_1\0".to_string()),
+        "a, now the oldest"
+    );
+    assert_eq!(conn.server.len(), 2);
+}
+
+#[test]
+fn the_registry_forgets_statements_no_client_holds() {
+    let registry = Registry::default();
+    let config = ClassifyConfig::default();
+    let a = registry.intern(b"SELECT 1\0\0\0", &config);
+    let again = registry.intern(b"SELECT 1\0\0\0", &config);
+    assert_eq!(a.id, again.id, "shared while held");
+    drop((a, again));
+    assert!(registry.is_empty());
+    for i in 0..1000 {
+        drop(registry.intern(format!("SELECT {i}\0\0\0").as_bytes(), &config));
+    }
+    let b = registry.intern(b"SELECT 1\0\0\0", &config);
+    assert!(
+        b.id > 1,
+        "an id is never reused: a server may still hold the old name"
+    );
+    assert_eq!(registry.len(), 1);
 }

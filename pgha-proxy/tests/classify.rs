@@ -177,7 +177,7 @@ fn cached_routes_of_every_case_are_those_classified_directly() {
         // The first lookup classifies and stores, the second is served
         // from the cache: both must be the direct answer.
         for lookup in ["first", "second"] {
-            let cached = batch_route_cached(&message, &none, &cache);
+            let cached = batch_route_cached(&message, &none, &cache, false);
             assert_eq!(
                 cached, direct,
                 "{CASES_PATH}:{}: {:?} ({lookup} lookup)",

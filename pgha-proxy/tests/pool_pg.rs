@@ -219,6 +219,75 @@ async fn a_later_client_gets_the_servers_defaults_not_an_earlier_clients_setting
     Ok(())
 }
 
+/// The SQL a driver sends about the statements it prepared through the
+/// protocol works as on PostgreSQL: in session mode by the client's own
+/// names on the server; in transaction mode `DEALLOCATE` is answered by the
+/// proxy, and `PREPARE`/`EXECUTE` are refused with a clear error.
+#[tokio::test]
+async fn statement_names_work_in_sql_as_the_client_gave_them() -> R {
+    use common::wire::{error_field, message, Wire};
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let parse = message(b'P', b"drv1\0SELECT 41 + 1\0\0\0");
+    let bind = message(b'B', b"\0drv1\0\0\0\0\0\0\0");
+    let execute = message(b'E', b"\0\0\0\0\0");
+    let sync = message(b'S', b"");
+    let run = [bind.clone(), execute.clone(), sync.clone()].concat();
+    let tags = |got: &[common::wire::Message]| got.iter().map(|m| m.0).collect::<Vec<u8>>();
+    let code = |got: &[common::wire::Message]| {
+        got.iter()
+            .find(|m| m.0 == b'E')
+            .and_then(|m| error_field(&m.1, b'C'))
+    };
+
+    let session = start_proxy(ProxyConfig::default(), topology.clone()).await;
+    let mut c = Wire::connect(session.port).await?;
+    c.send(&[parse.clone(), sync.clone()].concat()).await?;
+    assert_eq!(tags(&c.until_ready().await?), b"1Z");
+    c.query("EXECUTE drv1").await?;
+    let got = c.until_ready().await?;
+    assert_eq!(
+        tags(&got),
+        b"TDCZ",
+        "the server knows the client's name: {got:?}"
+    );
+    c.query("DEALLOCATE drv1").await?;
+    assert_eq!(tags(&c.until_ready().await?), b"CZ");
+    c.send(&run).await?;
+    assert_eq!(code(&c.until_ready().await?).as_deref(), Some("26000"));
+
+    let pooled = start_proxy(transaction_mode(2), topology).await;
+    let mut c = Wire::connect(pooled.port).await?;
+    c.send(&[parse.clone(), run.clone()].concat()).await?;
+    assert_eq!(tags(&c.until_ready().await?), b"12DCZ");
+    c.query("DEALLOCATE drv1").await?;
+    let got = c.until_ready().await?;
+    assert_eq!(tags(&got), b"CZ", "answered by the proxy");
+    assert_eq!(&got[0].1[..], b"DEALLOCATE\0");
+    c.send(&run).await?;
+    assert_eq!(
+        code(&c.until_ready().await?).as_deref(),
+        Some("26000"),
+        "gone"
+    );
+    c.query("DEALLOCATE never_prepared").await?;
+    assert_eq!(code(&c.until_ready().await?).as_deref(), Some("26000"));
+    c.query("DEALLOCATE ALL").await?;
+    assert_eq!(tags(&c.until_ready().await?), b"CZ");
+    for sql in ["PREPARE p AS SELECT 1", "EXECUTE p"] {
+        c.query(sql).await?;
+        assert_eq!(
+            code(&c.until_ready().await?).as_deref(),
+            Some("0A000"),
+            "{sql}"
+        );
+    }
+    // The session goes on.
+    c.query("SELECT 1").await?;
+    assert_eq!(tags(&c.until_ready().await?), b"TDCZ");
+    Ok(())
+}
+
 #[tokio::test]
 async fn session_mode_resets_a_server_connection_before_reusing_it() -> R {
     let cluster = PgCluster::builder().start().await?;

@@ -105,6 +105,9 @@ pub struct ProxySection {
     /// How long a read on a standby may go without a word from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub standby_read_timeout: Option<Dur>,
+    /// The most proxy statements one shared server connection keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_prepared_statements: Option<usize>,
     /// A client must finish its startup within this.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_timeout: Option<Dur>,

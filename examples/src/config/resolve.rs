@@ -179,6 +179,10 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
         &mut p.standby_read_timeout,
         section.standby_read_timeout.map(|d| d.0),
     );
+    set(
+        &mut p.max_prepared_statements,
+        section.max_prepared_statements,
+    );
     set(&mut p.startup_timeout, section.startup_timeout.map(|d| d.0));
     set(&mut p.admin_users, section.admin_users);
 }

@@ -40,6 +40,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             connect_timeout: Some(Dur(p.connect_timeout)),
             standby_connect_timeout: Some(Dur(p.standby_connect_timeout)),
             standby_read_timeout: Some(Dur(p.standby_read_timeout)),
+            max_prepared_statements: Some(p.max_prepared_statements),
             startup_timeout: Some(Dur(p.startup_timeout)),
             admin_users: Some(p.admin_users.clone()),
         },

@@ -60,6 +60,7 @@ server_reset_query = ""
 connect_timeout = "800ms"
 standby_connect_timeout = "300ms"
 standby_read_timeout = "3s"
+max_prepared_statements = 50
 startup_timeout = "4s"
 admin_users = ["dba", "ops"]
 
@@ -159,6 +160,7 @@ fn a_full_file_sets_every_value() {
     assert_eq!(p.connect_timeout, Duration::from_millis(800));
     assert_eq!(p.standby_connect_timeout, Duration::from_millis(300));
     assert_eq!(p.standby_read_timeout, Duration::from_secs(3));
+    assert_eq!(p.max_prepared_statements, 50);
     assert_eq!(p.startup_timeout, Duration::from_secs(4));
     assert_eq!(p.admin_users, ["dba", "ops"]);
     assert_eq!(p.server_auth.user.as_deref(), Some("pgha_proxy"));

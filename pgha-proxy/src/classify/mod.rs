@@ -94,6 +94,10 @@ pub enum Reason {
     /// Not recognised (including `EXECUTE` of a prepared statement), so the
     /// safe choice.
     Unknown,
+    /// Session mode: a named statement is prepared on the session's own
+    /// server connection, where SQL (`EXECUTE`, `DEALLOCATE`) finds it by
+    /// the client's name. Does not keep later reads on the primary.
+    Prepare,
 }
 
 impl Reason {
@@ -111,6 +115,7 @@ impl Reason {
             Reason::Set => "set",
             Reason::Session => "session",
             Reason::TempTable => "temp_table",
+            Reason::Prepare => "prepare",
             Reason::Unknown => "unknown",
         }
     }

@@ -288,6 +288,9 @@ impl<'a> Relay<'a> {
         if batch.is_empty() {
             return Ok(!goodbye);
         }
+        if batch.first() == Some(&b'Q') && self.prepared_sql(batch).await? {
+            return Ok(!goodbye);
+        }
         let between = self.tracker.is_empty() && self.tx_status == b'I';
         if between || self.server.is_none() {
             if let Err(e) = self.route(batch).await {
@@ -306,6 +309,7 @@ impl<'a> Relay<'a> {
             self.tracker.push(Request::Query, Origin::Proxy);
             server.conn.unnamed = None;
         }
+        let own_names = self.shared.config.pool_mode == PoolMode::Session && server.primary;
         prepared::rewrite(
             batch,
             &mut Rewrite {
@@ -314,6 +318,8 @@ impl<'a> Relay<'a> {
                 client: &mut self.statements,
                 server: &mut server.conn.statements,
                 server_unnamed: &mut server.conn.unnamed,
+                own_names,
+                cap: self.shared.config.max_prepared_statements,
                 out: &mut self.to_server,
                 tracker: &mut self.tracker,
             },
@@ -380,6 +386,7 @@ impl<'a> Relay<'a> {
                 batch,
                 &self.statements,
                 &self.shared.query_routes,
+                config.pool_mode == PoolMode::Session,
             ))
         };
         let reason = match route {
@@ -432,7 +439,7 @@ impl<'a> Relay<'a> {
                     Reason::Set | Reason::Session | Reason::TempTable | Reason::Unknown => {
                         self.pinned = true
                     }
-                    Reason::Hint => {}
+                    Reason::Hint | Reason::Prepare => {}
                     _ if config.consistency.tracks_lsn() => self.lsn_wanted = true,
                     _ => self.pinned = true,
                 }
@@ -563,6 +570,56 @@ impl<'a> Relay<'a> {
         self.end_session(e).await
     }
 
+    /// `PREPARE`, `EXECUTE` and `DEALLOCATE` in a lone simple query: the
+    /// client's statements forget what it deallocates; in transaction
+    /// pooling, where the server knows them by the proxy's names, the
+    /// proxy answers a `DEALLOCATE` of a statement it knows itself and
+    /// refuses `PREPARE`/`EXECUTE` (they would leave a statement on a
+    /// connection other clients get). True when the batch was answered.
+    async fn prepared_sql(&mut self, batch: &[u8]) -> Result<bool, Error> {
+        use crate::prepared_sql::{recognise, PreparedSql};
+        let mut all = frame::messages(batch);
+        let (Some(query), None) = (all.next(), all.next()) else {
+            return Ok(false);
+        };
+        let sql = frame::body(query);
+        let Some(form) = recognise(sql.strip_suffix(&[0]).unwrap_or(sql)) else {
+            return Ok(false);
+        };
+        let pooled = self.shared.config.pool_mode == PoolMode::Transaction;
+        self.out.clear();
+        match form {
+            PreparedSql::DeallocateAll => {
+                self.statements.clear();
+                if !pooled {
+                    return Ok(false);
+                }
+                messages::command_complete(&mut self.out, "DEALLOCATE ALL");
+            }
+            PreparedSql::Deallocate(name) => {
+                let known = self.statements.remove(&name[..]).is_some();
+                if !pooled || !known {
+                    // The server's own answer (unknown: its 26000).
+                    return Ok(false);
+                }
+                messages::command_complete(&mut self.out, "DEALLOCATE");
+            }
+            PreparedSql::Prepare | PreparedSql::Execute if pooled => {
+                messages::error_with_hint(
+                    &mut self.out,
+                    "ERROR",
+                    "0A000",
+                    "pgha: PREPARE and EXECUTE are not supported in transaction pooling (the statement would stay on a server connection other clients share)",
+                    "prepare through the protocol (a driver's prepared statements), or use pool_mode = session",
+                );
+            }
+            PreparedSql::Prepare | PreparedSql::Execute => return Ok(false),
+        }
+        messages::ready(&mut self.out, self.tx_status);
+        self.client.write_all(&self.out).await.map_err(Error::Io)?;
+        Ok(true)
+    }
+
     /// When a read sent to a standby now must have heard from it.
     fn standby_read_deadline(&self) -> Option<Instant> {
         let timeout = self.shared.config.standby_read_timeout;
@@ -643,7 +700,12 @@ impl<'a> Relay<'a> {
         let servers = [self.server.take().filter(|_| idle), self.parked.take()];
         for mut server in servers.into_iter().flatten() {
             if self.shared.config.pool_mode == PoolMode::Session {
-                let reset = &self.shared.config.server_reset_query;
+                let mut reset = self.shared.config.server_reset_query.as_str();
+                if reset.is_empty() && server.primary && !self.statements.is_empty() {
+                    // The client's names are on its own connection: the
+                    // next client may use the same ones.
+                    reset = "DEALLOCATE ALL";
+                }
                 if !reset.is_empty() {
                     let done = Box::pin(hidden::run(
                         &mut server.conn,
