@@ -53,7 +53,9 @@ pub(crate) struct Shared {
     /// Called on the admin console's RELOAD.
     pub(crate) reload: Option<Arc<dyn Fn() + Send + Sync>>,
     next_pid: AtomicI32,
-    cancels: Mutex<HashMap<i32, (i32, Arc<CancelTarget>)>>,
+    /// By the (pid, secret) a client was told: the proxy's own, or in
+    /// session mode without balancing its server's.
+    cancels: Mutex<HashMap<(i32, i32), Arc<CancelTarget>>>,
 }
 
 impl Shared {
@@ -64,8 +66,11 @@ impl Shared {
     }
 
     /// Forgets the client's cancel key when the session ends.
-    pub(crate) fn client_guard(&self, pid: i32) -> ClientGuard<'_> {
-        ClientGuard { shared: self, pid }
+    pub(crate) fn client_guard(&self, pid: i32, secret: i32) -> ClientGuard<'_> {
+        ClientGuard {
+            shared: self,
+            key: (pid, secret),
+        }
     }
 
     /// Suspects `node` of not answering (a read unanswered past its
@@ -89,7 +94,14 @@ impl Shared {
 
     pub(crate) fn set_cancel_target(&self, pid: i32, secret: i32, target: Arc<CancelTarget>) {
         let mut cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
-        cancels.insert(pid, (secret, target));
+        cancels.insert((pid, secret), target);
+    }
+
+    /// Forgets a cancel key (a session that gave its client its server's
+    /// key, ending).
+    pub(crate) fn forget_cancel(&self, key: (i32, i32)) {
+        let mut cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        cancels.remove(&key);
     }
 
     /// Forwards a cancel request to the server the client is using, if the
@@ -103,10 +115,7 @@ impl Shared {
     pub(crate) fn cancel(&self, pid: i32, secret: i32) {
         let target = {
             let cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
-            cancels
-                .get(&pid)
-                .filter(|(s, _)| *s == secret)
-                .map(|(_, t)| t.clone())
+            cancels.get(&(pid, secret)).cloned()
         };
         let Some(target) = target else {
             tracing::debug!(pid, "cancel request with an unknown key ignored");
@@ -144,7 +153,7 @@ async fn forward_cancel(target: Arc<CancelTarget>, pid: i32, deadline: Duration)
 
 pub(crate) struct ClientGuard<'a> {
     shared: &'a Shared,
-    pid: i32,
+    key: (i32, i32),
 }
 
 impl Drop for ClientGuard<'_> {
@@ -154,9 +163,9 @@ impl Drop for ClientGuard<'_> {
             .cancels
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        cancels.remove(&self.pid);
+        cancels.remove(&self.key);
         drop(cancels);
-        self.shared.clients.remove(self.pid);
+        self.shared.clients.remove(self.key.0);
     }
 }
 

@@ -101,6 +101,53 @@ async fn psql_works_through_the_proxy_including_copy() -> R {
     Ok(())
 }
 
+/// Session mode without balancing: one server connection for the whole
+/// session, so the client is told that server's own pid and key — the pid
+/// it reads is the one pg_stat_activity shows and pg_terminate_backend()
+/// takes, and a cancel with that key (through pgha) reaches the query.
+#[tokio::test]
+async fn a_session_mode_client_is_told_its_servers_real_pid() -> R {
+    use common::wire::{message, Wire};
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let config = ProxyConfig {
+        load_balance: false,
+        ..ProxyConfig::default()
+    };
+    let proxy = start_proxy(config, topology).await;
+    let (mut c, _) = Wire::connect_with(proxy.port, &[]).await?;
+    let (pid, secret) = c.key.ok_or("no BackendKeyData")?;
+    c.query("SELECT pg_backend_pid()::text").await?;
+    let got = c.until_ready().await?;
+    let row = got.iter().find(|m| m.0 == b'D').ok_or("no row")?;
+    assert!(
+        row.1.ends_with(pid.to_string().as_bytes()),
+        "the pid the client was told is its server's: {pid} vs {:?}",
+        String::from_utf8_lossy(&row.1)
+    );
+    // Cancelled by that key, through pgha.
+    c.query("SELECT pg_sleep(30)").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut cancel = TcpStream::connect(("127.0.0.1", proxy.port)).await?;
+    let mut request = 16u32.to_be_bytes().to_vec();
+    request.extend_from_slice(&80877102u32.to_be_bytes());
+    request.extend_from_slice(&pid.to_be_bytes());
+    request.extend_from_slice(&secret.to_be_bytes());
+    cancel.write_all(&request).await?;
+    let got = tokio::time::timeout(Duration::from_secs(20), c.until_ready()).await??;
+    let error = got.iter().find(|m| m.0 == b'E').ok_or("not cancelled")?;
+    assert!(String::from_utf8_lossy(&error.1).contains("57014"));
+    // Terminated by that pid from outside: the client sees its session end.
+    cluster
+        .primary()
+        .execute(&format!("SELECT pg_terminate_backend({pid})"))
+        .await?;
+    let _ = c.send(&message(b'Q', b"SELECT 1\0")).await;
+    let got = tokio::time::timeout(Duration::from_secs(20), c.until_ready()).await??;
+    assert!(!got.iter().any(|m| m.0 == b'Z'), "{got:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_cancel_request_reaches_the_running_query() -> R {
     let cluster = PgCluster::builder().start().await?;

@@ -164,7 +164,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     }
     let login = Login::new(shared, &startup);
     let (pid, secret) = shared.register_client();
-    let registration = shared.client_guard(pid);
+    let registration = shared.client_guard(pid, secret);
     let get = |key: &str| {
         startup
             .iter()

@@ -9,6 +9,8 @@ pub type Message = (u8, Vec<u8>);
 
 pub struct Wire {
     stream: TcpStream,
+    /// The (pid, secret) the greeting's BackendKeyData gave.
+    pub key: Option<(i32, i32)>,
 }
 
 impl Wire {
@@ -25,7 +27,7 @@ impl Wire {
         params: &[(&str, &str)],
     ) -> std::io::Result<(Self, Vec<(String, String)>)> {
         let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        let mut wire = Self { stream };
+        let mut wire = Self { stream, key: None };
         let mut body = Vec::new();
         body.extend_from_slice(&196608u32.to_be_bytes());
         let mut all = vec![("user", "postgres"), ("database", "postgres")];
@@ -44,6 +46,12 @@ impl Wire {
         loop {
             match wire.read().await? {
                 Some((b'Z', _)) => return Ok((wire, reported)),
+                Some((b'K', body)) if body.len() == 8 => {
+                    let int = |at: usize| {
+                        i32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]])
+                    };
+                    wire.key = Some((int(0), int(4)));
+                }
                 Some((b'S', body)) => {
                     let mut parts = body.split(|&b| b == 0);
                     let mut next =

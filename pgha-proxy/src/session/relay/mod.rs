@@ -163,6 +163,17 @@ impl<'a> Relay<'a> {
             }
         }
         self.params = attached.conn.params.clone();
+        if self.shared.config.pool_mode == PoolMode::Session && !self.shared.config.load_balance {
+            // The session has exactly this one server connection for its
+            // life (it ends with it): the client is told the server's own
+            // pid and key, so pg_terminate_backend() of the pid it reads,
+            // pg_stat_activity and notifications agree with it. Cancels
+            // still come through the proxy.
+            self.key = attached.conn.cancel.key;
+            self.shared
+                .set_cancel_target(self.key.0, self.key.1, attached.conn.cancel.clone());
+            self.cancel_key = self.key;
+        }
         let mut out = BytesMut::with_capacity(512);
         greeting(&mut out, &reported, &self.params, self.key);
         self.server = Some(attached);
@@ -695,6 +706,7 @@ impl<'a> Relay<'a> {
     /// The client left: connections between transactions go back to their
     /// pools (session mode: after the reset query), others are closed.
     pub(crate) async fn finish(&mut self) {
+        self.shared.forget_cancel(self.key);
         let idle = self.tracker.is_empty() && self.tx_status == b'I';
         // The parked primary is between transactions by definition.
         let servers = [self.server.take().filter(|_| idle), self.parked.take()];
