@@ -1,15 +1,27 @@
 //! # pgha-watchdog
 //!
-//! Membership between pgha nodes: heartbeats, leader election among a
-//! quorum, and quorum votes on backend failures.
+//! pgha nodes agree through Raft: [openraft] elects the leader and
+//! replicates the log; this crate supplies what sits around it — the
+//! replicated [`ClusterRecord`] (the state machine), file storage
+//! ([`store`]), and the authenticated peer transport.
 //!
-//! Status: the crate is being built (issue "pgha-watchdog"); today it holds
-//! only its error type.
+//! Status (issue #12, in slices): the record and its file storage.
 //!
 //! ```
-//! let e = pgha_watchdog::Error::NoQuorum { seen: 1, needed: 2 };
-//! assert_eq!(e.to_string(), "no quorum: 1 of 2 needed nodes seen");
+//! use pgha_watchdog::{ClusterRecord, RecordChange};
+//!
+//! let record = ClusterRecord::default()
+//!     .apply(&RecordChange::Promote { term: 1, primary: "node0".into() })
+//!     .unwrap();
+//! assert_eq!(record.primary.as_ref().map(|p| p.as_str()), Some("node0"));
 //! ```
+
+mod record;
+pub mod store;
+mod types;
+
+pub use record::{ClusterRecord, RecordChange, Refusal};
+pub use types::{ChangeOutcome, MemberId, Raft, TypeConfig};
 
 /// Everything that can go wrong in the watchdog.
 #[derive(Debug, thiserror::Error)]
