@@ -1,15 +1,65 @@
 //! # pgha-watchdog
 //!
-//! Membership between pgha nodes: heartbeats, leader election among a
-//! quorum, and quorum votes on backend failures.
-//!
-//! Status: the crate is being built (issue "pgha-watchdog"); today it holds
-//! only its error type.
+//! pgha nodes agree through Raft: [openraft] elects the leader and
+//! replicates the log; this crate supplies what sits around it — the
+//! replicated [`ClusterRecord`] (the state machine), file storage
+//! ([`store`]), the authenticated peer transport ([`network`]), the leader
+//! lease ([`Member::lease`]) and pgha-core's `Coordinator`
+//! ([`LeaseCoordinator`]).
 //!
 //! ```
-//! let e = pgha_watchdog::Error::NoQuorum { seen: 1, needed: 2 };
-//! assert_eq!(e.to_string(), "no quorum: 1 of 2 needed nodes seen");
+//! use pgha_watchdog::{ClusterRecord, RecordChange};
+//!
+//! let record = ClusterRecord::default()
+//!     .apply(&RecordChange::Promote { term: 1, primary: "node0".into() })
+//!     .unwrap();
+//! assert_eq!(record.primary.as_ref().map(|p| p.as_str()), Some("node0"));
 //! ```
+//!
+//! A single-member cluster over TCP leads at once and commits a promotion:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use pgha_watchdog::network::tcp::TcpNetwork;
+//! use pgha_watchdog::{Member, MemberConfig, RecordChange, SharedSecret, Timing};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = MemberConfig {
+//!     id: 1,
+//!     members: [(1, "127.0.0.1:1".to_string())].into(),
+//!     state_dir: dir.path().to_path_buf(),
+//!     timing: Timing::default(),
+//! };
+//! let secret = SharedSecret::new(*b"a secret all members share......");
+//! let member = Member::start(&config, TcpNetwork::new(1, secret, Duration::from_millis(150))).await?;
+//! let mut lease = member.lease();
+//! lease.wait_for(|l| l.is_some()).await?;
+//! member.propose(RecordChange::Promote { term: 1, primary: "node0".into() }).await?;
+//! assert_eq!(member.record().borrow().term, 1);
+//! member.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod coordinator;
+pub mod lease;
+mod member;
+pub mod network;
+mod record;
+pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod timing;
+mod types;
+
+pub use coordinator::LeaseCoordinator;
+pub use member::{Member, MemberConfig};
+pub use network::SharedSecret;
+pub use record::{ClusterRecord, RecordChange, Refusal};
+pub use timing::{Timing, TimingError};
+pub use types::{ChangeOutcome, MemberId, Raft, TypeConfig};
 
 /// Everything that can go wrong in the watchdog.
 #[derive(Debug, thiserror::Error)]
@@ -23,4 +73,19 @@ pub enum Error {
         /// Nodes a quorum needs.
         needed: usize,
     },
+    /// The state directory could not be read or written.
+    #[error("state directory: {0}")]
+    Storage(std::io::Error),
+    /// The timers cannot give a safe lease.
+    #[error(transparent)]
+    Timing(TimingError),
+    /// Only the leader commits changes.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<MemberId>,
+    },
+    /// openraft reported an error.
+    #[error("raft: {0}")]
+    Raft(String),
 }

@@ -1,0 +1,180 @@
+//! Peer RPCs: what openraft sends between members, over any [`Transport`]
+//! (TCP with HMAC-tagged frames in [`tcp`], an in-memory network in
+//! [`crate::testing`]).
+
+pub mod frame;
+pub mod tcp;
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+
+pub use frame::{FrameError, SharedSecret};
+
+use crate::types::{MemberId, Raft, TypeConfig};
+
+/// A call from one member's openraft to another's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
+pub enum Rpc {
+    /// Log replication and heartbeats.
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// A candidate asks for a vote.
+    Vote(VoteRequest<MemberId>),
+    /// A chunk of a snapshot.
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// The answer to an [`Rpc`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RpcReply {
+    /// To [`Rpc::Append`].
+    Append(Result<AppendEntriesResponse<MemberId>, RaftError<MemberId>>),
+    /// To [`Rpc::Vote`].
+    Vote(Result<VoteResponse<MemberId>, RaftError<MemberId>>),
+    /// To [`Rpc::Snapshot`].
+    Snapshot(Result<InstallSnapshotResponse<MemberId>, RaftError<MemberId, InstallSnapshotError>>),
+}
+
+/// Why a call got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No answer within the call's deadline.
+    #[error("no answer within {0:?}")]
+    Deadline(Duration),
+    /// The connection failed.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame was refused (unauthenticated, too long, malformed).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The peer answered something that is not the answer to this call.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+    /// The simulated network dropped the call or the member is down.
+    #[error("unreachable")]
+    Unreachable,
+}
+
+/// Carries calls to one member.
+///
+/// # Contract
+///
+/// `call` returns within `deadline`; an answer it returns is the target's
+/// answer to this very call.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `rpc` and waits at most `deadline` for its answer.
+    fn call(
+        &mut self,
+        rpc: Rpc,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<RpcReply, TransportError>> + Send;
+}
+
+/// Hands an incoming call to the local openraft and returns its answer.
+pub async fn dispatch(raft: &Raft, rpc: Rpc) -> RpcReply {
+    match rpc {
+        Rpc::Append(req) => RpcReply::Append(raft.append_entries(req).await),
+        Rpc::Vote(req) => RpcReply::Vote(raft.vote(req).await),
+        Rpc::Snapshot(req) => RpcReply::Snapshot(raft.install_snapshot(req).await),
+    }
+}
+
+/// openraft's client for one peer, over a [`Transport`].
+#[derive(Debug)]
+pub struct Peer<T> {
+    target: MemberId,
+    transport: T,
+    timeout: Duration,
+}
+
+impl<T: Transport> Peer<T> {
+    /// A client for `target`; no call waits longer than `timeout`.
+    pub fn new(target: MemberId, transport: T, timeout: Duration) -> Self {
+        Peer {
+            target,
+            transport,
+            timeout,
+        }
+    }
+
+    async fn call<E: std::error::Error>(
+        &mut self,
+        rpc: Rpc,
+        option: &RPCOption,
+    ) -> Result<RpcReply, RPCError<MemberId, BasicNode, E>> {
+        let deadline = option.hard_ttl().min(self.timeout);
+        match self.transport.call(rpc, deadline).await {
+            Ok(reply) => Ok(reply),
+            Err(e @ TransportError::Unexpected(_)) => Err(RPCError::Network(NetworkError::new(&e))),
+            Err(e) => {
+                tracing::debug!(target_member = self.target, error = %e, "peer call failed");
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(reply: &RpcReply) -> RPCError<MemberId, BasicNode, E> {
+        let e = TransportError::Unexpected(format!("{reply:?}"));
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl<T: Transport> RaftNetwork<TypeConfig> for Peer<T> {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<MemberId>, RPCError<MemberId, BasicNode, RaftError<MemberId>>>
+    {
+        match self.call(Rpc::Append(rpc), &option).await? {
+            RpcReply::Append(Ok(r)) => Ok(r),
+            RpcReply::Append(Err(e)) => Err(RemoteError::new(self.target, e).into()),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<MemberId>,
+        RPCError<MemberId, BasicNode, RaftError<MemberId, InstallSnapshotError>>,
+    > {
+        match self.call(Rpc::Snapshot(rpc), &option).await? {
+            RpcReply::Snapshot(Ok(r)) => Ok(r),
+            RpcReply::Snapshot(Err(e)) => Err(RemoteError::new(self.target, e).into()),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<MemberId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<MemberId>, RPCError<MemberId, BasicNode, RaftError<MemberId>>> {
+        match self.call(Rpc::Vote(rpc), &option).await? {
+            RpcReply::Vote(Ok(r)) => Ok(r),
+            RpcReply::Vote(Err(e)) => Err(RemoteError::new(self.target, e).into()),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        // Retry an unreachable peer about once per heartbeat-and-a-bit, so
+        // a healed link is used again quickly.
+        Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}

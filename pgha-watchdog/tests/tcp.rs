@@ -1,0 +1,212 @@
+//! Members over real TCP on loopback: they elect one leader and commit the
+//! record; frames not tagged with the cluster's secret never reach openraft
+//! (a stray or forged peer cannot join, vote or append).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openraft::raft::VoteRequest;
+use openraft::Vote;
+use pgha_watchdog::network::frame::{self, Direction, Envelope};
+use pgha_watchdog::network::tcp::{self, TcpNetwork};
+use pgha_watchdog::network::{Rpc, RpcReply};
+use pgha_watchdog::{Member, MemberConfig, MemberId, RecordChange, SharedSecret, Timing};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Generous: conditions are waited for, never timed.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Cluster {
+    members: Vec<Member>,
+    addrs: BTreeMap<MemberId, String>,
+    _dirs: Vec<TempDir>,
+}
+
+fn secret(s: &str) -> SharedSecret {
+    SharedSecret::new(s.as_bytes().to_vec())
+}
+
+/// Members 1..=n; member i uses `secrets[i-1]`.
+async fn start(secrets: &[&str]) -> Cluster {
+    let mut listeners = Vec::new();
+    let mut addrs = BTreeMap::new();
+    for i in 1..=secrets.len() as MemberId {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        addrs.insert(i, listener.local_addr().expect("addr").to_string());
+        listeners.push(listener);
+    }
+    let mut members = Vec::new();
+    let mut dirs = Vec::new();
+    for (listener, (i, s)) in listeners.into_iter().zip((1..).zip(secrets)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = MemberConfig {
+            id: i,
+            members: addrs.clone(),
+            state_dir: dir.path().to_path_buf(),
+            timing: Timing::default(),
+        };
+        let network = TcpNetwork::new(i, secret(s), config.timing.rpc_timeout);
+        let member = Member::start(&config, network).await.expect("start");
+        tokio::spawn(tcp::serve(
+            listener,
+            member.raft().clone(),
+            i,
+            secret(s),
+            Duration::from_secs(60),
+            std::future::pending(),
+        ));
+        members.push(member);
+        dirs.push(dir);
+    }
+    Cluster {
+        members,
+        addrs,
+        _dirs: dirs,
+    }
+}
+
+async fn lease_holder(members: &[Member]) -> usize {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(i) = members.iter().position(|m| m.lease().borrow().is_some()) {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a member holds the lease")
+}
+
+#[tokio::test]
+async fn three_members_elect_a_lease_holder_and_all_apply_its_promotion() {
+    let cluster = start(&["s3cret", "s3cret", "s3cret"]).await;
+    let leader = lease_holder(&cluster.members).await;
+    let change = RecordChange::Promote {
+        term: 1,
+        primary: "node0".into(),
+    };
+    cluster.members[leader]
+        .propose(change)
+        .await
+        .expect("leader commits");
+    for member in &cluster.members {
+        let mut record = member.record();
+        tokio::time::timeout(PATIENCE, record.wait_for(|r| r.term == 1))
+            .await
+            .expect("record applied everywhere")
+            .expect("member alive");
+    }
+    let others = (0..3).filter(|i| *i != leader);
+    for i in others {
+        assert!(cluster.members[i].lease().borrow().is_none());
+        assert!(!*pgha_core::Coordinator::permission(&cluster.members[i].coordinator()).borrow());
+    }
+}
+
+#[tokio::test]
+async fn a_member_with_another_secret_cannot_join_vote_or_disturb() {
+    let cluster = start(&["right", "right", "wrong"]).await;
+    let leader = lease_holder(&cluster.members[..2]).await;
+    let raft_term = |i: usize| cluster.members[i].raft().metrics().borrow().current_term;
+    let term = raft_term(leader);
+    cluster.members[leader]
+        .propose(RecordChange::Promote {
+            term: 7,
+            primary: "node1".into(),
+        })
+        .await
+        .expect("commit without member 3");
+    // Member 3 campaigns over and over with rising terms; none of its vote
+    // requests reach members 1 and 2.
+    let mut stray = cluster.members[2].raft().metrics();
+    tokio::time::timeout(PATIENCE, stray.wait_for(|m| m.current_term > term + 3))
+        .await
+        .expect("member 3 campaigned")
+        .expect("member 3 alive");
+    assert_eq!(
+        raft_term(leader),
+        term,
+        "a forged vote request moved the term"
+    );
+    assert!(cluster.members[leader].lease().borrow().is_some());
+    assert_eq!(
+        cluster.members[2].record().borrow().term,
+        0,
+        "member 3 got entries"
+    );
+    assert_eq!(
+        cluster.members[2].raft().metrics().borrow().current_leader,
+        None
+    );
+}
+
+/// Sends one frame and returns the answer frame's body, or `None` if the
+/// server closed the connection without answering.
+async fn send_raw(addr: &str, frame: &[u8]) -> Option<Vec<u8>> {
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(frame).await.expect("write");
+    let len = match tokio::time::timeout(PATIENCE, conn.read_u32()).await {
+        Ok(Ok(len)) => len as usize,
+        Ok(Err(_)) => return None,
+        Err(_) => panic!("server neither answered nor closed"),
+    };
+    let mut body = vec![0; len];
+    conn.read_exact(&mut body).await.expect("answer body");
+    Some(body)
+}
+
+fn vote_call(to: MemberId, raft_term: u64) -> Envelope<Rpc> {
+    Envelope {
+        from: 9,
+        to,
+        direction: Direction::Call,
+        id: 1,
+        body: Rpc::Vote(VoteRequest::new(Vote::new(raft_term, 9), None)),
+    }
+}
+
+#[tokio::test]
+async fn forged_or_misaddressed_frames_are_dropped_unanswered() {
+    let cluster = start(&["right", "right", "right"]).await;
+    let leader = lease_holder(&cluster.members).await;
+    let follower = (leader + 1) % 3;
+    let id = cluster.members[follower].id();
+    let addr = &cluster.addrs[&id];
+    let term_before = cluster.members[follower]
+        .raft()
+        .metrics()
+        .borrow()
+        .current_term;
+
+    // Control: an authentic call is answered (a stale vote, refused).
+    let stale = frame::seal(&secret("right"), &vote_call(id, 0)).expect("seal");
+    let answer = send_raw(addr, &stale)
+        .await
+        .expect("an authentic call is answered");
+    let answer: Envelope<RpcReply> = frame::open(&secret("right"), &answer).expect("open");
+    assert!(matches!(answer.body, RpcReply::Vote(Ok(ref v)) if !v.vote_granted));
+
+    // A vote request for a far-future term: with the wrong secret, with
+    // one flipped byte, and authentic but addressed to another member.
+    let forged = frame::seal(&secret("wrong"), &vote_call(id, 1000)).expect("seal");
+    let mut flipped = frame::seal(&secret("right"), &vote_call(id, 1000)).expect("seal");
+    let n = flipped.len() - 5;
+    flipped[n] ^= 0x20;
+    let misaddressed = frame::seal(&secret("right"), &vote_call(id + 10, 1000)).expect("seal");
+    for frame in [forged, flipped, misaddressed] {
+        assert_eq!(send_raw(addr, &frame).await, None);
+    }
+    // An announced length beyond the limit is refused before allocation.
+    assert_eq!(send_raw(addr, &u32::MAX.to_be_bytes()).await, None);
+
+    let term_after = cluster.members[follower]
+        .raft()
+        .metrics()
+        .borrow()
+        .current_term;
+    assert_eq!(term_after, term_before, "a dropped frame reached openraft");
+    assert!(term_after < 1000);
+}
