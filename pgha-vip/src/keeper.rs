@@ -137,8 +137,12 @@ impl VipKeeper {
                     break;
                 }
             }
-            self.status
-                .send_if_modified(|s| std::mem::replace(&mut s.held, plan.held()) != s.held);
+            let held = plan.held();
+            self.status.send_if_modified(|s| {
+                let changed = s.held != held;
+                s.held = held;
+                changed
+            });
             if !lease_open {
                 break;
             }

@@ -11,7 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant as StdInstant};
 
-use pgha_core::testing::{require_root_or_skip, HarnessError, NetLab};
+use pgha_core::testing::{require_root_or_skip, HarnessError, NetLab, CLIENT};
 use pgha_vip::{AddressMover, CommandMover, CommandMoverConfig, Error, NetlinkMover, VipAddress};
 use support::{client_neighbour, mac, median_worst, reach, vip, Holder, Observer, Sampler};
 use tokio::time::Instant;
@@ -230,6 +230,51 @@ async fn without_an_announcement_the_client_keeps_sending_to_the_old_holder() ->
         "reached b without an announcement"
     );
     assert_eq!(client_neighbour(&lab, ip), Some(mac(&lab, "a")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_ipv6_address_moves_and_the_neighbour_advertisement_redirects_the_client() -> R {
+    if !require_root_or_skip(
+        "an_ipv6_address_moves_and_the_neighbour_advertisement_redirects_the_client",
+    ) {
+        return Ok(());
+    }
+    let lab = lab()?;
+    let ip: std::net::IpAddr = "fd00:198:18::100".parse().unwrap();
+    let vip = VipAddress::new(ip, 64, "eth0").unwrap();
+    lab.run(
+        CLIENT,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "fd00:198:18::250/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )?;
+    let mut a = Holder::start_with(&lab, "a", vip.clone()).await?;
+    let mut b = Holder::start_with(&lab, "b", vip.clone()).await?;
+    a.grant(LEASE, RENEW);
+    a.wait_held(true).await;
+    assert!(reach(&lab, ip, "a", Duration::from_secs(5)).await.is_some());
+    assert_eq!(client_neighbour(&lab, ip), Some(mac(&lab, "a")));
+    a.lose();
+    a.wait_held(false).await;
+    b.grant(LEASE, RENEW);
+    b.wait_held(true).await;
+    let deadline = StdInstant::now() + Duration::from_secs(1);
+    while client_neighbour(&lab, ip) != Some(mac(&lab, "b")) {
+        assert!(
+            StdInstant::now() < deadline,
+            "the client still has {:?}",
+            client_neighbour(&lab, ip)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reach(&lab, ip, "b", REACH_WITHIN).await.is_some());
     Ok(())
 }
 

@@ -39,7 +39,15 @@ pub struct Holder {
 impl Holder {
     /// Starts a keeper (default configuration) and the service on `host`.
     pub async fn start(lab: &NetLab, host: &'static str) -> Result<Holder, HarnessError> {
-        let vip = vip(lab);
+        Self::start_with(lab, host, vip(lab)).await
+    }
+
+    /// The same, for `vip`.
+    pub async fn start_with(
+        lab: &NetLab,
+        host: &'static str,
+        vip: VipAddress,
+    ) -> Result<Holder, HarnessError> {
         let (lease, lease_rx) = watch::channel(None);
         let (status_tx, status_rx) = oneshot::channel();
         let task = lab.spawn(host, move || async move {
