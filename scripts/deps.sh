@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pgha's demo and tests need on Debian, when missing:
 # PostgreSQL server binaries, iproute2 (ip), nftables (nft), util-linux
-# (nsenter). A Rust toolchain is assumed. Safe to run again.
+# (nsenter), iputils' arping (the seed's `arping_cmd`, run by pgha-vip's
+# CommandMover tests). A Rust toolchain is assumed. Safe to run again.
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,7 @@ have_pg_server || missing+=(postgresql postgresql-contrib)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
 command -v nsenter >/dev/null || missing+=(util-linux)
+command -v arping >/dev/null || missing+=(iputils-arping)
 
 if ! command -v cargo >/dev/null; then
   echo "deps: cargo not found; install a Rust toolchain (https://rustup.rs) first" >&2

@@ -4,6 +4,7 @@
 mod config;
 mod history;
 mod run;
+mod shell_template;
 mod template;
 
 use std::collections::BTreeMap;
@@ -15,11 +16,12 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 pub use config::CommandControllerConfig;
+pub use run::run_command;
+pub use shell_template::{shell_quote, Scan, ShellTemplate};
 pub use template::{CommandNode, CommandTemplate, CommandValues};
 
 use crate::{Error, Fenced, NodeController, NodeId, NodeState, Topology};
 use history::PrimaryHistory;
-use run::{run, Purpose};
 
 /// A [`NodeController`] that runs the operator's shell commands, so that
 /// pgpool-II's `failover.sh` and `follow_primary.sh` keep working.
@@ -170,7 +172,7 @@ impl CommandNodeController {
         values: &CommandValues,
     ) -> Result<(), Error> {
         let line = template.render(values);
-        run(Purpose { operation, node }, &line, self.timeout).await
+        run_command(operation, &format!("node {node}"), &line, self.timeout).await
     }
 }
 

@@ -38,11 +38,15 @@ pub fn format(d: Duration) -> String {
     }
 }
 
-pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+/// For `#[serde(with = "pgha_core::duration_serde")]`: writes a duration
+/// with its unit.
+pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format(*d))
 }
 
-pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+/// For `#[serde(with = "pgha_core::duration_serde")]`: reads a duration
+/// written with its unit.
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse(&text).map_err(serde::de::Error::custom)
 }

@@ -97,7 +97,8 @@ mod topology;
 pub use action::{Action, QuarantineReason};
 pub use cluster_state::ClusterState;
 pub use command_controller::{
-    CommandControllerConfig, CommandNode, CommandNodeController, CommandTemplate, CommandValues,
+    run_command, shell_quote, CommandControllerConfig, CommandNode, CommandNodeController,
+    CommandTemplate, CommandValues, Scan, ShellTemplate,
 };
 pub use connect::{ConnectConfig, ConnectionEnd};
 pub use controller::{Fenced, NodeController};

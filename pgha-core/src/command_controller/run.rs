@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::{Error, NodeId};
+use crate::Error;
 
 /// How many lines of output an error carries.
 const TAIL_LINES: usize = 20;
@@ -17,18 +17,33 @@ const KEEP_BYTES: usize = 64 * 1024;
 /// pipe open for its whole life; it must not hold up the failover.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
-/// What a command is run for, for logs and errors.
-pub(crate) struct Purpose<'a> {
-    pub(crate) operation: &'static str,
-    pub(crate) node: &'a NodeId,
-}
-
-/// Runs `line` with `sh -c` in its own process group; `Ok` on exit status
-/// 0. On timeout (or if this future is dropped) the whole process group is
-/// killed, so a hung script's children do not live on.
-pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> Result<(), Error> {
-    let Purpose { operation, node } = purpose;
-    tracing::info!(%node, operation, command = line, "running command");
+/// Runs `line` (a rendered [`ShellTemplate`](crate::ShellTemplate)) with
+/// `sh -c` in its own process group, stdin closed; `Ok` on exit status 0.
+/// On timeout (or if this future is dropped) the whole process group is
+/// killed, so a hung script's children do not live on, and the call fails
+/// with [`Error::Command`] carrying the last lines the command printed
+/// (stdout and stderr in the order written).
+///
+/// `operation` and `subject` only name the command in logs and errors:
+/// `"promote"` of `"node node1"`, `"acquire"` of `"198.51.100.7/24 on eth0"`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+///
+/// let ok = pgha_core::run_command("test", "nothing", "true", Duration::from_secs(5)).await;
+/// assert!(ok.is_ok());
+/// let hung = pgha_core::run_command("test", "nothing", "sleep 10", Duration::from_millis(50)).await;
+/// assert!(matches!(hung, Err(pgha_core::Error::Command { status, .. }) if status.starts_with("timed out")));
+/// # }
+/// ```
+pub async fn run_command(
+    operation: &str,
+    subject: &str,
+    line: &str,
+    timeout: Duration,
+) -> Result<(), Error> {
+    tracing::info!(subject, operation, command = line, "running command");
     // One pipe for both streams (`exec 2>&1` before the operator's line):
     // two pipes read side by side lose the order in which a script wrote,
     // and the last lines are the ones an operator needs.
@@ -42,7 +57,7 @@ pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> 
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| Error::Io {
-            what: format!("{operation} of node {node}: starting sh"),
+            what: format!("{operation} of {subject}: starting sh"),
             source,
         })?;
     let mut group = GroupKiller(child.id());
@@ -63,7 +78,7 @@ pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> 
             // Reaped: the pid may be reused, never signal its group again.
             group.0 = None;
             status.map_err(|source| Error::Io {
-                what: format!("{operation} of node {node}: waiting for sh"),
+                what: format!("{operation} of {subject}: waiting for sh"),
                 source,
             })?
         }
@@ -76,16 +91,16 @@ pub(crate) async fn run(purpose: Purpose<'_>, line: &str, timeout: Duration) -> 
                 status: format!("timed out after {timeout:?}"),
                 output: output.tail(),
             };
-            tracing::warn!(%node, operation, command = line, status = "timed out", output = %output.tail(), "command killed");
+            tracing::warn!(subject, operation, command = line, status = "timed out", output = %output.tail(), "command killed");
             return Err(error);
         }
     };
     drain(&mut output, &mut stdout).await;
     if status.success() {
-        tracing::info!(%node, operation, command = line, %status, output = %output.tail(), "command succeeded");
+        tracing::info!(subject, operation, command = line, %status, output = %output.tail(), "command succeeded");
         Ok(())
     } else {
-        tracing::warn!(%node, operation, command = line, %status, output = %output.tail(), "command failed");
+        tracing::warn!(subject, operation, command = line, %status, output = %output.tail(), "command failed");
         Err(Error::Command {
             command: line.to_string(),
             status: status.to_string(),

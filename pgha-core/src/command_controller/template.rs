@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::shell_template::{Scan, ShellTemplate};
 use crate::{Error, NodeId, NodeState};
 
 /// An operator's command line with pgpool-II `%x` placeholders, checked
@@ -16,7 +17,8 @@ use crate::{Error, NodeId, NodeState};
 /// | `%N` `%S` | host and port of the old primary |
 /// | `%%` | a literal `%` |
 ///
-/// Every value is inserted as one single-quoted shell word, so no value
+/// It is a [`ShellTemplate`] with pgpool's `%x` syntax. Every value is
+/// inserted as one single-quoted shell word, so no value
 /// (a host name, a data directory) can ever add shell syntax. An unknown
 /// id renders as `-1` (pgpool's "no such node"), any other unknown value
 /// as an empty word `''`.
@@ -46,10 +48,7 @@ use crate::{Error, NodeId, NodeState};
 /// # Ok::<(), pgha_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandTemplate {
-    source: String,
-    segments: Vec<Segment>,
-}
+pub struct CommandTemplate(ShellTemplate<Placeholder>);
 
 /// The nodes a rendered command talks about; `None` where unknown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,12 +84,6 @@ impl CommandNode {
             data_dir,
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Text(String),
-    Value(Placeholder),
 }
 
 /// Which node a placeholder is about, and which of its fields.
@@ -151,14 +144,20 @@ impl Placeholder {
     }
 }
 
-/// Where the shell would be at a point of the template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Quoting {
-    Bare,
-    Single,
-    Double,
-    Backtick,
-    Comment,
+/// pgpool's syntax: `%x` is a placeholder, `%%` a literal `%`.
+fn scan(rest: &str, at: usize) -> Scan<Placeholder> {
+    let mut chars = rest.chars();
+    if chars.next() != Some('%') {
+        return Scan::Text;
+    }
+    match chars.next() {
+        None => Scan::Invalid(format!("lone % at byte {at} (write %% for a %)")),
+        Some('%') => Scan::Literal('%', 2),
+        Some(letter) => match Placeholder::from_letter(letter) {
+            Some(placeholder) => Scan::Placeholder(placeholder, 1 + letter.len_utf8()),
+            None => Scan::Invalid(format!("unknown placeholder %{letter} at byte {at}")),
+        },
+    }
 }
 
 impl CommandTemplate {
@@ -166,120 +165,19 @@ impl CommandTemplate {
     /// errors). Fails with [`Error::Config`] on an unknown `%x`, a lone
     /// trailing `%`, or a placeholder where quoting cannot protect it.
     pub fn parse(setting: &str, template: &str) -> Result<Self, Error> {
-        let invalid = |what: String| Error::Config {
-            what: format!("{setting}: {what} in {template:?}"),
-        };
-        let mut segments = Vec::new();
-        let mut text = String::new();
-        let mut quoting = Quoting::Bare;
-        let mut escaped = false;
-        let mut previous = ' ';
-        let mut here_document = false;
-        let mut chars = template.char_indices();
-        while let Some((at, c)) = chars.next() {
-            if c == '%' {
-                let Some((_, letter)) = chars.next() else {
-                    return Err(invalid(format!("lone % at byte {at} (write %% for a %)")));
-                };
-                if letter == '%' {
-                    text.push('%');
-                    escaped = false;
-                    previous = '%';
-                    continue;
-                }
-                let Some(placeholder) = Placeholder::from_letter(letter) else {
-                    return Err(invalid(format!(
-                        "unknown placeholder %{letter} at byte {at}"
-                    )));
-                };
-                if escaped || !matches!(quoting, Quoting::Bare | Quoting::Comment) {
-                    return Err(invalid(format!(
-                        "%{letter} at byte {at} is quoted or escaped; write placeholders \
-                         bare, pgha quotes every value"
-                    )));
-                }
-                if !text.is_empty() {
-                    segments.push(Segment::Text(std::mem::take(&mut text)));
-                }
-                segments.push(Segment::Value(placeholder));
-                previous = letter;
-                continue;
-            }
-            text.push(c);
-            if escaped {
-                escaped = false;
-            } else {
-                quoting = match (quoting, c) {
-                    (Quoting::Comment, '\n') => Quoting::Bare,
-                    (Quoting::Comment, _) => Quoting::Comment,
-                    (Quoting::Single, '\'') => Quoting::Bare,
-                    (Quoting::Single, _) => Quoting::Single,
-                    (_, '\\') => {
-                        escaped = true;
-                        quoting
-                    }
-                    (Quoting::Bare, '\'') => Quoting::Single,
-                    (Quoting::Bare, '"') | (Quoting::Backtick, '"') => Quoting::Double,
-                    (Quoting::Double, '"') => Quoting::Bare,
-                    (Quoting::Bare, '`') | (Quoting::Double, '`') => Quoting::Backtick,
-                    (Quoting::Backtick, '`') => Quoting::Bare,
-                    (Quoting::Bare, '#') if previous.is_whitespace() => Quoting::Comment,
-                    (Quoting::Bare, '<') if previous == '<' => {
-                        here_document = true;
-                        quoting
-                    }
-                    (q, _) => q,
-                };
-            }
-            previous = c;
-        }
-        if !text.is_empty() {
-            segments.push(Segment::Text(text));
-        }
-        if here_document && segments.iter().any(|s| matches!(s, Segment::Value(_))) {
-            // A here-document body expands `$(…)` whatever the quotes.
-            return Err(invalid(
-                "placeholders with a here-document (<<)".to_string(),
-            ));
-        }
-        Ok(CommandTemplate {
-            source: template.to_string(),
-            segments,
-        })
+        ShellTemplate::parse(setting, template, scan).map(CommandTemplate)
     }
 
     /// The command line with every placeholder replaced by its quoted
     /// value: the script `sh -c` runs.
     pub fn render(&self, values: &CommandValues) -> String {
-        let mut line = String::with_capacity(self.source.len() + 64);
-        for segment in &self.segments {
-            match segment {
-                Segment::Text(text) => line.push_str(text),
-                Segment::Value(p) => line.push_str(&shell_quote(&p.value(values))),
-            }
-        }
-        line
+        self.0.render(|p| p.value(values))
     }
 
     /// The template as configured.
     pub fn as_str(&self) -> &str {
-        &self.source
+        self.0.as_str()
     }
-}
-
-/// `value` as one single-quoted shell word: `it's` → `'it'\''s'`.
-fn shell_quote(value: &str) -> String {
-    let mut quoted = String::with_capacity(value.len() + 2);
-    quoted.push('\'');
-    for c in value.chars() {
-        if c == '\'' {
-            quoted.push_str(r"'\''");
-        } else {
-            quoted.push(c);
-        }
-    }
-    quoted.push('\'');
-    quoted
 }
 
 #[cfg(test)]
