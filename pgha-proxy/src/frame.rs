@@ -19,7 +19,30 @@ pub struct FrameReader<R> {
     /// Frees the buffer whenever it is drained and starts the next read
     /// small: a connection that sits idle costs bytes, not kilobytes.
     lean: bool,
+    /// Messages longer than this are not held whole: [`Self::next_input`]
+    /// gives their head and [`Self::chunk`] their body piece by piece.
+    stream_over: usize,
+    /// Body bytes of the streamed message not yet given out.
+    streaming: usize,
 }
+
+/// What a client sent next (see [`FrameReader::next_input`]).
+#[derive(Debug)]
+pub enum Input {
+    /// Whole messages, at least one.
+    Batch(BytesMut),
+    /// A message too long to hold: its tag and body length; the body
+    /// follows through [`FrameReader::chunk`].
+    Large {
+        /// The message type.
+        tag: u8,
+        /// Bytes of body to stream.
+        len: usize,
+    },
+}
+
+/// The most a streamed message's body is read in at once.
+pub const CHUNK: usize = 64 << 10;
 
 /// A lean reader's first read between batches: room for a typical query
 /// (`SELECT … WHERE id = $1` with its Bind/Execute/Sync is under 200 bytes).
@@ -36,7 +59,76 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::new(),
             max_message,
             lean: false,
+            stream_over: usize::MAX,
+            streaming: 0,
         }
+    }
+
+    /// Streams messages longer than `over` bytes instead of holding them
+    /// (see [`Self::next_input`]).
+    pub fn streaming_over(mut self, over: usize) -> Self {
+        self.stream_over = over;
+        self
+    }
+
+    /// Every whole message already received (at least one) as one batch,
+    /// or, when the next message is longer than the streaming threshold,
+    /// its head (after the whole messages before it have been given out);
+    /// `None` at a clean end of stream. A streamed body must be read to
+    /// its end with [`Self::chunk`] before the next call.
+    pub async fn next_input(&mut self) -> Result<Option<Input>, Error> {
+        loop {
+            let mut total = 0;
+            loop {
+                let rest = &self.buf[total..];
+                if let Some(len) = declared_over(rest, self.stream_over, self.max_message)? {
+                    if total > 0 {
+                        break;
+                    }
+                    let tag = self.buf[0];
+                    self.buf.advance(HEADER);
+                    self.streaming = len;
+                    return Ok(Some(Input::Large { tag, len }));
+                }
+                match complete_length(rest, self.max_message)? {
+                    Some(len) => total += len,
+                    None => break,
+                }
+            }
+            if total > 0 {
+                let batch = self.buf.split_to(total);
+                if self.lean && self.buf.is_empty() {
+                    self.buf = BytesMut::new();
+                }
+                return Ok(Some(Input::Batch(batch)));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next piece (at most `max` bytes, at least one while any is
+    /// left) of the body [`Self::next_input`] announced; empty at its end.
+    pub async fn chunk(&mut self, max: usize) -> Result<BytesMut, Error> {
+        if self.streaming == 0 {
+            return Ok(BytesMut::new());
+        }
+        if self.buf.is_empty() {
+            let more = self.fill().await?;
+            if !more || self.buf.is_empty() {
+                return Err(Error::Protocol(
+                    "connection closed in the middle of a message".into(),
+                ));
+            }
+        }
+        let n = self.buf.len().min(self.streaming).min(max.max(1));
+        self.streaming -= n;
+        let piece = self.buf.split_to(n);
+        if self.lean && self.buf.is_empty() && self.streaming == 0 {
+            self.buf = BytesMut::new();
+        }
+        Ok(piece)
     }
 
     /// A reader for a connection that may sit idle for long (a client):
@@ -89,7 +181,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads more bytes; false at a clean end of stream (between messages).
     async fn fill(&mut self) -> Result<bool, Error> {
         let room = self.buf.capacity() - self.buf.len();
-        if self.lean && self.buf.is_empty() {
+        if self.streaming > 0 {
+            // A streamed body: one bounded piece at a time.
+            if room == 0 {
+                self.buf.reserve(self.streaming.min(CHUNK));
+            }
+        } else if self.lean && self.buf.is_empty() {
             // Waiting for the next batch (perhaps for hours): small. A
             // read that was interrupted comes back here; it stays small.
             if self.buf.capacity() == 0 {
@@ -174,6 +271,21 @@ pub fn complete_length(buf: &[u8], max_message: usize) -> Result<Option<usize>, 
     Ok((buf.len() >= total).then_some(total))
 }
 
+/// The body length of the first message in `buf` if its header is there
+/// and it is longer than `over` (and within `max_message`, else an error).
+fn declared_over(buf: &[u8], over: usize, max_message: usize) -> Result<Option<usize>, Error> {
+    if buf.len() < HEADER {
+        return Ok(None);
+    }
+    let declared = (&buf[1..5]).get_u32() as usize;
+    if declared <= over {
+        return Ok(None);
+    }
+    // The same checks as for a whole message.
+    complete_length(&buf[..HEADER], max_message)?;
+    Ok(Some(declared - 4))
+}
+
 /// The whole messages in a batch from [`FrameReader::next_batch`].
 pub fn messages(mut batch: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
@@ -256,6 +368,58 @@ mod tests {
             "{}",
             reader.buf.capacity()
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_threshold_comes_as_a_head_and_bounded_pieces() {
+        let mut bytes = b"S\0\0\0\x04".to_vec();
+        bytes.push(b'Q');
+        bytes.extend_from_slice(&(4 + 300u32).to_be_bytes());
+        bytes.extend(std::iter::repeat_n(b'x', 300));
+        bytes.extend_from_slice(b"S\0\0\0\x04");
+        let mut reader = FrameReader::lean(&bytes[..], 1 << 20).streaming_over(100);
+        let Ok(Some(Input::Batch(first))) = reader.next_input().await else {
+            panic!("the whole message before it first");
+        };
+        assert_eq!(&first[..], b"S\0\0\0\x04");
+        let Ok(Some(Input::Large { tag, len })) = reader.next_input().await else {
+            panic!("then the head");
+        };
+        assert_eq!((tag, len), (b'Q', 300));
+        let mut body = Vec::new();
+        loop {
+            let piece = reader.chunk(64).await.unwrap_or_default();
+            if piece.is_empty() {
+                break;
+            }
+            assert!(piece.len() <= 64);
+            body.extend_from_slice(&piece);
+        }
+        assert_eq!(body, vec![b'x'; 300]);
+        assert!(matches!(
+            reader.next_input().await,
+            Ok(Some(Input::Batch(_)))
+        ));
+        assert!(matches!(reader.next_input().await, Ok(None)));
+        // Cut short: an error, not a short body.
+        let mut cut = FrameReader::new(&bytes[5..200], 1 << 20).streaming_over(100);
+        assert!(matches!(
+            cut.next_input().await,
+            Ok(Some(Input::Large { .. }))
+        ));
+        let mut failed = false;
+        for _ in 0..10 {
+            match cut.chunk(64).await {
+                Err(_) => failed = true,
+                Ok(p) if p.is_empty() => break,
+                Ok(_) => continue,
+            }
+            break;
+        }
+        assert!(failed, "a body cut short is an error");
+        // Over max_message: refused before anything is read.
+        let mut over = FrameReader::new(&bytes[5..], 200).streaming_over(100);
+        assert!(over.next_input().await.is_err());
     }
 
     #[tokio::test]

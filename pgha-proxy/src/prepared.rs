@@ -377,6 +377,89 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
     }
 }
 
+/// How [`rewrite_head`] puts a streamed message's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// The header and `head` are in `out` (translated as needed); the rest
+    /// of the body follows unchanged.
+    Forward,
+    /// A named `Parse` on a shared connection: the proxy would have to
+    /// hold the whole text to share it, which is what streaming avoids.
+    NamedParseTooLong,
+}
+
+/// The start of a message too long to hold ([`crate::frame::Input::Large`]):
+/// its tag, the first bytes of its body (for `P` the statement name, for
+/// `B` the portal and statement names, each NUL-terminated) and its body
+/// length. Writes the header (with the length adjusted when a name is
+/// translated) and the translated `head` to `out`, and records the request.
+pub fn rewrite_head(tag: u8, head: &[u8], body_len: usize, cx: &mut Rewrite<'_>) -> Head {
+    let rest = body_len - head.len();
+    let put = |out: &mut BytesMut, head: &[u8]| {
+        out.put_u8(tag);
+        out.put_u32((head.len() + rest + 4) as u32);
+        out.put_slice(head);
+    };
+    match tag {
+        b'Q' => {
+            *cx.server_unnamed = None;
+            cx.client.remove(&b""[..]);
+            put(cx.out, head);
+            cx.tracker.push(Request::Query, Origin::Client);
+        }
+        b'P' => {
+            let name = cstr(head).map_or(&b""[..], |(n, _)| n);
+            if !name.is_empty() && !cx.own_names {
+                return Head::NamedParseTooLong;
+            }
+            // Not kept: too long to hold (a later round trip binding it by
+            // name finds it on the session's own connection).
+            cx.client.remove(name);
+            if name.is_empty() {
+                *cx.server_unnamed = None;
+            }
+            put(cx.out, head);
+            cx.tracker.push(Request::Parse(None), Origin::Client);
+        }
+        b'B' => {
+            let named = (!cx.own_names)
+                .then(|| {
+                    let (portal, after) = cstr(head)?;
+                    let (name, tail) = cstr(after)?;
+                    let statement = cx.client.get(name).filter(|_| !name.is_empty())?;
+                    Some((portal, statement.clone(), tail))
+                })
+                .flatten();
+            match named {
+                Some((portal, statement, tail)) => {
+                    ensure(cx, &statement);
+                    let mut translated = Vec::with_capacity(head.len() + 16);
+                    translated.extend_from_slice(portal);
+                    translated.push(0);
+                    translated.extend_from_slice(statement.server_name.as_bytes());
+                    translated.push(0);
+                    translated.extend_from_slice(tail);
+                    put(cx.out, &translated);
+                }
+                None => {
+                    if unnamed_target(head, false) {
+                        ensure_unnamed(cx);
+                    }
+                    put(cx.out, head);
+                }
+            }
+            cx.tracker.push(Request::Bind, Origin::Client);
+        }
+        b'F' => {
+            put(cx.out, head);
+            cx.tracker.push(Request::FunctionCall, Origin::Client);
+        }
+        // CopyData: no answer of its own.
+        _ => put(cx.out, head),
+    }
+    Head::Forward
+}
+
 fn forward(cx: &mut Rewrite<'_>, message: &[u8], request: Request) {
     cx.out.put_slice(message);
     cx.tracker.push(request, Origin::Client);

@@ -208,7 +208,8 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     }
     Some(Opened {
         relay,
-        frames: FrameReader::lean(client_read, shared.config.max_message),
+        frames: FrameReader::lean(client_read, shared.config.max_message)
+            .streaming_over(crate::frame::CHUNK),
         peer,
         _count: count,
         _gauge: gauge,

@@ -12,7 +12,7 @@ use super::acquire::{self, Attached, PoolCache};
 use super::{greeting, hidden, Login};
 use crate::classify::{Reason, Route};
 use crate::clients::ClientStatus;
-use crate::frame::{self, FrameReader};
+use crate::frame::{self, FrameReader, Input};
 use crate::metrics::{RouteReason, RouteTarget};
 use crate::params::{parse_status, Params};
 use crate::pause::Running;
@@ -25,6 +25,7 @@ use pgha_core::Lsn;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
+mod large;
 mod reply;
 mod ryw;
 
@@ -251,9 +252,16 @@ impl<'a> Relay<'a> {
                     }
                     self.on_topology().await?;
                 }
-                batch = frames.next_batch() => {
-                    let batch = match batch {
-                        Ok(Some(batch)) => batch,
+                input = frames.next_input() => {
+                    let batch = match input {
+                        Ok(Some(Input::Batch(batch))) => batch,
+                        Ok(Some(Input::Large { tag, len })) => {
+                            match Box::pin(self.on_large(frames, tag, len)).await {
+                                Err(e @ Error::Protocol(_)) => return Err(self.violation(e).await),
+                                other => other?,
+                            }
+                            continue;
+                        }
                         Ok(None) => return Ok(false),
                         Err(e @ Error::Protocol(_)) => return Err(self.violation(e).await),
                         Err(e) => return Err(e),
@@ -311,15 +319,10 @@ impl<'a> Relay<'a> {
                 return Ok(!goodbye);
             }
         }
+        self.begin_send();
         let Some(server) = self.server.as_mut() else {
             return Ok(!goodbye);
         };
-        self.to_server.clear();
-        if let Some(sql) = self.params.sync_query(&mut server.conn.params) {
-            put_query(&mut self.to_server, &sql);
-            self.tracker.push(Request::Query, Origin::Proxy);
-            server.conn.unnamed = None;
-        }
         let own_names = self.shared.config.pool_mode == PoolMode::Session && server.primary;
         prepared::rewrite(
             batch,
@@ -343,14 +346,6 @@ impl<'a> Relay<'a> {
                 .fetch_add(queries, Ordering::Relaxed);
             server.pool.recorder.queries(queries);
         }
-        self.status
-            .active(&server.conn.node, server.conn.cancel.key.0);
-        if server.conn.cancel.key != self.cancel_key {
-            self.cancel_key = server.conn.cancel.key;
-            let (pid, secret) = self.key;
-            self.shared
-                .set_cancel_target(pid, secret, server.conn.cancel.clone());
-        }
         if !self.to_server.is_empty()
             && server.conn.writer.write_all(&self.to_server).await.is_err()
         {
@@ -369,6 +364,29 @@ impl<'a> Relay<'a> {
             self.client.write_all(&self.out).await.map_err(Error::Io)?;
         }
         Ok(!goodbye)
+    }
+
+    /// The attached server, made ready for the client's next messages:
+    /// `to_server` holds the parameter SET it needs (if any), the console
+    /// shows the client active, its cancel requests reach this server.
+    fn begin_send(&mut self) {
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        self.to_server.clear();
+        if let Some(sql) = self.params.sync_query(&mut server.conn.params) {
+            put_query(&mut self.to_server, &sql);
+            self.tracker.push(Request::Query, Origin::Proxy);
+            server.conn.unnamed = None;
+        }
+        self.status
+            .active(&server.conn.node, server.conn.cancel.key.0);
+        if server.conn.cancel.key != self.cancel_key {
+            self.cancel_key = server.conn.cancel.key;
+            let (pid, secret) = self.key;
+            self.shared
+                .set_cancel_target(pid, secret, server.conn.cancel.clone());
+        }
     }
 
     /// Picks the server for a transaction that starts with `batch`,

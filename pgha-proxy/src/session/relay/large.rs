@@ -1,0 +1,142 @@
+//! Client messages too long to hold (a huge query, a Bind with big
+//! parameters, COPY data in big pieces): routed on their head, then streamed
+//! to the server piece by piece, so what one client costs stays bounded
+//! whatever it sends.
+
+use super::*;
+use crate::frame::CHUNK;
+use crate::prepared::Head;
+
+/// Room for the names at the front of a Parse (one) or Bind (two).
+const NAMES_MAX: usize = 4096;
+
+impl Relay<'_> {
+    /// Streams one message of `len` body bytes, whose tag `next_input`
+    /// gave, to the server of the client's transaction.
+    pub(super) async fn on_large(
+        &mut self,
+        frames: &mut FrameReader<ReadHalf>,
+        tag: u8,
+        len: usize,
+    ) -> Result<(), Error> {
+        if !matches!(tag, b'Q' | b'P' | b'B' | b'F' | b'd') {
+            return Err(Error::Protocol(format!(
+                "a message of type {tag} cannot be {len} bytes long"
+            )));
+        }
+        let head = read_names(frames, tag, len).await?;
+        if self.discarding {
+            // As for any message after an error, until the Sync.
+            return drain(frames).await;
+        }
+        let pooled = self.shared.config.pool_mode == PoolMode::Transaction;
+        let between = self.tracker.is_empty() && self.tx_status == b'I';
+        if between || self.server.is_none() {
+            if tag == b'P' && pooled && !head.starts_with(&[0]) {
+                drain(frames).await?;
+                return self.refuse_named_parse(len).await;
+            }
+            // Not classified (the text is not held): the primary's.
+            if let Err(e) = self.route(&[]).await {
+                tracing::warn!(error = %e, "no server for a client transaction");
+                self.transaction_done(None);
+                drain(frames).await?;
+                return self.refuse(&[tag, 0, 0, 0, 4], &e).await;
+            }
+        }
+        self.begin_send();
+        let Some(server) = self.server.as_mut() else {
+            return drain(frames).await;
+        };
+        let own_names = !pooled && server.primary;
+        let done = prepared::rewrite_head(
+            tag,
+            &head,
+            len,
+            &mut Rewrite {
+                registry: &self.shared.statements,
+                classify: &self.shared.config.classify,
+                client: &mut self.statements,
+                server: &mut server.conn.statements,
+                server_unnamed: &mut server.conn.unnamed,
+                own_names,
+                cap: self.shared.config.max_prepared_statements,
+                out: &mut self.to_server,
+                tracker: &mut self.tracker,
+            },
+        );
+        if done == Head::NamedParseTooLong {
+            drain(frames).await?;
+            return self.refuse_named_parse(len).await;
+        }
+        if tag == b'Q' {
+            server.pool.stats.queries.fetch_add(1, Ordering::Relaxed);
+            server.pool.recorder.queries(1);
+        }
+        if server.conn.writer.write_all(&self.to_server).await.is_err() {
+            drain(frames).await?;
+            return self.server_lost(Lost::Broken).await;
+        }
+        loop {
+            let piece = frames.chunk(CHUNK).await?;
+            if piece.is_empty() {
+                return Ok(());
+            }
+            if server.conn.writer.write_all(&piece).await.is_err() {
+                // The server cannot have run a message it did not get
+                // whole, but what came before it in the pipeline may have.
+                drain(frames).await?;
+                return self.server_lost(Lost::Broken).await;
+            }
+        }
+    }
+
+    /// A named Parse too long to hold in transaction pooling: refused like
+    /// a failed Parse (the client's messages up to its Sync are dropped).
+    async fn refuse_named_parse(&mut self, len: usize) -> Result<(), Error> {
+        self.out.clear();
+        messages::error_with_hint(
+            &mut self.out,
+            "ERROR",
+            "54000",
+            &format!("pgha: a statement of {len} bytes cannot be prepared by name in transaction pooling"),
+            "prepare it as the unnamed statement, or use pool_mode = session",
+        );
+        self.discarding = true;
+        self.client.write_all(&self.out).await.map_err(Error::Io)
+    }
+}
+
+/// The names at the front of a Parse (its statement) or Bind (portal and
+/// statement), read off the streamed body; nothing for other messages.
+async fn read_names(
+    frames: &mut FrameReader<ReadHalf>,
+    tag: u8,
+    len: usize,
+) -> Result<BytesMut, Error> {
+    let names = match tag {
+        b'P' => 1,
+        b'B' => 2,
+        _ => return Ok(BytesMut::new()),
+    };
+    let mut head = BytesMut::new();
+    while head.iter().filter(|&&b| b == 0).count() < names {
+        if head.len() >= NAMES_MAX.min(len) {
+            return Err(Error::Protocol(
+                "names in a message are not terminated".into(),
+            ));
+        }
+        // Byte by byte past the names would cost a read each: take what
+        // is there, and keep only up to the last name's end.
+        let piece = frames.chunk(NAMES_MAX - head.len()).await?;
+        head.extend_from_slice(&piece);
+    }
+    // What was read past the names goes out with the head unchanged.
+    Ok(head)
+}
+
+/// Reads and drops the rest of a streamed body.
+async fn drain(frames: &mut FrameReader<ReadHalf>) -> Result<(), Error> {
+    while !frames.chunk(CHUNK).await?.is_empty() {}
+    Ok(())
+}
