@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `pgha_clients` | | clients connected now |
 //! | `pgha_client_connections_total` | | client connections accepted |
-//! | `pgha_client_auth_failures_total` | `reason` | clients turned away: `password`, `hba_reject`, `unknown_database`, `too_many`, `protocol`, `timeout` ([`AuthFailure`]); a jump in `password` is a misconfigured app or a guesser; each is also logged at WARN (`client refused`, with peer, user, database and reason; `timeout` at INFO) |
+//! | `pgha_client_auth_failures_total` | `reason` | clients turned away: `password`, `hba_reject`, `unknown_database`, `too_many`, `protocol` (at startup or after login), `timeout` ([`AuthFailure`]); a jump in `password` is a misconfigured app or a guesser; each is also logged at WARN (`client refused`, with peer, user, database and reason; `timeout` at INFO) |
 //! | `pgha_server_connections` | `node`, `state` | server connections open now, `idle` in the pool or `active` (lent to a client) |
 //! | `pgha_server_connects_total` | `node`, `outcome` | connects to a server, `ok` or `error`; errors before the monitor marks a node down show trouble early |
 //! | `pgha_node_suspicions_total` | `node` | times a standby was suspected of not answering (a connect failed or timed out, a read went unanswered past its deadline): reads avoided it until the monitor probed it healthy |

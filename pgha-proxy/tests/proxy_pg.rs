@@ -202,7 +202,13 @@ async fn bad_frames_after_login_get_08p01_and_the_connection_closes() -> R {
             assert_eq!(error_field(&got[0].1, b'C').as_deref(), Some("08P01"));
             assert_eq!(error_field(&got[0].1, b'S').as_deref(), Some("FATAL"));
         }
-        // Nobody else noticed.
+        // Counted with the clients turned away; nobody else noticed.
+        let counted = proxy
+            .metrics
+            .encode()
+            .lines()
+            .any(|l| l.starts_with("pgha_client_auth_failures_total{reason=\"protocol\"} 4"));
+        assert!(counted, "{}", proxy.metrics.encode());
         let c = client(proxy.port).await?;
         assert_eq!(server_port(&c).await?, i32::from(cluster.primary().port()));
     }

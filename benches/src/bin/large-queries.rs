@@ -23,7 +23,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[derive(Parser, Debug)]
-#[command(name = "large-queries", about = "pgha's memory under very large queries")]
+#[command(
+    name = "large-queries",
+    about = "pgha's memory under very large queries"
+)]
 struct Args {
     /// The pgha binary to run.
     #[arg(long, default_value = "target/release/pgha")]
@@ -47,7 +50,10 @@ async fn main() -> anyhow::Result<()> {
     let port = free_port()?;
     let mut pgha = tokio::process::Command::new(&args.pgha)
         .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--node", &format!("db1={}:{}", primary.host(), primary.port())])
+        .args([
+            "--node",
+            &format!("db1={}:{}", primary.host(), primary.port()),
+        ])
         .args(["--pool-mode", &args.pool_mode])
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
@@ -95,7 +101,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Peak resident memory of process `pid`, in bytes.
@@ -156,7 +164,11 @@ async fn long_query(port: u16, n: usize) -> anyhow::Result<String> {
     loop {
         let (tag, body) = read_message(&mut s).await?;
         match tag {
-            b'D' => answer = body.get(6..).map(|v| String::from_utf8_lossy(v).into_owned()),
+            b'D' => {
+                answer = body
+                    .get(6..)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            }
             b'E' => bail!("error: {}", String::from_utf8_lossy(&body)),
             b'Z' => return answer.context("no row"),
             _ => {}

@@ -596,6 +596,10 @@ impl<'a> Relay<'a> {
             error = %e,
             "client protocol violation; closing its connection"
         );
+        // A client turned away, as at startup.
+        self.shared
+            .metrics
+            .auth_failure(crate::metrics::AuthFailure::Protocol);
         self.end_session(e).await
     }
 
