@@ -244,7 +244,7 @@ impl Pool {
         let (read, writer) = conn.stream.into_split();
         let now = Instant::now();
         Ok(Box::new(ServerConnection {
-            reader: FrameReader::new(read, config.max_message),
+            reader: FrameReader::new(read, config.max_message).streaming_over(crate::frame::CHUNK),
             writer,
             node: self.key.node.clone(),
             cancel: Arc::new(CancelTarget {

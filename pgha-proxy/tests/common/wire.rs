@@ -96,6 +96,39 @@ impl Wire {
         Ok(Some((head[0], body)))
     }
 
+    /// As [`Self::until_ready`], keeping at most `keep` bytes of each body
+    /// (the rest is read and dropped) and the full body length beside it:
+    /// a client that holds little whatever the server sends.
+    pub async fn until_ready_lean(
+        &mut self,
+        keep: usize,
+    ) -> std::io::Result<Vec<(u8, usize, Vec<u8>)>> {
+        let mut out = Vec::new();
+        loop {
+            let mut head = [0u8; 5];
+            match self.stream.read_exact(&mut head).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(out),
+                Err(e) => return Err(e),
+            }
+            let len = (u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize)
+                .saturating_sub(4);
+            let mut kept = vec![0u8; len.min(keep)];
+            self.stream.read_exact(&mut kept).await?;
+            let mut left = len - kept.len();
+            let mut sink = vec![0u8; 64 << 10];
+            while left > 0 {
+                let n = left.min(sink.len());
+                self.stream.read_exact(&mut sink[..n]).await?;
+                left -= n;
+            }
+            out.push((head[0], len, kept));
+            if head[0] == b'Z' {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Messages up to and including the next ReadyForQuery, or up to the
     /// end of the stream (then the last element is not a `Z`).
     pub async fn until_ready(&mut self) -> std::io::Result<Vec<Message>> {

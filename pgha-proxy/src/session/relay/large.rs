@@ -140,3 +140,76 @@ async fn drain(frames: &mut FrameReader<ReadHalf>) -> Result<(), Error> {
     while !frames.chunk(CHUNK).await?.is_empty() {}
     Ok(())
 }
+
+impl Relay<'_> {
+    /// Streams one server message of `len` body bytes (a huge row, COPY
+    /// data, an error with a huge text) to the client, or drops it if it
+    /// answers the proxy's own request. Once part of it has reached the
+    /// client, a server that stops (or a standby silent past its read
+    /// deadline) ends the session: the client's stream cannot be mended.
+    pub(super) async fn on_server_large(&mut self, tag: u8, len: usize) -> Result<(), Error> {
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let unasked = self.tracker.is_empty();
+        let statements = &mut server.conn.statements;
+        let disposition = self.tracker.on_server(tag, |id| {
+            statements.remove(&id);
+        });
+        let silence = (!server.primary)
+            .then_some(self.shared.config.standby_read_timeout)
+            .filter(|t| !t.is_zero());
+        let reader = &mut server.conn.reader;
+        // The severity leads an ErrorResponse: enough of it to tell FATAL.
+        let mut first = BytesMut::new();
+        while first.len() < 16.min(len) {
+            first.extend_from_slice(&piece(reader, silence).await?);
+        }
+        let fatal = tag == b'E' && reply::is_fatal(&first);
+        let forward = disposition == Disposition::Forward && !(fatal && unasked);
+        if forward {
+            self.out.clear();
+            self.out.put_u8(tag);
+            self.out.put_u32((len + 4) as u32);
+            self.client.write_all(&self.out).await.map_err(Error::Io)?;
+            self.client.write_all(&first).await.map_err(Error::Io)?;
+        }
+        loop {
+            let more = piece(reader, silence).await?;
+            if more.is_empty() {
+                break;
+            }
+            if forward {
+                self.client.write_all(&more).await.map_err(Error::Io)?;
+            }
+        }
+        self.out.clear();
+        while let Some(tag) = self.tracker.next_synthetic() {
+            put_empty(&mut self.out, tag);
+        }
+        if !self.out.is_empty() {
+            self.client.write_all(&self.out).await.map_err(Error::Io)?;
+        }
+        if self.standby_deadline.is_some() {
+            self.standby_deadline = self.standby_read_deadline();
+        }
+        if fatal {
+            let how = if forward { Lost::Told } else { Lost::Broken };
+            return self.server_lost(how).await;
+        }
+        Ok(())
+    }
+}
+
+/// The next piece of a streamed server message, within `silence` if given.
+async fn piece(
+    reader: &mut FrameReader<ReadHalf>,
+    silence: Option<std::time::Duration>,
+) -> Result<BytesMut, Error> {
+    match silence {
+        None => reader.chunk(CHUNK).await,
+        Some(limit) => tokio::time::timeout(limit, reader.chunk(CHUNK))
+            .await
+            .unwrap_or(Err(Error::ReadLost)),
+    }
+}

@@ -237,8 +237,11 @@ impl<'a> Relay<'a> {
                 // Servers first: a connection that died is noticed before
                 // the next client statement is written into it.
                 biased;
-                batch = next_server(&mut self.server) => match batch {
-                    Ok(Some(batch)) => self.on_server(&batch).await?,
+                input = next_server(&mut self.server) => match input {
+                    Ok(Some(Input::Batch(batch))) => self.on_server(&batch).await?,
+                    Ok(Some(Input::Large { tag, len })) => {
+                        Box::pin(self.on_server_large(tag, len)).await?;
+                    }
                     Ok(None) | Err(_) => self.server_lost(Lost::Broken).await?,
                 },
                 () = sleep_until(self.standby_deadline), if self.standby_deadline.is_some() => {
@@ -785,9 +788,9 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn next_server(server: &mut Option<Attached>) -> Result<Option<BytesMut>, Error> {
+async fn next_server(server: &mut Option<Attached>) -> Result<Option<Input>, Error> {
     match server {
-        Some(s) => s.conn.reader.next_batch().await,
+        Some(s) => s.conn.reader.next_input().await,
         None => std::future::pending().await,
     }
 }

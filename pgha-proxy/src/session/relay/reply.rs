@@ -241,6 +241,6 @@ fn first_text(body: &[u8]) -> Option<&str> {
 }
 
 /// Whether an ErrorResponse body ends the session (severity comes first).
-fn is_fatal(body: &[u8]) -> bool {
+pub(super) fn is_fatal(body: &[u8]) -> bool {
     body.starts_with(b"SFATAL\0") || body.starts_with(b"SPANIC\0")
 }
