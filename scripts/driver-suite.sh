@@ -25,9 +25,11 @@
 #                   /tmp/.s.PGSQL.5433 hard-coded, as users postgres,
 #                   pass_user, md5_user and scram_user (password
 #                   "password"): each target in turn listens there, so port
-#                   5433 must be free. The authentication tests need pgha to
-#                   authenticate those users (its hba and auth files are set
-#                   up for them).
+#                   5433 must be free. The server asks those users for their
+#                   passwords (password, md5, scram-sha-256), and so does
+#                   pgha, through an hba file and an auth file written for
+#                   the run, with the shared password as its server
+#                   password.
 # Targets (env TARGETS, default "direct pgha-session pgha-tx"):
 #   direct          PostgreSQL 15 itself
 #   pgha-session    pgha run --pool-mode session --no-load-balance
@@ -235,7 +237,26 @@ for t in $targets; do
       fi
     else
       extra=()
-      [ "$s" = tokio-postgres ] && extra=(--unix-socket-dir /tmp)
+      if [ "$s" = tokio-postgres ]; then
+        # pgha asks those users for their passwords as the server would, and
+        # logs in to the server with the one they share.
+        cat >"$work/pgha-hba.conf" <<HBA
+host all pass_user 127.0.0.1/32 password
+host all md5_user 127.0.0.1/32 md5
+host all scram_user 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 trust
+local all all trust
+HBA
+        printf '"%s" "password"\n' pass_user md5_user scram_user >"$work/pgha-users.txt"
+        cat >"$work/pgha.toml" <<TOML
+[server]
+password = "password"
+[auth]
+hba_file = "pgha-hba.conf"
+auth_file = "pgha-users.txt"
+TOML
+        extra=(--unix-socket-dir /tmp --config "$work/pgha.toml")
+      fi
       start_pgha "$t" "$port" "${extra[@]}"
     fi
     echo "running $s against $t (127.0.0.1:$port)" >&2
