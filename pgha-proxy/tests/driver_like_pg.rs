@@ -256,13 +256,11 @@ async fn a_psycopg_like_statement_cache_works_on_postgresql_itself() -> R {
 }
 
 #[tokio::test]
-#[ignore = "issue #11.1: statement names are rewritten on the server (DEALLOCATE _pg3_0 fails with 26000)"]
 async fn a_psycopg_like_statement_cache_works_in_session_mode() -> R {
     through_the_proxy(PoolMode::Session).await
 }
 
 #[tokio::test]
-#[ignore = "issue #11.1: statement names are rewritten on the server (DEALLOCATE _pg3_0 fails with 26000)"]
 async fn a_psycopg_like_statement_cache_works_in_transaction_mode() -> R {
     through_the_proxy(PoolMode::Transaction).await
 }

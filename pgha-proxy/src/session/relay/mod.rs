@@ -310,7 +310,7 @@ impl<'a> Relay<'a> {
         if batch.is_empty() {
             return Ok(!goodbye);
         }
-        if batch.first() == Some(&b'Q') && self.prepared_sql(batch).await? {
+        if matches!(batch.first(), Some(b'Q' | b'P')) && self.prepared_sql(batch).await? {
             return Ok(!goodbye);
         }
         let between = self.tracker.is_empty() && self.tx_status == b'I';
@@ -614,23 +614,37 @@ impl<'a> Relay<'a> {
     /// connection other clients get). True when the batch was answered.
     async fn prepared_sql(&mut self, batch: &[u8]) -> Result<bool, Error> {
         use crate::prepared_sql::{recognise, PreparedSql};
-        let mut all = frame::messages(batch);
-        let (Some(query), None) = (all.next(), all.next()) else {
+        let Some((sql, extended)) = prepared_sql_text(batch) else {
             return Ok(false);
         };
-        let sql = frame::body(query);
-        let Some(form) = recognise(sql.strip_suffix(&[0]).unwrap_or(sql)) else {
+        let Some(form) = recognise(sql) else {
             return Ok(false);
         };
         let pooled = self.shared.config.pool_mode == PoolMode::Transaction;
         self.out.clear();
+        let completed = |out: &mut BytesMut, tag: &str| {
+            if let Some(tags) = extended {
+                // Parse, Bind, (Describe of the portal,) Execute, Sync.
+                for t in tags {
+                    match t {
+                        b'P' => put_empty(out, b'1'),
+                        b'B' => put_empty(out, b'2'),
+                        b'D' => put_empty(out, b'n'),
+                        b'E' => messages::command_complete(out, tag),
+                        _ => {}
+                    }
+                }
+            } else {
+                messages::command_complete(out, tag);
+            }
+        };
         match form {
             PreparedSql::DeallocateAll => {
                 self.statements.clear();
                 if !pooled {
                     return Ok(false);
                 }
-                messages::command_complete(&mut self.out, "DEALLOCATE ALL");
+                completed(&mut self.out, "DEALLOCATE ALL");
             }
             PreparedSql::Deallocate(name) => {
                 let known = self.statements.remove(&name[..]).is_some();
@@ -638,7 +652,7 @@ impl<'a> Relay<'a> {
                     // The server's own answer (unknown: its 26000).
                     return Ok(false);
                 }
-                messages::command_complete(&mut self.out, "DEALLOCATE");
+                completed(&mut self.out, "DEALLOCATE");
             }
             PreparedSql::Prepare | PreparedSql::Execute if pooled => {
                 messages::error_with_hint(
@@ -778,6 +792,43 @@ fn tags(batch: &[u8]) -> String {
 fn put_empty(out: &mut BytesMut, tag: u8) {
     out.put_u8(tag);
     out.put_u32(4);
+}
+
+/// The SQL of a batch that may be about prepared statements: a lone simple
+/// query, or the unnamed statement run once in the extended protocol
+/// (Parse, Bind, an optional Describe of the portal, Execute, Sync — how
+/// psycopg sends its `DEALLOCATE` in pipeline mode), with the tags of the
+/// latter. `None` for anything else.
+fn prepared_sql_text(batch: &[u8]) -> Option<(&[u8], Option<Vec<u8>>)> {
+    let mut all = frame::messages(batch);
+    let first = all.next()?;
+    let body = frame::body(first);
+    if first[0] == b'Q' {
+        return all
+            .next()
+            .is_none()
+            .then(|| (body.strip_suffix(&[0]).unwrap_or(body), None));
+    }
+    // An unnamed Parse: the name is empty, the text follows.
+    let text = body.strip_prefix(&[0])?;
+    let text = &text[..text.iter().position(|&b| b == 0)?];
+    // Only SQL that names prepared statements is looked at further.
+    crate::prepared_sql::recognise(text)?;
+    let mut tags = vec![b'P'];
+    for m in all {
+        let unnamed = match m[0] {
+            b'B' => frame::body(m).starts_with(b"\0\0"),
+            b'D' => frame::body(m) == b"P\0",
+            b'E' => frame::body(m).starts_with(b"\0"),
+            b'S' => true,
+            _ => false,
+        };
+        if !unnamed {
+            return None;
+        }
+        tags.push(m[0]);
+    }
+    (tags.ends_with(b"ES") && tags.get(1) == Some(&b'B')).then_some((text, Some(tags)))
 }
 
 /// Sleeps until `deadline`; never wakes without one.
