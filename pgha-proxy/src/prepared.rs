@@ -371,6 +371,10 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
                 }
                 forward(cx, message, Request::Query)
             }
+            b'c' | b'f' => {
+                cx.out.put_slice(message);
+                cx.tracker.push(Request::CopyEnd, Origin::Client);
+            }
             // Flush, COPY data and anything else: no answer of its own.
             _ => cx.out.put_slice(message),
         }

@@ -33,6 +33,9 @@ pub enum Request {
     /// Answered by the proxy with this message tag (`1` ParseComplete,
     /// `3` CloseComplete); the server never sees it.
     Synthetic(u8),
+    /// `CopyDone` / `CopyFail`: no answer of its own, but it ends copy-in
+    /// mode, during which the server ignores `Sync`.
+    CopyEnd,
 }
 
 impl Request {
@@ -45,7 +48,7 @@ impl Request {
             Request::Describe => matches!(tag, b'T' | b'n'),
             Request::Execute => matches!(tag, b'C' | b'I' | b's'),
             Request::Sync | Request::Query | Request::FunctionCall => tag == b'Z',
-            Request::Synthetic(_) => false,
+            Request::Synthetic(_) | Request::CopyEnd => false,
         }
     }
 
@@ -84,12 +87,24 @@ pub enum Disposition {
 #[derive(Debug, Default)]
 pub struct Tracker {
     pending: VecDeque<(Request, Origin)>,
+    /// The server is in copy-in mode (it sent CopyInResponse and the
+    /// client's CopyDone/CopyFail has not been sent yet): it ignores Sync.
+    copy_in: bool,
 }
 
 impl Tracker {
     /// Records a request written to the server (or to be answered by the
     /// proxy, for [`Request::Synthetic`]).
     pub fn push(&mut self, request: Request, origin: Origin) {
+        match request {
+            // Ignored by the server: no ReadyForQuery will answer it.
+            Request::Sync if self.copy_in => return,
+            Request::CopyEnd if self.copy_in => {
+                self.copy_in = false;
+                return;
+            }
+            _ => {}
+        }
         self.pending.push_back((request, origin));
     }
 
@@ -115,6 +130,7 @@ impl Tracker {
     /// Forgets everything in flight (the server connection is gone).
     pub fn clear(&mut self) {
         self.pending.clear();
+        self.copy_in = false;
     }
 
     /// Decides about one server message by its tag. `failed` is called with
@@ -122,6 +138,14 @@ impl Tracker {
     /// failed or was skipped after an error), so the caller stops believing
     /// the server has that statement.
     pub fn on_server(&mut self, tag: u8, mut failed: impl FnMut(u64)) -> Disposition {
+        // A CopyDone/CopyFail outside copy-in mode is ignored by the server.
+        while self
+            .pending
+            .front()
+            .is_some_and(|(r, _)| *r == Request::CopyEnd)
+        {
+            self.pending.pop_front();
+        }
         let Some(&(request, origin)) = self.pending.front() else {
             // Nothing asked for it (a notice or notification between
             // requests): the client gets it.
@@ -130,6 +154,9 @@ impl Tracker {
         if tag == b'A' {
             // A NOTIFY is the client's whatever request it arrives during.
             return Disposition::Forward;
+        }
+        if tag == b'G' {
+            self.entered_copy_in();
         }
         let hide = |origin| match origin {
             Origin::Client => Disposition::Forward,
@@ -171,6 +198,28 @@ impl Tracker {
             }
         }
         hide(origin)
+    }
+
+    /// CopyInResponse: until the client's CopyDone/CopyFail the server
+    /// ignores Sync, so the Syncs already sent after the request that
+    /// started the copy are not answered; later ones are not recorded.
+    fn entered_copy_in(&mut self) {
+        let mut i = 1;
+        while let Some(&(request, _)) = self.pending.get(i) {
+            match request {
+                Request::Sync => {
+                    self.pending.remove(i);
+                }
+                Request::CopyEnd => {
+                    // The client already ended the copy: what follows
+                    // counts again.
+                    self.pending.remove(i);
+                    return;
+                }
+                _ => i += 1,
+            }
+        }
+        self.copy_in = true;
     }
 
     /// The next answer the proxy owes the client itself, once everything
@@ -285,5 +334,46 @@ mod tests {
         let mut t = Tracker::default();
         let (seen, _) = run(&mut t, b"NAS");
         assert_eq!(seen, b"NAS");
+    }
+
+    #[test]
+    fn syncs_sent_during_copy_in_are_not_waited_for() {
+        // A driver's extended-protocol COPY FROM STDIN: Bind, Execute, Sync
+        // before the data (ignored by the server in copy-in mode), then the
+        // data, CopyDone and a Sync, then a Close answered by the proxy.
+        let mut t = Tracker::default();
+        for r in [Request::Bind, Request::Execute, Request::Sync] {
+            t.push(r, Origin::Client);
+        }
+        assert_eq!(run(&mut t, b"2G").0, b"2G");
+        t.push(Request::CopyEnd, Origin::Client);
+        t.push(Request::Sync, Origin::Client);
+        t.push(Request::Synthetic(b'3'), Origin::Client);
+        t.push(Request::Sync, Origin::Client);
+        assert_eq!(
+            run(&mut t, b"CZZ").0,
+            b"CZ3Z",
+            "the proxy's answer in its place"
+        );
+        assert!(t.is_empty());
+        // The copy ended before the server said it began.
+        for r in [
+            Request::Bind,
+            Request::Execute,
+            Request::Sync,
+            Request::CopyEnd,
+            Request::Sync,
+        ] {
+            t.push(r, Origin::Client);
+        }
+        assert_eq!(run(&mut t, b"2GCZ").0, b"2GCZ");
+        assert!(t.is_empty());
+        // A simple COPY that fails: CopyFail, then the Query's error and
+        // ReadyForQuery.
+        t.push(Request::Query, Origin::Client);
+        assert_eq!(run(&mut t, b"G").0, b"G");
+        t.push(Request::CopyEnd, Origin::Client);
+        assert_eq!(run(&mut t, b"EZ").0, b"EZ");
+        assert!(t.is_empty());
     }
 }

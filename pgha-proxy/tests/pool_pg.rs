@@ -219,6 +219,47 @@ async fn a_later_client_gets_the_servers_defaults_not_an_earlier_clients_setting
     Ok(())
 }
 
+/// A driver's COPY in both directions (tokio-postgres: prepared by name,
+/// then Bind/Execute/Sync before the data), in both pool modes, and the
+/// statements after it.
+#[tokio::test]
+async fn a_drivers_copy_in_and_out_work_in_both_modes() -> R {
+    use futures_util::SinkExt;
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    for (i, config) in [ProxyConfig::default(), transaction_mode(2)]
+        .into_iter()
+        .enumerate()
+    {
+        let proxy = start_proxy(config, topology.clone()).await;
+        let c = client(proxy.port).await?;
+        let table = format!("copied{i}");
+        c.batch_execute(&format!("CREATE TABLE {table} (id int, name text)"))
+            .await?;
+        let sink = c.copy_in(&format!("COPY {table} FROM STDIN")).await?;
+        let mut sink = std::pin::pin!(sink);
+        for line in ["1\tjim\n", "2\tjoe\n"] {
+            sink.send(bytes::Bytes::from(line)).await?;
+        }
+        assert_eq!(sink.as_mut().finish().await?, 2);
+        let rows = c
+            .query(&format!("SELECT count(*) FROM {table}"), &[])
+            .await?;
+        assert_eq!(rows[0].get::<_, i64>(0), 2);
+        let out = c.copy_out(&format!("COPY {table} TO STDOUT")).await?;
+        let mut out = std::pin::pin!(out);
+        let mut text = Vec::new();
+        while let Some(chunk) =
+            std::future::poll_fn(|cx| futures_util::Stream::poll_next(out.as_mut(), cx)).await
+        {
+            text.extend_from_slice(&chunk?);
+        }
+        assert_eq!(String::from_utf8_lossy(&text), "1\tjim\n2\tjoe\n");
+        assert_eq!(first_column(c.simple_query("SELECT 1").await?), ["1"]);
+    }
+    Ok(())
+}
+
 /// The SQL a driver sends about the statements it prepared through the
 /// protocol works as on PostgreSQL: in session mode by the client's own
 /// names on the server; in transaction mode `DEALLOCATE` is answered by the
