@@ -216,6 +216,15 @@ async fn a_later_client_gets_the_servers_defaults_not_an_earlier_clients_setting
         Some("UTF8")
     );
     assert_eq!(reported(&spelled, "DateStyle").as_deref(), Some("ISO, DMY"));
+    // What the server says about a startup parameter reaches the client, as
+    // it would at a direct login.
+    let long = "x".repeat(65);
+    let (c, _) = Wire::connect_with(proxy.port, &[("application_name", long.as_str())]).await?;
+    let told = c
+        .notices
+        .iter()
+        .any(|n| String::from_utf8_lossy(n).contains("will be truncated"));
+    assert!(told, "{:?}", c.notices);
     Ok(())
 }
 

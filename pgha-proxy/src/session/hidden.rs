@@ -17,13 +17,23 @@ pub(crate) async fn run(
     run_row(conn, sql, timeout).await.map(drop)
 }
 
-/// As [`run`], returning the columns (as text, `None` for NULL) of the
-/// last row any of its statements returned.
+/// What a hidden query answered besides its outcome.
+#[derive(Debug, Default)]
+pub(crate) struct Answer {
+    /// The columns (as text, `None` for NULL) of the last row any of its
+    /// statements returned.
+    pub(crate) row: Vec<Option<String>>,
+    /// The notices it raised, as the server sent them (NoticeResponse
+    /// messages), for a client that should see them.
+    pub(crate) notices: BytesMut,
+}
+
+/// As [`run`], returning what else it answered.
 pub(crate) async fn run_row(
     conn: &mut ServerConnection,
     sql: &str,
     timeout: std::time::Duration,
-) -> Result<Vec<Option<String>>, Error> {
+) -> Result<Answer, Error> {
     tokio::time::timeout(timeout, run_inner(conn, sql))
         .await
         .unwrap_or_else(|_| {
@@ -34,7 +44,7 @@ pub(crate) async fn run_row(
         })
 }
 
-async fn run_inner(conn: &mut ServerConnection, sql: &str) -> Result<Vec<Option<String>>, Error> {
+async fn run_inner(conn: &mut ServerConnection, sql: &str) -> Result<Answer, Error> {
     let mut out = BytesMut::with_capacity(sql.len() + 6);
     out.put_u8(b'Q');
     out.put_u32((sql.len() + 5) as u32);
@@ -44,7 +54,7 @@ async fn run_inner(conn: &mut ServerConnection, sql: &str) -> Result<Vec<Option<
     conn.unnamed = None;
     conn.writer.write_all(&out).await.map_err(Error::Io)?;
     let mut failure = None;
-    let mut row = Vec::new();
+    let mut answer = Answer::default();
     loop {
         let Some(message) = conn.reader.next().await? else {
             return Err(Error::ServerLost);
@@ -57,8 +67,9 @@ async fn run_inner(conn: &mut ServerConnection, sql: &str) -> Result<Vec<Option<
                 }
             }
             b'E' => failure = Some(crate::server::error_message(conn.node.as_str(), &message)),
-            b'D' => row = columns(body),
-            b'Z' => return failure.map_or(Ok(row), Err),
+            b'D' => answer.row = columns(body),
+            b'N' => answer.notices.extend_from_slice(&message),
+            b'Z' => return failure.map_or(Ok(answer), Err),
             _ => {}
         }
     }

@@ -284,6 +284,7 @@ pub(crate) fn greeting(
     reported: &[(String, String)],
     params: &Params,
     key: (i32, i32),
+    notices: &[u8],
 ) {
     messages::auth_ok(out);
     for (name, value) in reported {
@@ -295,5 +296,6 @@ pub(crate) fn greeting(
         messages::parameter_status(out, name, value);
     }
     messages::backend_key(out, key.0, key.1);
+    out.extend_from_slice(notices);
     messages::ready(out, b'I');
 }

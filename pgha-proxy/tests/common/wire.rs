@@ -11,6 +11,8 @@ pub struct Wire {
     stream: TcpStream,
     /// The (pid, secret) the greeting's BackendKeyData gave.
     pub key: Option<(i32, i32)>,
+    /// NoticeResponse bodies the greeting carried.
+    pub notices: Vec<Vec<u8>>,
 }
 
 impl Wire {
@@ -27,7 +29,11 @@ impl Wire {
         params: &[(&str, &str)],
     ) -> std::io::Result<(Self, Vec<(String, String)>)> {
         let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        let mut wire = Self { stream, key: None };
+        let mut wire = Self {
+            stream,
+            key: None,
+            notices: Vec::new(),
+        };
         let mut body = Vec::new();
         body.extend_from_slice(&196608u32.to_be_bytes());
         let mut all = vec![("user", "postgres"), ("database", "postgres")];
@@ -46,6 +52,7 @@ impl Wire {
         loop {
             match wire.read().await? {
                 Some((b'Z', _)) => return Ok((wire, reported)),
+                Some((b'N', body)) => wire.notices.push(body),
                 Some((b'K', body)) if body.len() == 8 => {
                     let int = |at: usize| {
                         i32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]])

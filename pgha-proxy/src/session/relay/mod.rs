@@ -133,6 +133,7 @@ impl<'a> Relay<'a> {
         // defaults (what a fresh connection reported), never as an earlier
         // client of this pooled connection left it.
         let reported = attached.pool.reported();
+        let mut notices = BytesMut::new();
         let mut params = Params::default();
         for (name, value) in &reported {
             params.set(name, value);
@@ -151,13 +152,16 @@ impl<'a> Relay<'a> {
                 }
                 sql.push_str(&format!("current_setting('{name}')"));
             }
-            let row = Box::pin(hidden::run_row(
+            let answer = Box::pin(hidden::run_row(
                 &mut attached.conn,
                 &sql,
                 self.shared.config.connect_timeout,
             ))
             .await?;
-            for (name, value) in crate::params::TRACKED.iter().zip(row) {
+            // What PostgreSQL would have told the client at its startup
+            // (a name too long truncated, say): the greeting carries it.
+            notices = answer.notices;
+            for (name, value) in crate::params::TRACKED.iter().zip(answer.row) {
                 if let Some(value) = value {
                     attached.conn.params.set(name, &value);
                 }
@@ -176,7 +180,7 @@ impl<'a> Relay<'a> {
             self.cancel_key = self.key;
         }
         let mut out = BytesMut::with_capacity(512);
-        greeting(&mut out, &reported, &self.params, self.key);
+        greeting(&mut out, &reported, &self.params, self.key, &notices);
         self.server = Some(attached);
         self.release_if_done().await?;
         Ok(out)
