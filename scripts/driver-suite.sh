@@ -89,7 +89,7 @@ user=postgres
 run_as() { if [ "$(id -u)" -eq 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 psql_at() { # host port sql → its output
-  run_as "$bindir/psql" -h "$1" -p "$2" -U postgres -d postgres -XAtq -c "$3"
+  run_as env PGOPTIONS="-c client_min_messages=warning" "$bindir/psql" -h "$1" -p "$2" -U postgres -d postgres -XAtq -c "$3"
 }
 
 work=$(mktemp -d /tmp/pgha-driver-suite-XXXXXX)
@@ -135,9 +135,22 @@ if [[ " $suites " == *" tokio-postgres "* ]]; then
   psql_at 127.0.0.1 "$pg_port" "
     SET password_encryption = 'md5'; CREATE ROLE md5_user PASSWORD 'password' LOGIN;
     SET password_encryption = 'scram-sha-256'; CREATE ROLE pass_user PASSWORD 'password' LOGIN;
-    CREATE ROLE scram_user PASSWORD 'password' LOGIN;
-    CREATE EXTENSION hstore; CREATE EXTENSION citext; CREATE EXTENSION ltree;" >/dev/null
+    CREATE ROLE scram_user PASSWORD 'password' LOGIN;" >/dev/null
 fi
+
+# A Unix socket nobody listens on any more (pgha leaves its socket file
+# behind when stopped; PostgreSQL will not start over one).
+remove_stale_socket() { # path
+  [ -S "$1" ] || return 0
+  python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except ConnectionRefusedError:
+    sys.exit(0)
+sys.exit(1)' "$1" && rm -f "$1"
+  return 0
+}
 
 # pgha in front of it on HOST:PORT; waits until a write passes through it.
 start_pgha() { # target port [extra args]
@@ -210,8 +223,14 @@ PY
   }
 }
 tokio_postgres_run() { # target → libtest output in $work/tokio-postgres-TARGET.txt
+  # Before each run: asyncpg's tests drop hstore when they are done.
+  psql_at 127.0.0.1 "$pg_port_now" "CREATE EXTENSION IF NOT EXISTS hstore;
+    CREATE EXTENSION IF NOT EXISTS citext; CREATE EXTENSION IF NOT EXISTS ltree;" >/dev/null
   (cd "$work/tokio-postgres" && CARGO_TARGET_DIR="$work/tp-target" timeout "$suite_timeout" \
     cargo test --test test --all-features -- --test-threads 4 >"$work/tokio-postgres-$1.txt" 2>&1) || true
+  # And gone again: asyncpg's tests create citext themselves and fail if it
+  # is there.
+  psql_at 127.0.0.1 "$pg_port_now" "DROP EXTENSION IF EXISTS hstore, citext, ltree CASCADE" >/dev/null
 }
 
 for s in $suites; do
@@ -230,6 +249,7 @@ for t in $targets; do
       if [ "$s" = tokio-postgres ]; then
         # Its tests want the server itself on 5433 (TCP and /tmp socket).
         run_as "$bindir/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
+        remove_stale_socket /tmp/.s.PGSQL.5433
         run_as "$bindir/pg_ctl" -D "$work/pg" -l "$work/postgres.log" -w \
           -o "-p 5433 ${pg_opts/unix_socket_directories=$work/unix_socket_directories=/tmp}" start >/dev/null
       else
@@ -259,11 +279,15 @@ TOML
       fi
       start_pgha "$t" "$port" "${extra[@]}"
     fi
+    # Where the server itself listens now.
+    pg_port_now=$pg_port
+    [ "$t" = direct ] && [ "$s" = tokio-postgres ] && pg_port_now=5433
     echo "running $s against $t (127.0.0.1:$port)" >&2
     start=$(date +%s)
     "${s//-/_}_run" "$t" 127.0.0.1 "$port"
     echo "  $s on $t took $(( $(date +%s) - start )) s" >&2
     stop_pgha
+    [ "$s" = tokio-postgres ] && remove_stale_socket /tmp/.s.PGSQL.5433
     if [ "$t" = direct ] && [ "$s" = tokio-postgres ]; then
       run_as "$bindir/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
       run_as "$bindir/pg_ctl" -D "$work/pg" -l "$work/postgres.log" -w -o "-p $pg_port $pg_opts" start >/dev/null
