@@ -252,6 +252,7 @@ impl Pool {
                 host: self.host.clone(),
                 port: self.port,
                 key: conn.key,
+                owner: std::sync::atomic::AtomicI32::new(0),
             }),
             params,
             statements: ServerStatements::new(),

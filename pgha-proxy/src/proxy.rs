@@ -14,12 +14,16 @@ use crate::{session, Listener, ProxyConfig};
 
 /// Where a client's cancel request must go: the server connection it is
 /// using now.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CancelTarget {
     pub(crate) node: NodeId,
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) key: (i32, i32),
+    /// The pid (as told) of the client whose requests the connection runs
+    /// now; 0 while it sits in its pool. A cancel from anyone else — a
+    /// client that used the connection before — must not reach it.
+    pub(crate) owner: std::sync::atomic::AtomicI32,
 }
 
 type Hint = Arc<dyn Fn(&NodeId, &str) + Send + Sync>;
@@ -112,22 +116,31 @@ impl Shared {
     /// fail over; holding its cancel connection for a connect to that
     /// server would stall it. Never sent to a node the topology holds down
     /// or quarantined: nothing pgha could reach runs there.
-    pub(crate) fn cancel(&self, pid: i32, secret: i32) {
+    pub(crate) fn cancel(&self, pid: i32, secret: i32) -> Option<tokio::task::JoinHandle<()>> {
         let target = {
             let cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
             cancels.get(&(pid, secret)).cloned()
         };
         let Some(target) = target else {
             tracing::debug!(pid, "cancel request with an unknown key ignored");
-            return;
+            return None;
         };
+        if target.owner.load(std::sync::atomic::Ordering::Acquire) != pid {
+            // Back in its pool, or another client's now: nothing of this
+            // client's runs there.
+            tracing::debug!(
+                pid,
+                "cancel request ignored: the client has no request on a server"
+            );
+            return None;
+        }
         let status = self.topology.borrow().node(&target.node).map(|n| n.status);
         if matches!(status, Some(Status::Down | Status::Quarantined)) {
             tracing::info!(pid, node = %target.node, "cancel request not forwarded: the topology holds the node down or quarantined");
-            return;
+            return None;
         }
         let deadline = self.config.connect_timeout.min(CANCEL_TIMEOUT);
-        tokio::spawn(forward_cancel(target, pid, deadline));
+        Some(tokio::spawn(forward_cancel(target, pid, deadline)))
     }
 }
 
@@ -141,7 +154,11 @@ async fn forward_cancel(target: Arc<CancelTarget>, pid: i32, deadline: Duration)
     let sent = async {
         // The same way as the connection it cancels: TCP or Unix socket.
         let mut s = crate::stream::connect(&target.host, target.port).await?;
-        s.write_all(&buf).await
+        s.write_all(&buf).await?;
+        // PostgreSQL closes it once the backend is signalled.
+        let mut byte = [0u8; 1];
+        let _ = tokio::io::AsyncReadExt::read(&mut s, &mut byte).await;
+        Ok::<(), std::io::Error>(())
     };
     if let Err(e) = tokio::time::timeout(deadline, sent)
         .await

@@ -228,6 +228,35 @@ async fn a_later_client_gets_the_servers_defaults_not_an_earlier_clients_setting
     Ok(())
 }
 
+/// Transaction pooling: a client's cancel reaches only a request of its
+/// own, never the query of the client that took its server connection
+/// after it.
+#[tokio::test]
+async fn a_cancel_never_reaches_another_clients_query_on_a_shared_connection() -> R {
+    use common::wire::Wire;
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let proxy = start_proxy(transaction_mode(1), topology).await;
+    let mut a = Wire::connect(proxy.port).await?;
+    a.query("SELECT 1").await?;
+    a.until_ready().await?;
+    let (a_pid, a_secret) = a.key.ok_or("no key")?;
+    // B now runs on the one server connection A used.
+    let mut b = Wire::connect(proxy.port).await?;
+    b.query("SELECT 'b done' FROM pg_sleep(1)").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut cancel = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port)).await?;
+    let mut request = 16u32.to_be_bytes().to_vec();
+    request.extend_from_slice(&80877102u32.to_be_bytes());
+    request.extend_from_slice(&a_pid.to_be_bytes());
+    request.extend_from_slice(&a_secret.to_be_bytes());
+    tokio::io::AsyncWriteExt::write_all(&mut cancel, &request).await?;
+    let got = tokio::time::timeout(Duration::from_secs(20), b.until_ready()).await??;
+    let tags: Vec<u8> = got.iter().map(|m| m.0).collect();
+    assert_eq!(tags, b"TDCZ", "B's query ran to its end: {got:?}");
+    Ok(())
+}
+
 /// A driver's COPY in both directions (tokio-postgres: prepared by name,
 /// then Bind/Execute/Sync before the data), in both pool modes, and the
 /// statements after it.

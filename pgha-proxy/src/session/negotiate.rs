@@ -114,13 +114,23 @@ async fn read_packets(shared: &Shared, client: &mut Stream) -> Result<Step, Erro
                 client.write_all(b"N").await.map_err(Error::Io)?;
             }
             StartupRequest::Cancel { pid, secret } => {
-                shared.cancel(pid, secret);
+                // A live server takes it in well under this: the client's
+                // cancel connection closes after the server has it (as with
+                // PostgreSQL itself, so its next query is not the one
+                // cancelled); a server that does not answer holds it no
+                // longer than this, the forward going on in the background.
+                if let Some(forward) = shared.cancel(pid, secret) {
+                    let _ = tokio::time::timeout(CANCEL_WAIT, forward).await;
+                }
                 return Ok(Step::Cancelled);
             }
             StartupRequest::Startup(params) => return Ok(Step::Startup(params)),
         }
     }
 }
+
+/// How long a client's cancel connection waits for its forward to finish.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A client must wait for the answer to an encryption request before it
 /// sends anything else. Bytes already there were sent in plain text

@@ -388,6 +388,11 @@ impl<'a> Relay<'a> {
         }
         self.status
             .active(&server.conn.node, server.conn.cancel.key.0);
+        server
+            .conn
+            .cancel
+            .owner
+            .store(self.key.0, Ordering::Release);
         if server.conn.cancel.key != self.cancel_key {
             self.cancel_key = server.conn.cancel.key;
             let (pid, secret) = self.key;
@@ -558,6 +563,7 @@ impl<'a> Relay<'a> {
     }
 
     fn put_back(&self, server: Attached, now: Instant) {
+        server.conn.cancel.owner.store(0, Ordering::Release);
         let lifetime = self.shared.config.server_lifetime;
         server.pool.put(server.conn, lifetime, now.into_std());
     }
