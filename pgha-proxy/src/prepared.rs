@@ -6,9 +6,10 @@
 //! text and parameter types) one proxy-wide server name, `pgha_<id>`. Each
 //! server connection remembers which of those it has; before a `Bind` or
 //! `Describe` of a statement the server lacks, the proxy prepares it there
-//! first and hides the answer ([`crate::tracker`]). A `Parse` of a statement
-//! the server already has is answered by the proxy; a `Close` of one is
-//! answered too and leaves it on the server for other clients.
+//! first and hides the answer ([`crate::tracker`]). A client's own `Parse`
+//! always reaches the server (prepared again: the server's copy may be stale
+//! after a schema change); a `Close` is answered by the proxy and leaves the
+//! statement on the server for other clients.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -259,16 +260,19 @@ pub fn rewrite(batch: &[u8], cx: &mut Rewrite<'_>) {
                 Some((name, rest)) if !name.is_empty() => {
                     let statement = cx.registry.intern(rest, cx.classify);
                     cx.client.insert(name.into(), statement.clone());
-                    if cx.server.contains(&statement.id) {
-                        cx.tracker.push(Request::Synthetic(b'1'), Origin::Client);
-                    } else {
+                    // Always prepared again, never answered from what the
+                    // proxy believes: after a schema change the server's
+                    // copy may fail every Bind ("cached plan must not
+                    // change result type"), and a client's new Parse is
+                    // how PostgreSQL lets it recover.
+                    if !cx.server.contains(&statement.id) {
                         make_room(cx);
-                        close_on_server(cx, &statement);
-                        put_parse(cx.out, &statement);
-                        cx.server.insert(statement.id);
-                        cx.tracker
-                            .push(Request::Parse(Some(statement.id)), Origin::Client);
                     }
+                    close_on_server(cx, &statement);
+                    put_parse(cx.out, &statement);
+                    cx.server.insert(statement.id);
+                    cx.tracker
+                        .push(Request::Parse(Some(statement.id)), Origin::Client);
                 }
                 Some((_, rest)) => {
                     let statement = match cx.client.get(&b""[..]) {

@@ -257,6 +257,45 @@ async fn a_cancel_never_reaches_another_clients_query_on_a_shared_connection() -
     Ok(())
 }
 
+/// After a schema change, a statement's cached plan fails (as on
+/// PostgreSQL); the client's new Parse of the same text recovers, as on
+/// PostgreSQL, though the proxy shares statements by their text.
+#[tokio::test]
+async fn a_new_parse_after_a_schema_change_is_prepared_again_on_the_server() -> R {
+    use common::wire::{message, Wire};
+    let cluster = PgCluster::builder().start().await?;
+    cluster
+        .primary()
+        .execute("CREATE TABLE tab1 (a int, b int); INSERT INTO tab1 VALUES (1, 2)")
+        .await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let proxy = start_proxy(transaction_mode(1), topology).await;
+    let mut c = Wire::connect(proxy.port).await?;
+    let run = |name: &str| {
+        let mut out = message(b'B', format!("\0{name}\0\0\0\0\0\0\0").as_bytes());
+        out.extend(message(b'E', b"\0\0\0\0\0"));
+        out.extend(message(b'S', b""));
+        out
+    };
+    let tags = |got: &[common::wire::Message]| got.iter().map(|m| m.0).collect::<Vec<u8>>();
+    c.send(&message(b'P', b"s1\0SELECT * FROM tab1\0\0\0"))
+        .await?;
+    c.send(&run("s1")).await?;
+    assert_eq!(tags(&c.until_ready().await?), b"12DCZ");
+    cluster
+        .primary()
+        .execute("ALTER TABLE tab1 ALTER b TYPE text")
+        .await?;
+    c.send(&run("s1")).await?;
+    assert_eq!(tags(&c.until_ready().await?), b"EZ", "as on PostgreSQL");
+    c.send(&message(b'P', b"s2\0SELECT * FROM tab1\0\0\0"))
+        .await?;
+    c.send(&run("s2")).await?;
+    let got = c.until_ready().await?;
+    assert_eq!(tags(&got), b"12DCZ", "{got:?}");
+    Ok(())
+}
+
 /// A driver's COPY in both directions (tokio-postgres: prepared by name,
 /// then Bind/Execute/Sync before the data), in both pool modes, and the
 /// statements after it.
