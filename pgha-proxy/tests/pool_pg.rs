@@ -296,6 +296,34 @@ async fn a_new_parse_after_a_schema_change_is_prepared_again_on_the_server() -> 
     Ok(())
 }
 
+/// Transaction pooling: what one client's transaction leaves in the server
+/// session (a temp table with its rows, a SET) never reaches the client
+/// that gets the connection next.
+#[tokio::test]
+async fn a_clients_temp_table_and_settings_never_reach_the_next_client() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let proxy = start_proxy(transaction_mode(1), topology).await;
+    let a = client(proxy.port).await?;
+    a.batch_execute("CREATE TEMP TABLE leak (v text); INSERT INTO leak VALUES ('secret')")
+        .await?;
+    a.batch_execute("SET search_path TO nowhere").await?;
+    let b = client(proxy.port).await?;
+    let seen = b.simple_query("SELECT v FROM leak").await;
+    let e = seen.expect_err("another client's temp table is not there");
+    assert_eq!(e.code().map(|c| c.code()), Some("42P01"));
+    assert_eq!(
+        first_column(b.simple_query("SHOW search_path").await?),
+        ["\"$user\", public"]
+    );
+    // Plain transactions keep their connection's cached statements.
+    let s = b.prepare("SELECT 1").await?;
+    for _ in 0..3 {
+        assert_eq!(b.query_one(&s, &[]).await?.get::<_, i32>(0), 1);
+    }
+    Ok(())
+}
+
 /// A driver's COPY in both directions (tokio-postgres: prepared by name,
 /// then Bind/Execute/Sync before the data), in both pool modes, and the
 /// statements after it.

@@ -74,6 +74,9 @@ pub(crate) struct Relay<'a> {
     /// A read on a standby fails, and the standby is suspected, if it says
     /// nothing until then.
     standby_deadline: Option<Instant>,
+    /// Transaction pooling: the transaction in progress left session state
+    /// on its connection (see `leaves_state`); reset before it is shared.
+    left_state: bool,
     /// What the admin console shows of this client.
     status: Arc<ClientStatus>,
     /// The transaction in progress: counted for PAUSE, timed for metrics.
@@ -111,6 +114,7 @@ impl<'a> Relay<'a> {
             discarding: false,
             cancel_key: (0, 0),
             standby_deadline: None,
+            left_state: false,
             status,
             running: None,
             out: BytesMut::new(),

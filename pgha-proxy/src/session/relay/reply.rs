@@ -40,6 +40,12 @@ impl Relay<'_> {
                 }
                 // The server is closing this connection (terminated,
                 // shutting down): do not send it anything more.
+                b'C' if disposition == Disposition::Forward
+                    && !self.left_state
+                    && leaves_state(frame::body(m)) =>
+                {
+                    self.left_state = true;
+                }
                 b'E' if is_fatal(frame::body(m)) => {
                     if unasked {
                         // Nothing in flight: no statement of the client's
@@ -128,15 +134,44 @@ impl Relay<'_> {
         let mode = self.shared.config.pool_mode;
         let server = self.server.take();
         let now = self.transaction_done(server.as_ref());
-        if let Some(server) = server {
+        let left_state = std::mem::take(&mut self.left_state);
+        if let Some(mut server) = server {
             if keep(&server, mode) {
                 self.server = Some(server);
             } else {
+                if left_state && !self.reset_before_sharing(&mut server).await {
+                    self.server = self.parked.take();
+                    return Ok(());
+                }
                 self.put_back(server, now);
                 self.server = self.parked.take();
             }
         }
         Ok(())
+    }
+
+    /// A shared connection on which the client's transaction left session
+    /// state (a temp table and its rows, a LISTEN, a SET, a cursor held
+    /// open): reset before another client gets it, so nothing of this
+    /// client's reaches the next one. False when the reset failed (the
+    /// connection is then closed, not pooled).
+    async fn reset_before_sharing(&mut self, server: &mut Attached) -> bool {
+        let done = Box::pin(hidden::run(
+            &mut server.conn,
+            "DISCARD ALL",
+            self.shared.config.connect_timeout,
+        ))
+        .await;
+        match done {
+            Ok(()) => {
+                server.conn.statements.clear();
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reset of a shared connection failed; closing it");
+                false
+            }
+        }
     }
 
     /// The server connection in use broke, said FATAL, or belongs to an
@@ -162,6 +197,7 @@ impl Relay<'_> {
             return Ok(());
         };
         self.standby_deadline = None;
+        self.left_state = false;
         if how != Lost::Dropped {
             tracing::debug!(node = %server.conn.node, "server connection lost");
             if let Some(hint) = &self.shared.hint {
@@ -238,6 +274,26 @@ fn first_text(body: &[u8]) -> Option<&str> {
     let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
     let len = usize::try_from(len).ok()?;
     std::str::from_utf8(body.get(6..6 + len)?).ok()
+}
+
+/// Whether a CommandComplete tag is of a command that can leave state in
+/// the server session past its transaction (temp objects live in a temp
+/// schema, so their CREATE tags count; SET also covers SET LOCAL, which
+/// costs only a needless reset).
+fn leaves_state(tag: &[u8]) -> bool {
+    const TAGS: [&[u8]; 10] = [
+        b"SET\0",
+        b"RESET\0",
+        b"LISTEN\0",
+        b"PREPARE\0",
+        b"DECLARE CURSOR\0",
+        b"CREATE TABLE",
+        b"CREATE VIEW\0",
+        b"CREATE SEQUENCE\0",
+        b"CREATE TYPE\0",
+        b"CREATE DOMAIN\0",
+    ];
+    TAGS.iter().any(|t| tag.starts_with(t)) || tag == b"LOAD\0"
 }
 
 /// Whether an ErrorResponse body ends the session (severity comes first).
