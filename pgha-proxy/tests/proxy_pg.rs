@@ -310,12 +310,16 @@ async fn an_idle_client_keeps_its_connection_across_a_failover_in_transaction_mo
     Ok(())
 }
 
-/// A driver that parses its unnamed statement in one round trip and binds
-/// it in the next (Parse+Sync, then Bind+Execute+Sync), with reads going to
-/// a standby: the second round trip finds its statement wherever it runs.
-#[tokio::test]
-async fn an_unnamed_statement_survives_a_round_trip_with_load_balancing() -> R {
-    use common::wire::{message, Wire};
+/// A primary and a probed standby (reads need a known lag), monitored,
+/// with the primary's read weight 0: balanced reads go to the standby.
+async fn standby_reads() -> Result<
+    (
+        Arc<PgCluster>,
+        pgha_core::MonitorHandle,
+        oneshot::Sender<()>,
+    ),
+    Box<dyn std::error::Error>,
+> {
     let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
     cluster.wait_streaming().await?;
     let (monitor, handle) = ClusterMonitor::builder(reads_to_standbys(cluster.topology()))
@@ -324,7 +328,7 @@ async fn an_unnamed_statement_survives_a_round_trip_with_load_balancing() -> R {
             ..MonitorConfig::default()
         })
         .build()?;
-    let (_stop_monitor, stopped) = oneshot::channel::<()>();
+    let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(monitor.run(async {
         let _ = stopped.await;
     }));
@@ -334,6 +338,16 @@ async fn an_unnamed_statement_survives_a_round_trip_with_load_balancing() -> R {
                 && t.bytes_behind(&pgha_core::NodeId::new("node1")).is_some()
         })
         .await?;
+    Ok((cluster, handle, stop))
+}
+
+/// A driver that parses its unnamed statement in one round trip and binds
+/// it in the next (Parse+Sync, then Bind+Execute+Sync), with reads going to
+/// a standby: the second round trip finds its statement wherever it runs.
+#[tokio::test]
+async fn an_unnamed_statement_survives_a_round_trip_with_load_balancing() -> R {
+    use common::wire::{message, Wire};
+    let (_cluster, handle, _stop_monitor) = standby_reads().await?;
     let parse = message(b'P', b"\0SELECT pg_is_in_recovery()::text\0\0\0");
     let sync = message(b'S', b"");
     let bind = message(b'B', b"\0\0\0\0\0\0\0\0");
@@ -361,25 +375,7 @@ async fn an_unnamed_statement_survives_a_round_trip_with_load_balancing() -> R {
 
 #[tokio::test]
 async fn lone_reads_go_to_the_standby_until_the_session_writes() -> R {
-    let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
-    cluster.wait_streaming().await?;
-    let (monitor, handle) = ClusterMonitor::builder(reads_to_standbys(cluster.topology()))
-        .config(MonitorConfig {
-            probe_interval: Duration::from_millis(200),
-            ..MonitorConfig::default()
-        })
-        .build()?;
-    let (_stop_monitor, stopped) = oneshot::channel::<()>();
-    tokio::spawn(monitor.run(async {
-        let _ = stopped.await;
-    }));
-    // Reads need a probed standby with a known lag.
-    handle
-        .wait_for(Duration::from_secs(30), |t| {
-            t.nodes().iter().all(|n| n.in_recovery.is_some())
-                && t.bytes_behind(&pgha_core::NodeId::new("node1")).is_some()
-        })
-        .await?;
+    let (_cluster, handle, _stop_monitor) = standby_reads().await?;
     let proxy = start_proxy(ProxyConfig::default(), handle.topology()).await;
     let c = client(proxy.port).await?;
     let in_recovery = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
