@@ -109,9 +109,10 @@ impl Shared {
     }
 
     /// Forwards a cancel request to the server the client is using, if the
-    /// key matches (a wrong secret is ignored, as PostgreSQL does), in the
-    /// background: the caller closes the client's cancel connection at
-    /// once, as PostgreSQL does, whatever the server's fate. A client
+    /// key matches (a wrong secret is ignored, as PostgreSQL does) and that
+    /// connection runs the client's requests now, in the background: the
+    /// caller waits for it briefly (a live server takes it at once), then
+    /// closes the client's cancel connection whatever the server's fate. A client
     /// cancelling because its server stopped answering is often about to
     /// fail over; holding its cancel connection for a connect to that
     /// server would stall it. Never sent to a node the topology holds down
