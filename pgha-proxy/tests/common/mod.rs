@@ -23,6 +23,15 @@ pub struct Running {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// Transaction pooling with `pool_size` server connections per pool.
+pub fn transaction_mode(pool_size: usize) -> ProxyConfig {
+    ProxyConfig {
+        pool_mode: pgha_proxy::PoolMode::Transaction,
+        pool_size,
+        ..ProxyConfig::default()
+    }
+}
+
 pub async fn start_proxy(config: ProxyConfig, topology: watch::Receiver<Arc<Topology>>) -> Running {
     start(Proxy::new(config, topology), false).await
 }

@@ -44,28 +44,11 @@ impl Relay<'_> {
                 return self.refuse(&[tag, 0, 0, 0, 4], &e).await;
             }
         }
-        self.begin_send();
+        let done = self.begin_send(|cx| prepared::rewrite_head(tag, &head, len, cx));
         let Some(server) = self.server.as_mut() else {
             return drain(frames).await;
         };
-        let own_names = !pooled && server.primary;
-        let done = prepared::rewrite_head(
-            tag,
-            &head,
-            len,
-            &mut Rewrite {
-                registry: &self.shared.statements,
-                classify: &self.shared.config.classify,
-                client: &mut self.statements,
-                server: &mut server.conn.statements,
-                server_unnamed: &mut server.conn.unnamed,
-                own_names,
-                cap: self.shared.config.max_prepared_statements,
-                out: &mut self.to_server,
-                tracker: &mut self.tracker,
-            },
-        );
-        if done == Head::NamedParseTooLong {
+        if done == Some(Head::NamedParseTooLong) {
             drain(frames).await?;
             return self.refuse_named_parse(len).await;
         }

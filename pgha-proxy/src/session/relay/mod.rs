@@ -25,7 +25,10 @@ use pgha_core::Lsn;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
+mod ending;
 mod large;
+mod login;
+mod prepared_sql;
 mod reply;
 mod ryw;
 
@@ -120,87 +123,6 @@ impl<'a> Relay<'a> {
             out: BytesMut::new(),
             to_server: BytesMut::new(),
         }
-    }
-
-    /// Checks the login on the primary (the database exists, the server
-    /// takes the user and the client's parameters) and returns the
-    /// client's greeting.
-    pub(crate) async fn login(&mut self) -> Result<BytesMut, Error> {
-        let mut attached = Box::pin(acquire::primary(
-            self.shared,
-            &mut self.topology,
-            &mut self.pools,
-            &self.login,
-        ))
-        .await?;
-        // What the client did not ask for, it gets as the server's
-        // defaults (what a fresh connection reported), never as an earlier
-        // client of this pooled connection left it.
-        let reported = attached.pool.reported();
-        let mut notices = BytesMut::new();
-        let mut params = Params::default();
-        for (name, value) in &reported {
-            params.set(name, value);
-        }
-        for (name, value) in self.login.asked.iter() {
-            params.set(name, value);
-        }
-        if let Some(sql) = params.sync_query(&mut attached.conn.params) {
-            // The values as the server spells them (`utf8` is `UTF8`): a
-            // SET that changes nothing reports nothing, so they are read.
-            let mut sql = String::from_utf8_lossy(&sql[..sql.len() - 1]).into_owned();
-            sql.push_str("SELECT ");
-            for (i, name) in crate::params::TRACKED.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("current_setting('{name}')"));
-            }
-            let answer = Box::pin(hidden::run_row(
-                &mut attached.conn,
-                &sql,
-                self.shared.config.connect_timeout,
-            ))
-            .await?;
-            // What PostgreSQL would have told the client at its startup
-            // (a name too long truncated, say): the greeting carries it.
-            notices = answer.notices;
-            for (name, value) in crate::params::TRACKED.iter().zip(answer.row) {
-                if let Some(value) = value {
-                    attached.conn.params.set(name, &value);
-                }
-            }
-        }
-        self.params = attached.conn.params.clone();
-        if self.shared.config.pool_mode == PoolMode::Session && !self.shared.config.load_balance {
-            // The session has exactly this one server connection for its
-            // life (it ends with it): the client is told the server's own
-            // pid and key, so pg_terminate_backend() of the pid it reads,
-            // pg_stat_activity and notifications agree with it. Cancels
-            // still come through the proxy.
-            self.key = attached.conn.cancel.key;
-            self.shared
-                .set_cancel_target(self.key.0, self.key.1, attached.conn.cancel.clone());
-            self.cancel_key = self.key;
-        }
-        let mut out = BytesMut::with_capacity(512);
-        greeting(&mut out, &reported, &self.params, self.key, &notices);
-        self.server = Some(attached);
-        self.release_if_done().await?;
-        Ok(out)
-    }
-
-    /// Tells the client why it cannot go on.
-    pub(crate) async fn fatal(&mut self, e: &Error) {
-        self.out.clear();
-        messages::error(&mut self.out, "FATAL", e.sqlstate(), &e.client_message());
-        let _ = self.client.write_all(&self.out).await;
-    }
-
-    /// Sends the client its greeting (authentication done, parameters,
-    /// key, ReadyForQuery).
-    pub(crate) async fn greet(&mut self, greeting: BytesMut) -> Result<(), Error> {
-        self.client.write_all(&greeting).await.map_err(Error::Io)
     }
 
     /// Relays until the client leaves.
@@ -330,25 +252,12 @@ impl<'a> Relay<'a> {
                 return Ok(!goodbye);
             }
         }
-        self.begin_send();
+        if self.begin_send(|cx| prepared::rewrite(batch, cx)).is_none() {
+            return Ok(!goodbye);
+        }
         let Some(server) = self.server.as_mut() else {
             return Ok(!goodbye);
         };
-        let own_names = self.shared.config.pool_mode == PoolMode::Session && server.primary;
-        prepared::rewrite(
-            batch,
-            &mut Rewrite {
-                registry: &self.shared.statements,
-                classify: &self.shared.config.classify,
-                client: &mut self.statements,
-                server: &mut server.conn.statements,
-                server_unnamed: &mut server.conn.unnamed,
-                own_names,
-                cap: self.shared.config.max_prepared_statements,
-                out: &mut self.to_server,
-                tracker: &mut self.tracker,
-            },
-        );
         if queries > 0 {
             server
                 .pool
@@ -377,13 +286,13 @@ impl<'a> Relay<'a> {
         Ok(!goodbye)
     }
 
-    /// The attached server, made ready for the client's next messages:
-    /// `to_server` holds the parameter SET it needs (if any), the console
-    /// shows the client active, its cancel requests reach this server.
-    fn begin_send(&mut self) {
-        let Some(server) = self.server.as_mut() else {
-            return;
-        };
+    /// Puts the client's next messages for the attached server into
+    /// `to_server`: the parameter SET the connection needs (if any), then
+    /// what `translate` writes (statement names as that connection knows
+    /// them, each request recorded); the console shows the client active
+    /// and its cancel requests reach this server. `None` with no server.
+    fn begin_send<R>(&mut self, translate: impl FnOnce(&mut Rewrite<'_>) -> R) -> Option<R> {
+        let server = self.server.as_mut()?;
         self.to_server.clear();
         if let Some(sql) = self.params.sync_query(&mut server.conn.params) {
             put_query(&mut self.to_server, &sql);
@@ -403,6 +312,20 @@ impl<'a> Relay<'a> {
             self.shared
                 .set_cancel_target(pid, secret, server.conn.cancel.clone());
         }
+        // A session's own connection has the client's names (session
+        // mode's primary); shared ones have the proxy's.
+        let own_names = self.shared.config.pool_mode == PoolMode::Session && server.primary;
+        Some(translate(&mut Rewrite {
+            registry: &self.shared.statements,
+            classify: &self.shared.config.classify,
+            client: &mut self.statements,
+            server: &mut server.conn.statements,
+            server_unnamed: &mut server.conn.unnamed,
+            own_names,
+            cap: self.shared.config.max_prepared_statements,
+            out: &mut self.to_server,
+            tracker: &mut self.tracker,
+        }))
     }
 
     /// Picks the server for a transaction that starts with `batch`,
@@ -602,160 +525,6 @@ impl<'a> Relay<'a> {
         Ok(())
     }
 
-    /// A protocol violation by the client: logged where an operator sees
-    /// it, answered with `08P01` as PostgreSQL does, and the session ends.
-    async fn violation(&mut self, e: Error) -> Error {
-        let entry = self.status.entry();
-        tracing::warn!(
-            peer = ?entry.peer,
-            user = %entry.user,
-            database = %entry.database,
-            error = %e,
-            "client protocol violation; closing its connection"
-        );
-        // A client turned away, as at startup.
-        self.shared
-            .metrics
-            .auth_failure(crate::metrics::AuthFailure::Protocol);
-        self.end_session(e).await
-    }
-
-    /// `PREPARE`, `EXECUTE` and `DEALLOCATE` in a lone simple query: the
-    /// client's statements forget what it deallocates; in transaction
-    /// pooling, where the server knows them by the proxy's names, the
-    /// proxy answers a `DEALLOCATE` of a statement it knows itself and
-    /// refuses `PREPARE`/`EXECUTE` (they would leave a statement on a
-    /// connection other clients get). True when the batch was answered.
-    async fn prepared_sql(&mut self, batch: &[u8]) -> Result<bool, Error> {
-        use crate::prepared_sql::{recognise, PreparedSql};
-        let Some((sql, extended)) = prepared_sql_text(batch) else {
-            return Ok(false);
-        };
-        let Some(form) = recognise(sql) else {
-            return Ok(false);
-        };
-        let pooled = self.shared.config.pool_mode == PoolMode::Transaction;
-        self.out.clear();
-        let completed = |out: &mut BytesMut, tag: &str| {
-            if let Some(tags) = extended {
-                // Parse, Bind, (Describe of the portal,) Execute, Sync.
-                for t in tags {
-                    match t {
-                        b'P' => put_empty(out, b'1'),
-                        b'B' => put_empty(out, b'2'),
-                        b'D' => put_empty(out, b'n'),
-                        b'E' => messages::command_complete(out, tag),
-                        _ => {}
-                    }
-                }
-            } else {
-                messages::command_complete(out, tag);
-            }
-        };
-        match form {
-            PreparedSql::DeallocateAll => {
-                self.statements.clear();
-                if !pooled {
-                    return Ok(false);
-                }
-                completed(&mut self.out, "DEALLOCATE ALL");
-            }
-            PreparedSql::Deallocate(name) => {
-                let known = self.statements.remove(&name[..]).is_some();
-                if !pooled || !known {
-                    // The server's own answer (unknown: its 26000).
-                    return Ok(false);
-                }
-                completed(&mut self.out, "DEALLOCATE");
-            }
-            PreparedSql::Prepare | PreparedSql::Execute if pooled => {
-                messages::error_with_hint(
-                    &mut self.out,
-                    "ERROR",
-                    "0A000",
-                    "pgha: PREPARE and EXECUTE are not supported in transaction pooling (the statement would stay on a server connection other clients share)",
-                    "prepare through the protocol (a driver's prepared statements), or use pool_mode = session",
-                );
-            }
-            PreparedSql::Prepare | PreparedSql::Execute => return Ok(false),
-        }
-        messages::ready(&mut self.out, self.tx_status);
-        self.client.write_all(&self.out).await.map_err(Error::Io)?;
-        Ok(true)
-    }
-
-    /// When a read sent to a standby now must have heard from it.
-    fn standby_read_deadline(&self) -> Option<Instant> {
-        let timeout = self.shared.config.standby_read_timeout;
-        (!timeout.is_zero()).then(|| Instant::now() + timeout)
-    }
-
-    /// A standby said nothing for `standby_read_timeout` while a read ran
-    /// on it: the read fails (it is never sent again: a read's outcome
-    /// changes nothing, but the client must not wait on a hung server),
-    /// and new reads avoid the standby at once.
-    async fn standby_silent(&mut self) -> Result<(), Error> {
-        self.standby_deadline = None;
-        let Some(node) = self
-            .server
-            .as_ref()
-            .filter(|s| !s.primary)
-            .map(|s| s.conn.node.clone())
-        else {
-            return Ok(());
-        };
-        tracing::warn!(%node, timeout = ?self.shared.config.standby_read_timeout, "a read on a standby got no answer in time; it fails and the standby is suspected");
-        self.shared.suspect(&node);
-        self.server_lost(Lost::Dropped).await
-    }
-
-    /// Tells the client why its session cannot go on (a FATAL, as a
-    /// server says it) and returns the error that ends the session.
-    async fn end_session(&mut self, e: Error) -> Error {
-        tracing::debug!(error = %e, "client session ends");
-        self.out.clear();
-        messages::error(&mut self.out, "FATAL", e.sqlstate(), &e.client_message());
-        // The client may be gone already; the session ends either way.
-        let _ = self.client.write_all(&self.out).await;
-        e
-    }
-
-    /// Answers a batch with an error instead of running it: one
-    /// ErrorResponse, a ReadyForQuery for each Query/Sync, and if the batch
-    /// ends inside an extended-protocol exchange, its messages are dropped
-    /// until the Sync.
-    async fn refuse(&mut self, batch: &[u8], e: &Error) -> Result<(), Error> {
-        self.out.clear();
-        messages::error(&mut self.out, "ERROR", e.sqlstate(), &e.client_message());
-        let mut last = 0;
-        for m in frame::messages(batch) {
-            last = m[0];
-            if matches!(last, b'Q' | b'S' | b'F') {
-                messages::ready(&mut self.out, b'I');
-            }
-        }
-        self.discarding = !matches!(last, b'Q' | b'S' | b'F');
-        self.tx_status = b'I';
-        self.client.write_all(&self.out).await.map_err(Error::Io)
-    }
-
-    /// Drops messages up to the first Sync (answered with ReadyForQuery)
-    /// and returns the rest.
-    async fn discard_until_sync<'b>(&mut self, batch: &'b [u8]) -> Result<&'b [u8], Error> {
-        let mut at = 0;
-        for m in frame::messages(batch) {
-            at += m.len();
-            if m[0] == b'S' {
-                self.discarding = false;
-                self.out.clear();
-                messages::ready(&mut self.out, b'I');
-                self.client.write_all(&self.out).await.map_err(Error::Io)?;
-                return Ok(&batch[at..]);
-            }
-        }
-        Ok(&[])
-    }
-
     /// The client left: connections between transactions go back to their
     /// pools (session mode: after the reset query), others are closed.
     pub(crate) async fn finish(&mut self) {
@@ -806,43 +575,6 @@ fn tags(batch: &[u8]) -> String {
 fn put_empty(out: &mut BytesMut, tag: u8) {
     out.put_u8(tag);
     out.put_u32(4);
-}
-
-/// The SQL of a batch that may be about prepared statements: a lone simple
-/// query, or the unnamed statement run once in the extended protocol
-/// (Parse, Bind, an optional Describe of the portal, Execute, Sync — how
-/// psycopg sends its `DEALLOCATE` in pipeline mode), with the tags of the
-/// latter. `None` for anything else.
-fn prepared_sql_text(batch: &[u8]) -> Option<(&[u8], Option<Vec<u8>>)> {
-    let mut all = frame::messages(batch);
-    let first = all.next()?;
-    let body = frame::body(first);
-    if first[0] == b'Q' {
-        return all
-            .next()
-            .is_none()
-            .then(|| (body.strip_suffix(&[0]).unwrap_or(body), None));
-    }
-    // An unnamed Parse: the name is empty, the text follows.
-    let text = body.strip_prefix(&[0])?;
-    let text = &text[..text.iter().position(|&b| b == 0)?];
-    // Only SQL that names prepared statements is looked at further.
-    crate::prepared_sql::recognise(text)?;
-    let mut tags = vec![b'P'];
-    for m in all {
-        let unnamed = match m[0] {
-            b'B' => frame::body(m).starts_with(b"\0\0"),
-            b'D' => frame::body(m) == b"P\0",
-            b'E' => frame::body(m).starts_with(b"\0"),
-            b'S' => true,
-            _ => false,
-        };
-        if !unnamed {
-            return None;
-        }
-        tags.push(m[0]);
-    }
-    (tags.ends_with(b"ES") && tags.get(1) == Some(&b'B')).then_some((text, Some(tags)))
 }
 
 /// Sleeps until `deadline`; never wakes without one.

@@ -14,6 +14,7 @@ impl Relay<'_> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
+        let pooled = self.shared.config.pool_mode == PoolMode::Transaction;
         let mut rebuilt = false;
         // Whether the server said FATAL, and if so whether the client got it.
         let mut fatal = None;
@@ -40,7 +41,10 @@ impl Relay<'_> {
                 }
                 // The server is closing this connection (terminated,
                 // shutting down): do not send it anything more.
-                b'C' if disposition == Disposition::Forward
+                // Only a shared connection must be reset (transaction
+                // pooling); a session keeps its own.
+                b'C' if pooled
+                    && disposition == Disposition::Forward
                     && !self.left_state
                     && leaves_state(frame::body(m)) =>
                 {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, BytesMut};
 
-use crate::classify::{classify, ClassifyConfig, Reason, Route};
+use crate::classify::{ClassifyConfig, Reason, Route};
 use crate::frame;
 use crate::tracker::{Origin, Request, Tracker};
 
@@ -108,38 +108,13 @@ impl Registry {
     }
 }
 
-/// Where a statement may run as a unit: [`Route::Any`] only for a read that
-/// starts no transaction (a transaction stays on one server; an empty
-/// string is the primary's to answer).
-pub fn statement_route(sql: &str, config: &ClassifyConfig) -> Route {
-    let class = classify(sql, config);
-    match class.route {
-        Route::Any if class.starts_transaction => Route::Primary(Reason::TransactionStart),
-        Route::Any if class.statements == 0 => Route::Primary(Reason::Unknown),
-        route => route,
-    }
-}
+mod route;
+mod server;
 
-/// The route of a simple query's text (without its NUL): the primary's
-/// when it is not UTF-8.
-pub(crate) fn text_route(sql: &[u8], config: &ClassifyConfig) -> Route {
-    std::str::from_utf8(sql).map_or(Route::Primary(Reason::Unknown), |sql| {
-        statement_route(sql, config)
-    })
-}
-
-/// The route of the query in a `Parse` body's remainder.
-fn parse_route(parse_rest: &[u8], config: &ClassifyConfig) -> Route {
-    query_text(parse_rest).map_or(Route::Primary(Reason::Unknown), |sql| {
-        statement_route(sql, config)
-    })
-}
-
-/// The query text at the start of a `Parse` body's remainder.
-fn query_text(parse_rest: &[u8]) -> Option<&str> {
-    let end = parse_rest.iter().position(|&b| b == 0)?;
-    std::str::from_utf8(&parse_rest[..end]).ok()
-}
+use route::parse_route;
+pub(crate) use route::text_route;
+pub use route::{batch_route, batch_route_cached, statement_route};
+pub use server::ServerStatements;
 
 /// Splits a NUL-terminated string off the front of `body`.
 fn cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -154,71 +129,6 @@ pub type ClientStatements = HashMap<Box<[u8]>, Arc<Statement>>;
 
 /// A server connection's unnamed statement, as the proxy last set it.
 pub type ServerUnnamed = Option<Arc<Statement>>;
-
-/// The proxy's statements a server connection holds, with when each was
-/// last used, so that a connection keeps at most a configured number
-/// (the least recently used is closed first).
-#[derive(Debug, Default, Clone)]
-pub struct ServerStatements {
-    used: HashMap<u64, u64>,
-    clock: u64,
-}
-
-impl ServerStatements {
-    /// None yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Whether the server has statement `id`; a use, for the eviction order.
-    pub fn contains(&mut self, id: &u64) -> bool {
-        self.clock += 1;
-        match self.used.get_mut(id) {
-            Some(at) => {
-                *at = self.clock;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Records that the server has statement `id` now.
-    pub fn insert(&mut self, id: u64) {
-        self.clock += 1;
-        self.used.insert(id, self.clock);
-    }
-
-    /// Forgets statement `id` (its Parse failed).
-    pub fn remove(&mut self, id: &u64) {
-        self.used.remove(id);
-    }
-
-    /// Forgets every statement (the server dropped them).
-    pub fn clear(&mut self) {
-        self.used.clear();
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.used.is_empty()
-    }
-
-    /// How many it holds.
-    pub fn len(&self) -> usize {
-        self.used.len()
-    }
-
-    /// The least recently used statement, forgotten, if there are `cap`
-    /// or more: the caller closes it on the server.
-    fn evict(&mut self, cap: usize) -> Option<u64> {
-        if self.used.len() < cap.max(1) {
-            return None;
-        }
-        let (&id, _) = self.used.iter().min_by_key(|(_, &at)| at)?;
-        self.used.remove(&id);
-        Some(id)
-    }
-}
 
 /// Everything [`rewrite`] reads and updates.
 pub struct Rewrite<'a> {
@@ -591,87 +501,5 @@ fn resets_statements(sql: &[u8]) -> bool {
     contains(b"discard") || contains(b"deallocate")
 }
 
-/// Where a client batch may run as a unit: [`Route::Any`] for one
-/// simple-protocol read, or extended-protocol messages ending in Sync whose
-/// every statement is a read (unnamed ones parsed in this batch, named ones
-/// known to the client); otherwise the primary, with the first reason met.
-pub fn batch_route(batch: &[u8], client: &ClientStatements, config: &ClassifyConfig) -> Route {
-    route_batch(batch, client, config, false, |sql| text_route(sql, config))
-}
-
-/// As [`batch_route`], with a lone simple query's route taken from (or
-/// added to) `cache`, classified with the cache's settings: the same
-/// answer, without running the lexer again for a text already seen.
-/// With `own_names` (session mode), a named `Parse` goes to the session's
-/// own connection ([`Reason::Prepare`]).
-pub fn batch_route_cached(
-    batch: &[u8],
-    client: &ClientStatements,
-    cache: &crate::route_cache::RouteCache,
-    own_names: bool,
-) -> Route {
-    route_batch(batch, client, cache.config(), own_names, |sql| {
-        cache.route(sql)
-    })
-}
-
-/// [`batch_route`] with `simple` giving a lone simple query's route.
-fn route_batch(
-    batch: &[u8],
-    client: &ClientStatements,
-    config: &ClassifyConfig,
-    own_names: bool,
-    simple: impl FnOnce(&[u8]) -> Route,
-) -> Route {
-    const UNKNOWN: Route = Route::Primary(Reason::Unknown);
-    let mut messages = frame::messages(batch).peekable();
-    let Some(first) = messages.peek() else {
-        return UNKNOWN;
-    };
-    if first[0] == b'Q' {
-        let mut all = frame::messages(batch);
-        let (Some(query), None) = (all.next(), all.next()) else {
-            return UNKNOWN; // pipelined queries: keep them together
-        };
-        let sql = frame::body(query);
-        return simple(sql.strip_suffix(&[0]).unwrap_or(sql));
-    }
-    let mut unnamed = UNKNOWN;
-    let mut last = 0;
-    for message in messages {
-        let body = frame::body(message);
-        last = message[0];
-        let route = match message[0] {
-            b'P' => match cstr(body) {
-                Some((b"", rest)) => {
-                    unnamed = parse_route(rest, config);
-                    unnamed
-                }
-                Some(_) if own_names => Route::Primary(Reason::Prepare),
-                Some((_, rest)) => parse_route(rest, config),
-                None => UNKNOWN,
-            },
-            b'B' => match cstr(body).and_then(|(_, rest)| cstr(rest)) {
-                Some((b"", _)) => unnamed,
-                Some((name, _)) => client.get(name).map_or(UNKNOWN, |s| s.route),
-                None => UNKNOWN,
-            },
-            b'D' | b'E' | b'S' | b'H' => Route::Any,
-            b'C' if body.first() == Some(&b'S') => Route::Any,
-            _ => UNKNOWN,
-        };
-        if route.is_primary() {
-            return route;
-        }
-    }
-    if last == b'S' {
-        Route::Any
-    } else {
-        // No Sync yet: the exchange may go on in the next batch.
-        UNKNOWN
-    }
-}
-
 #[cfg(test)]
-#[path = "prepared_tests.rs"]
 mod tests;
