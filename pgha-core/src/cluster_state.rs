@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use crate::evidence::Verdict;
 use crate::{
-    Action, Event, FailoverPolicy, NodeId, Observation, Permission, Role, Status, Topology,
+    Action, Event, FailoverPolicy, NodeId, Observation, Permission, Role, Status, TermRecord,
+    Topology,
 };
 
 /// The cluster model: the current [`Topology`] and the policy that decides
@@ -143,6 +144,47 @@ impl ClusterState {
             }
             Verdict::NoEvidence => topology.set_held(None),
         }
+    }
+}
+
+impl ClusterState {
+    /// Takes on a decision another pgha node committed to the shared
+    /// ledger: `record.primary` is the primary of `record.term`. Any other
+    /// node this model calls primary, or has seen writable, is a stale
+    /// primary: routed nowhere until seen again as a standby. The facts
+    /// observed so far are kept; permission is unchanged.
+    pub fn adopt(&mut self, record: &TermRecord) {
+        let topology = Arc::make_mut(&mut self.topology);
+        let stale: Vec<NodeId> = topology
+            .nodes()
+            .iter()
+            .filter(|n| {
+                Some(&n.id) != record.primary.as_ref()
+                    && (n.role == Role::Primary || n.in_recovery == Some(false))
+            })
+            .map(|n| n.id.clone())
+            .collect();
+        *topology = topology
+            .clone()
+            .restored(record.term, record.primary.as_ref());
+        for node in topology.nodes_mut() {
+            if stale.contains(&node.id) {
+                node.role = Role::Unknown;
+            }
+        }
+    }
+
+    /// Holds writes from every node (`Some(why)`) or lets them go.
+    pub fn hold_writes(&mut self, why: Option<String>) {
+        Arc::make_mut(&mut self.topology).set_held(why);
+    }
+
+    /// Puts the model back to `earlier` and records only the facts
+    /// `event` carries: a decision that could not be recorded is not kept,
+    /// what was observed is.
+    pub(crate) fn rewind(&mut self, earlier: Arc<Topology>, event: &Event) {
+        self.topology = earlier;
+        record(Arc::make_mut(&mut self.topology), event);
     }
 }
 

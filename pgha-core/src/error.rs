@@ -78,6 +78,22 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// A shared ledger refused a decision: this pgha node does not lead the
+    /// group (any more), so it must not act on it.
+    #[error("{ledger}: this pgha node does not lead; the decision is not recorded")]
+    NotLeading {
+        /// The ledger's name.
+        ledger: String,
+    },
+    /// A shared ledger could not record a decision (no quorum in time, a
+    /// storage fault): it must not be acted on.
+    #[error("{ledger}: {problem}")]
+    Ledger {
+        /// The ledger's name.
+        ledger: String,
+        /// What went wrong.
+        problem: String,
+    },
     /// A configuration value is invalid (found when it is loaded, never
     /// when it is first used).
     #[error("invalid configuration: {what}")]
@@ -120,6 +136,7 @@ impl Error {
             }
             Error::Command { .. } | Error::UnexpectedReply { .. } => ErrorKind::Failed,
             Error::StateFile { .. } => ErrorKind::Local,
+            Error::NotLeading { .. } | Error::Ledger { .. } => ErrorKind::Unavailable,
         }
     }
 }

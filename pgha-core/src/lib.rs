@@ -80,6 +80,7 @@ pub mod duration_serde;
 mod error;
 mod event;
 pub mod evidence;
+mod ledger;
 mod local_controller;
 mod lsn;
 mod monitor;
@@ -106,6 +107,7 @@ pub use coordinator::{Coordinator, ManualCoordinator};
 pub use default_policy::DefaultPolicy;
 pub use error::{describe_pg, Error, ErrorKind};
 pub use event::{Command, Event, FailureReason, Health, Observation};
+pub use ledger::{LedgerView, NoLedger, StateFileLedger, TermLedger, TermRecord};
 pub use local_controller::{LocalControllerConfig, LocalNodeController, LocalService};
 pub use lsn::Lsn;
 pub use monitor::{

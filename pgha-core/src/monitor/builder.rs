@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::{state_file, ClusterMonitor, MonitorConfig, MonitorHandle, SwitchoverHook};
+use super::{ClusterMonitor, MonitorConfig, MonitorHandle, SwitchoverHook};
 use crate::Coordinator;
 use crate::{
-    ClusterState, ConnectConfig, DefaultPolicy, Error, FailoverPolicy, HealthProbe, NodeController,
-    SqlNodeController, SqlProbe, Topology,
+    ClusterState, ConnectConfig, DefaultPolicy, Error, FailoverPolicy, HealthProbe, LedgerView,
+    NoLedger, NodeController, SqlNodeController, SqlProbe, StateFileLedger, TermLedger, Topology,
 };
 
 /// Builds a [`ClusterMonitor`].
@@ -20,6 +20,7 @@ pub struct MonitorBuilder {
     controller: Option<Arc<dyn NodeController>>,
     hook: Option<Arc<dyn SwitchoverHook>>,
     coordinator: Option<Arc<dyn Coordinator>>,
+    ledger: Option<Arc<dyn TermLedger>>,
     config: MonitorConfig,
 }
 
@@ -32,6 +33,7 @@ impl MonitorBuilder {
             controller: None,
             hook: None,
             coordinator: None,
+            ledger: None,
             config: MonitorConfig::default(),
         }
     }
@@ -67,6 +69,14 @@ impl MonitorBuilder {
         self
     }
 
+    /// Where term decisions are recorded before they are carried out, and
+    /// learned from other pgha nodes (default: a [`StateFileLedger`] on
+    /// [`MonitorConfig::state_file`], or none).
+    pub fn ledger(mut self, ledger: Arc<dyn TermLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
     /// Timing and state file.
     pub fn config(mut self, config: MonitorConfig) -> Self {
         self.config = config;
@@ -77,20 +87,29 @@ impl MonitorBuilder {
     /// file if there is one. Run it with [`ClusterMonitor::run`]; talk to it
     /// through the returned handle.
     pub fn build(self) -> Result<(ClusterMonitor, MonitorHandle), Error> {
+        let ledger: Arc<dyn TermLedger> = match (self.ledger, &self.config.state_file) {
+            (Some(ledger), _) => ledger,
+            (None, Some(path)) => Arc::new(StateFileLedger::open(path)?),
+            (None, None) => Arc::new(NoLedger::default()),
+        };
+        let mut ledger_view = ledger.view();
+        let view = ledger_view.borrow_and_update().clone();
         let mut topology = self.topology;
-        let mut restored = false;
-        if let Some(path) = &self.config.state_file {
-            if let Some(saved) = state_file::load(path)? {
-                tracing::info!(term = saved.term, primary = ?saved.primary, "restored state");
-                topology = topology.restored(saved.term, saved.primary.as_ref());
-                restored = true;
+        match &view {
+            LedgerView::Committed(record) => {
+                tracing::info!(term = record.term, primary = ?record.primary, ledger = ledger.name(), "restored state");
+                topology = topology.restored(record.term, record.primary.as_ref());
             }
-        }
-        if !restored {
             // The configured order may name a former primary: no writes
             // until the nodes themselves have been heard (`settle`).
-            topology = topology
-                .with_writes_held("no durable term: waiting for the first look at every node");
+            LedgerView::Empty => {
+                topology = topology
+                    .with_writes_held("no durable term: waiting for the first look at every node")
+            }
+            LedgerView::Unknown => {
+                topology = topology
+                    .with_writes_held("waiting for the committed term from the other pgha nodes")
+            }
         }
         let permission = self.coordinator.as_ref().map(|c| c.permission());
         if permission.is_some() {
@@ -105,7 +124,7 @@ impl MonitorBuilder {
         let probe = self
             .probe
             .unwrap_or_else(|| Arc::new(SqlProbe::new(ConnectConfig::default())));
-        probe.set_wake(wake_tx);
+        probe.set_wake(wake_tx.clone());
         let handle = MonitorHandle::new(topology_tx.subscribe(), events_tx.clone(), requests_tx);
         let monitor = ClusterMonitor {
             state,
@@ -121,7 +140,11 @@ impl MonitorBuilder {
             requests,
             wake,
             started: Instant::now(),
-            unsettled: !restored,
+            unsettled: !matches!(view, LedgerView::Committed(_)),
+            ledger,
+            ledger_view,
+            pending_promotion: None,
+            wake_tx,
         };
         Ok((monitor, handle))
     }

@@ -48,6 +48,14 @@ pub enum MonitorEventKind {
         /// Why.
         why: String,
     },
+    /// A term another pgha node committed to the shared ledger was taken
+    /// on: `primary` is the primary of `term`.
+    Adopted {
+        /// The committed term.
+        term: u64,
+        /// Its primary, if named.
+        primary: Option<String>,
+    },
     /// Started without a durable term, the monitor weighed the nodes'
     /// evidence: `primary` is the node it names, or `held` why no node may
     /// take writes until an operator promotes one.

@@ -17,21 +17,25 @@ impl ClusterMonitor {
         let mut queue = VecDeque::from([event]);
         let mut all = Vec::new();
         while let Some(event) = queue.pop_front() {
-            let term_before = self.state.topology().term();
+            let before = self.state.snapshot();
             let actions = self.state.handle(event.clone());
             if actions.is_empty() {
                 self.publish();
                 continue;
+            }
+            if self.state.topology().term() != before.term() {
+                // Record the decision before acting on it; one that cannot
+                // be recorded (a member that no longer leads) is not kept.
+                if let Err(e) = self.record_decision().await {
+                    self.state.rewind(before, &event);
+                    return Err(e);
+                }
             }
             self.emit(MonitorEventKind::Decided {
                 event,
                 actions: actions.clone(),
                 term: self.state.topology().term(),
             });
-            if self.state.topology().term() != term_before {
-                // Record the decision before acting on it.
-                self.persist()?;
-            }
             let mut fenced_old = None;
             for action in &actions {
                 if planned {

@@ -4,6 +4,7 @@ mod builder;
 mod events;
 mod execute;
 mod handle;
+mod ledger;
 mod settle;
 pub mod state_file;
 
@@ -20,8 +21,8 @@ pub use events::{MonitorEvent, MonitorEventKind};
 pub use handle::MonitorHandle;
 
 use crate::{
-    Action, ClusterState, Command, Error, Event, FailureReason, HealthProbe, NodeController,
-    NodeId, Observation, Topology,
+    Action, ClusterState, Command, Error, Event, FailureReason, HealthProbe, LedgerView,
+    NodeController, NodeId, Observation, TermLedger, Topology,
 };
 
 /// How often and how patiently the monitor probes, and where it keeps its
@@ -123,6 +124,13 @@ pub struct ClusterMonitor {
     started: Instant,
     /// No durable term was loaded: the evidence decides who is primary.
     unsettled: bool,
+    ledger: Arc<dyn TermLedger>,
+    ledger_view: watch::Receiver<LedgerView>,
+    /// A primary adopted from the shared ledger that this member has not
+    /// yet seen writable: writes are held until it is.
+    pending_promotion: Option<NodeId>,
+    /// Asks for an immediate probe of a node (the probe holds the other end's twin).
+    wake_tx: mpsc::UnboundedSender<NodeId>,
 }
 
 impl std::fmt::Debug for ClusterMonitor {
@@ -148,6 +156,10 @@ impl ClusterMonitor {
         if let Some(granted) = self.permission.as_mut().map(|p| *p.borrow_and_update()) {
             self.grant(granted).await;
         }
+        if !self.learn_view(&mut shutdown).await {
+            tracing::info!("cluster monitor stopped before the committed term was known");
+            return;
+        }
         if self.unsettled {
             self.settle().await;
         }
@@ -163,6 +175,7 @@ impl ClusterMonitor {
                 Some(node) = self.wake.recv() => self.probe_nodes(vec![node]).await,
                 Some(request) = self.requests.recv() => self.serve(request).await,
                 Some(granted) = permission_changed(&mut self.permission) => self.grant(granted).await,
+                Ok(()) = self.ledger_view.changed() => self.adopt().await,
             }
         }
         tracing::info!("cluster monitor stopped");
@@ -172,6 +185,9 @@ impl ClusterMonitor {
         tracing::info!(granted, "coordinator permission");
         let at = self.now();
         self.feed(Event::Permission { at, granted }).await;
+        if granted {
+            self.name_settled_primary().await;
+        }
     }
 
     fn now(&self) -> Duration {
@@ -229,6 +245,7 @@ impl ClusterMonitor {
             })
             .await;
         }
+        self.check_promoted();
     }
 
     async fn serve(&mut self, request: Request) {
@@ -281,15 +298,6 @@ impl ClusterMonitor {
                 true
             }
         });
-    }
-
-    fn persist(&self) -> Result<(), Error> {
-        match &self.config.state_file {
-            Some(path) => {
-                state_file::store(path, &state_file::PersistedState::of(self.state.topology()))
-            }
-            None => Ok(()),
-        }
     }
 
     fn emit(&self, kind: MonitorEventKind) {

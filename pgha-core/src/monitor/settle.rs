@@ -48,10 +48,9 @@ impl ClusterMonitor {
         };
         self.state.settle(&verdict);
         self.unsettled = false;
-        if matches!(verdict, Verdict::Primary(_)) {
-            if let Err(e) = self.persist() {
-                tracing::error!(error = %e, "could not record the settled primary");
-            }
+        if matches!(verdict, Verdict::Primary(_)) && self.may_record() {
+            // Logged by `record_decision`; the evidence stands either way.
+            let _ = self.record_decision().await;
         }
         self.emit(MonitorEventKind::Settled { primary, held });
         self.publish();
