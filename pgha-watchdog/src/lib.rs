@@ -45,6 +45,7 @@
 
 mod coordinator;
 pub mod lease;
+mod ledger;
 mod member;
 pub mod network;
 mod record;
@@ -55,6 +56,7 @@ mod timing;
 mod types;
 
 pub use coordinator::LeaseCoordinator;
+pub use ledger::WatchdogLedger;
 pub use member::{Member, MemberConfig};
 pub use network::SharedSecret;
 pub use record::{ClusterRecord, RecordChange, Refusal};

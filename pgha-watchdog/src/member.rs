@@ -125,6 +125,13 @@ impl Member {
         }
     }
 
+    /// pgha-core's ledger on this member's record: the monitor commits a
+    /// promotion here before carrying it out, and adopts what other members
+    /// committed.
+    pub fn ledger(&self) -> crate::WatchdogLedger {
+        crate::WatchdogLedger::start(self.id, self.raft.clone(), self.record.clone())
+    }
+
     /// Commits `change` (only the leader can) and returns what applying it
     /// did. The record change is durable on a quorum when this returns —
     /// the point after which a promotion may be carried out.

@@ -61,7 +61,12 @@ impl ClusterRecord {
     pub fn apply(&self, change: &RecordChange) -> Result<ClusterRecord, Refusal> {
         match change {
             RecordChange::Promote { term, primary } => {
-                if *term <= self.term {
+                // The first primary may be named in the term the record
+                // already has (a new cluster settles on the nodes'
+                // evidence); the same promotion twice changes nothing.
+                let names_first = *term == self.term && self.primary.is_none();
+                let again = *term == self.term && self.primary.as_ref() == Some(primary);
+                if *term <= self.term && !names_first && !again {
                     return Err(Refusal::StaleTerm {
                         committed: self.term,
                         proposed: *term,
