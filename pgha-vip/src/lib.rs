@@ -57,6 +57,7 @@
 mod address;
 mod command;
 mod error;
+mod handover;
 mod keeper;
 mod mover;
 mod netlink;
@@ -66,6 +67,7 @@ pub mod testing;
 pub use address::VipAddress;
 pub use command::{CommandMover, CommandMoverConfig};
 pub use error::Error;
+pub use handover::{follow as follow_leader_lease, Handover, HandoverConfig};
 pub use keeper::{KeeperCommand, KeeperConfig, KeeperPlan, KeeperStatus, VipKeeper};
 pub use mover::AddressMover;
 pub use netlink::NetlinkMover;
