@@ -10,22 +10,81 @@ use tokio::net::TcpListener;
 
 use crate::config::RunConfig;
 
-/// Starts the monitor and the proxy as `config` says; returns the
-/// monitor's handle and the proxy's address. Both run until the process
-/// ends.
-pub async fn start(config: &RunConfig) -> anyhow::Result<(MonitorHandle, SocketAddr)> {
+/// What `pgha run` started; dropping it stops the watchdog member (the
+/// proxy and monitor run until the process ends).
+#[derive(Debug)]
+pub struct Running {
+    /// The monitor's handle.
+    pub handle: MonitorHandle,
+    /// The proxy's address.
+    pub addr: SocketAddr,
+    /// The watchdog member, when this is one of several pgha nodes.
+    pub watchdog: Option<crate::cluster::Watchdog>,
+    vip: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Running {
+    /// Gives up what this node holds for the group: the VIP first
+    /// (released at once, not left to its kernel lifetime), then the
+    /// watchdog member (its lease ends, another member can lead).
+    pub async fn stop(mut self) {
+        if let Some((stop, keeper)) = self.vip.take() {
+            let _ = stop.send(());
+            let _ = keeper.await;
+        }
+        if let Some(watchdog) = self.watchdog.take() {
+            // Joins the member's thread: off the runtime's worker.
+            let _ = tokio::task::spawn_blocking(move || watchdog.stop()).await;
+        }
+    }
+}
+
+/// Starts the monitor and the proxy as `config` says — and, with
+/// `[watchdog]`, the member that makes this pgha one of a group (it acts
+/// only while it leads, records each promotion in the replicated record
+/// before carrying it out, and adopts the leader's decisions), and with
+/// `[vip]` the keeper of the address. Both run until the process ends.
+pub async fn start(config: &RunConfig) -> anyhow::Result<Running> {
+    for remark in config.remarks() {
+        tracing::warn!("{remark}");
+    }
     // Planned switchovers hold new transactions in the proxy.
     let gate = PauseGate::new(std::time::Duration::from_secs(30));
     let probe = SqlProbe::new(config.controller.connect.clone());
-    let (monitor, handle) = ClusterMonitor::builder(config.topology())
+    let watchdog = match &config.watchdog {
+        Some(settings) => Some(crate::cluster::Watchdog::start(settings).await?),
+        None => None,
+    };
+    let mut builder = ClusterMonitor::builder(config.topology())
         .probe(Arc::new(probe))
         .controller(Arc::new(SqlNodeController::new(config.controller.clone())))
         .policy(config.policy.clone())
         .switchover_hook(gate.clone())
-        .config(config.monitor.clone())
-        .build()?;
+        .config(config.monitor.clone());
+    if let Some(w) = &watchdog {
+        if config.monitor.state_file.is_some() {
+            tracing::warn!("[monitor] state_file is not used with [watchdog]: the replicated record holds the term");
+        }
+        builder = builder
+            .coordinator(w.coordinator.clone())
+            .ledger(w.ledger.clone());
+    }
+    let (monitor, handle) = builder.build()?;
     tokio::spawn(monitor.run(std::future::pending()));
-    serve_proxy(
+    let vip = match (&config.vip, &watchdog) {
+        (Some(vip), Some(w)) => {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let keeper = crate::cluster::start_vip(vip, w.lease.clone(), async {
+                let _ = stopped.await;
+            })?;
+            Some((stop, keeper))
+        }
+        _ => None,
+    };
+    let addr = serve_proxy(
         config.listen,
         &handle,
         config.proxy.clone(),
@@ -35,8 +94,13 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<(MonitorHandle, SocketA
         },
         gate,
     )
-    .await
-    .map(|addr| (handle, addr))
+    .await?;
+    Ok(Running {
+        handle,
+        addr,
+        watchdog,
+        vip,
+    })
 }
 
 /// Starts a proxy following `handle`'s topology, reporting broken server

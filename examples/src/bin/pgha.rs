@@ -81,10 +81,12 @@ async fn main() -> anyhow::Result<()> {
     let (standbys, fault, no_failover, keep_running) = match Cli::parse().command {
         Command::Run(args) => {
             let config = settings(&args);
-            let (_handle, addr) = pgha::daemon::start(&config).await?;
+            let running = pgha::daemon::start(&config).await?;
+            let addr = running.addr;
             tracing::warn!(%addr, "pgha serving");
             eprintln!("pgha: serving clients on {addr}");
             tokio::signal::ctrl_c().await?;
+            running.stop().await;
             return Ok(());
         }
         Command::CheckConfig(args) => {
@@ -92,7 +94,11 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("pgha check-config: give the file to check with --config FILE");
                 std::process::exit(2);
             }
-            print!("{}", settings(&args).render());
+            let config = settings(&args);
+            print!("{}", config.render());
+            for remark in config.remarks() {
+                eprintln!("note: {remark}");
+            }
             return Ok(());
         }
         Command::Demo {

@@ -13,6 +13,7 @@ use pgha_proxy::{Consistency, PoolMode};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::cluster::{VipSection, WatchdogSection};
 use super::tls::ServerTlsMode;
 use super::units::{ByteLimit, Dur, DurLimit};
 
@@ -36,6 +37,12 @@ pub struct FileConfig {
     /// state file or the probes say otherwise.
     #[serde(rename = "node", skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeSection>,
+    /// `[watchdog]`: the pgha nodes that agree through Raft.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<WatchdogSection>,
+    /// `[vip]`: the address the leader holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip: Option<VipSection>,
 }
 
 /// `[proxy]`.

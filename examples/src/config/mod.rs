@@ -8,6 +8,7 @@
 //! settings back as a file. Every mistake is reported
 //! as `file:line:column: what is wrong`.
 
+mod cluster;
 mod error;
 mod file;
 mod resolve;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use pgha_core::{DefaultPolicy, MonitorConfig, NodeState, Role, SqlControllerConfig, Topology};
 use pgha_proxy::ProxyConfig;
 
+pub use cluster::{Mover, VipSettings, WatchdogSettings};
 pub use error::{ConfigError, Problem, Source};
 pub use resolve::Env;
 pub(crate) use tls::{server_tls, ServerTlsProblem};
@@ -59,6 +61,11 @@ pub struct RunConfig {
     pub auth_file: Option<PathBuf>,
     /// The configuration file, if one was read.
     pub source: Option<PathBuf>,
+    /// The watchdog member this daemon runs, if it is one of several pgha
+    /// nodes.
+    pub watchdog: Option<WatchdogSettings>,
+    /// The virtual IP it holds while it leads.
+    pub vip: Option<VipSettings>,
 }
 
 impl Default for RunConfig {
@@ -76,6 +83,8 @@ impl Default for RunConfig {
             hba_file: None,
             auth_file: None,
             source: None,
+            watchdog: None,
+            vip: None,
         }
     }
 }
@@ -89,6 +98,12 @@ impl RunConfig {
             node.role = if i == 0 { Role::Primary } else { Role::Standby };
             node
         }))
+    }
+
+    /// One-line remarks about valid settings an operator should know
+    /// (`check-config` prints them; `pgha run` logs them).
+    pub fn remarks(&self) -> Vec<String> {
+        cluster::remarks(self.watchdog.as_ref())
     }
 
     /// The effective settings as a `pgha.toml` (passwords left out).

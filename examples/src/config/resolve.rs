@@ -23,8 +23,8 @@ use super::{ConfigError, RunConfig};
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The place, text and environment problems are reported against.
-struct Ctx<'a> {
-    src: Source<'a>,
+pub(super) struct Ctx<'a> {
+    pub(super) src: Source<'a>,
     env: Env<'a>,
     problems: Vec<Problem>,
 }
@@ -51,6 +51,12 @@ pub(super) fn resolve(
     auth(file.auth, &mut cfg, &mut ctx);
     monitor(file.monitor, &mut cfg, &mut ctx);
     cfg.nodes = nodes(file.nodes, &mut ctx);
+    cfg.watchdog = file
+        .watchdog
+        .and_then(|w| super::cluster::watchdog(w, &mut ctx));
+    cfg.vip = file
+        .vip
+        .and_then(|v| super::cluster::vip(v, cfg.watchdog.is_some(), &mut ctx));
     if ctx.problems.is_empty() {
         Ok(cfg)
     } else {
@@ -68,7 +74,7 @@ fn set<T>(target: &mut T, value: Option<T>) {
 }
 
 impl Ctx<'_> {
-    fn problem(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
         self.problems.push(self.src.at(span, message));
     }
 
@@ -87,7 +93,7 @@ impl Ctx<'_> {
     }
 
     /// A secret given in the file (`key`) or named by `key_env`.
-    fn secret(
+    pub(super) fn secret(
         &mut self,
         key: &str,
         value: Option<Spanned<String>>,
@@ -116,7 +122,7 @@ impl Ctx<'_> {
 
     /// A path from the file, relative to the file's own directory (so the
     /// daemon's working directory does not change what it reads).
-    fn path(&self, path: &Path) -> PathBuf {
+    pub(super) fn path(&self, path: &Path) -> PathBuf {
         let base = self.src.path.parent().unwrap_or(Path::new(""));
         let joined = base.join(path);
         std::path::absolute(&joined).unwrap_or(joined)

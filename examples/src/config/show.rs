@@ -92,6 +92,8 @@ pub(super) fn render(cfg: &RunConfig) -> String {
                 priority: Some(n.priority),
             })
             .collect(),
+        watchdog: cfg.watchdog.as_ref().map(super::cluster::render_watchdog),
+        vip: cfg.vip.as_ref().map(super::cluster::render_vip),
     };
     let mut out = String::from("# pgha: effective settings");
     if let Some(source) = &cfg.source {
@@ -109,6 +111,12 @@ pub(super) fn render(cfg: &RunConfig) -> String {
         if set {
             out.push_str(&format!("# {what}: set (not shown)\n"));
         }
+    }
+    if cfg.watchdog.is_some() {
+        out.push_str("# [watchdog] secret: set (not shown)\n");
+    }
+    for remark in cfg.remarks() {
+        out.push_str(&format!("# note: {remark}\n"));
     }
     if cfg.proxy.client_auth.is_none() {
         out.push_str("# no [auth] hba_file: every client is trusted\n");

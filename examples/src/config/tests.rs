@@ -11,6 +11,7 @@ use pgha_proxy::{PoolMode, ProxyConfig};
 use super::*;
 use crate::args::RunArgs;
 
+mod cluster_tests;
 mod error_tests;
 
 /// No environment variable is set.

@@ -1,0 +1,214 @@
+//! `pgha run` as one of several pgha nodes: the watchdog member (Raft) on
+//! a thread of its own, and the VIP keeper following its lease.
+//!
+//! The member runs on its own single-threaded runtime so that no load on
+//! the proxy's runtime (thousands of clients on one thread) can delay a
+//! heartbeat: a leader that answers late loses its lease, and a follower
+//! that hears late campaigns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use pgha_core::{Coordinator, TermLedger};
+use pgha_vip::{AddressMover, CommandMover, NetlinkMover, VipKeeper};
+use pgha_watchdog::network::tcp::{serve, TcpNetwork};
+use pgha_watchdog::{Member, MemberConfig, SharedSecret};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::config::{Mover, VipSettings, WatchdogSettings};
+
+/// What the rest of the daemon uses of the running member.
+pub struct Watchdog {
+    /// Permission to act: leader with a valid lease.
+    pub coordinator: Arc<dyn Coordinator>,
+    /// The replicated record as the monitor's ledger.
+    pub ledger: Arc<dyn TermLedger>,
+    /// The local lease (`Some(valid_until)` while leading).
+    pub lease: watch::Receiver<Option<Instant>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog")
+            .field("lease", &*self.lease.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watchdog {
+    /// Starts the member described by `settings` (peers' calls answered on
+    /// `settings.listen`) and returns once it runs.
+    pub async fn start(settings: &WatchdogSettings) -> anyhow::Result<Watchdog> {
+        let config = MemberConfig {
+            id: settings.id,
+            members: settings.members.clone(),
+            state_dir: settings.state_dir.clone(),
+            timing: settings.timing.clone(),
+        };
+        std::fs::create_dir_all(&config.state_dir).with_context(|| {
+            format!(
+                "creating the watchdog state_dir {}",
+                config.state_dir.display()
+            )
+        })?;
+        let listen = settings.listen;
+        let secret = settings.secret.clone();
+        let (ready_tx, ready) = oneshot::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("pgha-watchdog".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::Error::from(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(run_member(config, listen, secret, ready_tx, stopped));
+            })
+            .context("starting the watchdog thread")?;
+        let (coordinator, ledger, lease) = ready
+            .await
+            .context("the watchdog thread ended while starting")??;
+        Ok(Watchdog {
+            coordinator,
+            ledger,
+            lease,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the member (its lease ends at once) and waits for its thread.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+type Started = (
+    Arc<dyn Coordinator>,
+    Arc<dyn TermLedger>,
+    watch::Receiver<Option<Instant>>,
+);
+
+async fn run_member(
+    config: MemberConfig,
+    listen: std::net::SocketAddr,
+    secret: Vec<u8>,
+    ready: oneshot::Sender<anyhow::Result<Started>>,
+    stopped: oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(anyhow::anyhow!(
+                "watchdog: listening for peers on {listen}: {e}"
+            )));
+            return;
+        }
+    };
+    let network = TcpNetwork::new(
+        config.id,
+        SharedSecret::new(secret.clone()),
+        config.timing.rpc_timeout,
+    );
+    let member = match Member::start(&config, network).await {
+        Ok(member) => member,
+        Err(e) => {
+            let _ = ready.send(Err(anyhow::anyhow!("watchdog member {}: {e}", config.id)));
+            return;
+        }
+    };
+    tracing::info!(member = config.id, %listen, members = config.members.len(), "watchdog member running");
+    let started: Started = (
+        Arc::new(member.coordinator()),
+        Arc::new(member.ledger()),
+        member.lease(),
+    );
+    let _ = ready.send(Ok(started));
+    let log_leases = tokio::spawn(log_lease_changes(config.id, member.lease()));
+    let (stop_serving, serving_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        member.raft().clone(),
+        config.id,
+        SharedSecret::new(secret),
+        Duration::from_secs(30),
+        async {
+            let _ = serving_stopped.await;
+        },
+    ));
+    let _ = stopped.await;
+    tracing::info!(member = config.id, "watchdog member stopping");
+    let _ = stop_serving.send(());
+    member.shutdown().await;
+    let _ = server.await;
+    log_leases.abort();
+}
+
+/// Logs every lease this member holds, with its bounds: the record an
+/// operator (or a test) reads to check that no two leases overlapped.
+async fn log_lease_changes(member: u64, mut lease: watch::Receiver<Option<Instant>>) {
+    let mut holding = false;
+    loop {
+        let now = *lease.borrow_and_update();
+        match (holding, now) {
+            (false, Some(_)) => {
+                holding = true;
+                tracing::warn!(member, "lease acquired: this member leads");
+            }
+            (true, None) => {
+                holding = false;
+                tracing::warn!(member, "lease lost: this member no longer leads");
+            }
+            _ => {}
+        }
+        if lease.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Starts the VIP keeper: it holds `settings.address` exactly while the
+/// address lease derived from `lease` lasts, and releases it when
+/// `shutdown` completes.
+pub fn start_vip(
+    settings: &VipSettings,
+    lease: watch::Receiver<Option<Instant>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mover: Arc<dyn AddressMover> = match &settings.mover {
+        Mover::Netlink => Arc::new(NetlinkMover::new().context("[vip]: netlink")?),
+        Mover::Commands(config) => {
+            Arc::new(CommandMover::new(config.clone()).context("[vip]: commands")?)
+        }
+    };
+    let keeper =
+        VipKeeper::new(mover, settings.address.clone()).with_config(settings.keeper.clone());
+    let address_lease = pgha_vip::follow_leader_lease(lease, settings.handover.clone());
+    tracing::info!(address = %settings.address, "VIP keeper running");
+    Ok(tokio::spawn(keeper.run(address_lease, shutdown)))
+}
