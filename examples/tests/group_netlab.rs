@@ -1,0 +1,182 @@
+//! Three `pgha run` processes in network namespaces agree through the
+//! watchdog: one leads and holds the VIP; when its pgha is killed or
+//! frozen another takes over, the address is never on two hosts, and
+//! PostgreSQL is not failed over for a pgha fault. Real processes (the
+//! built binary, configured by files written here), real PostgreSQL on
+//! hosts `a` (primary) and `b` (standby), a client on its own host
+//! writing through the VIP every 50 ms.
+//!
+//! Needs root (namespaces); skips loudly outside CI, fails in CI.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // a failing unwrap is a failing test
+
+#[path = "support/group.rs"]
+mod group;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use group::{Daemon, Sampler, Writer};
+use pgha_core::testing::{require_root_or_skip, NetLab, PgCluster};
+
+type R = Result<(), Box<dyn std::error::Error>>;
+
+/// Everything a scenario needs, up and writing.
+struct Deployment {
+    lab: Arc<NetLab>,
+    cluster: PgCluster,
+    daemons: Vec<Daemon>,
+    writer: Writer,
+    holder: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    async fn start() -> Result<Deployment, Box<dyn std::error::Error>> {
+        let lab = Arc::new(group::lab()?);
+        let cluster = PgCluster::builder()
+            .standbys(1)
+            .on_hosts(&lab, &["a", "b"])
+            .start()
+            .await?;
+        cluster.wait_streaming().await?;
+        cluster
+            .primary()
+            .execute("CREATE TABLE writes (id bigint PRIMARY KEY)")
+            .await?;
+        let dir = tempfile::tempdir()?;
+        let daemons = group::start_all(&lab, &cluster, dir.path());
+        let holder = group::wait_holder(&lab, None, Duration::from_secs(60)).await;
+        let writer = Writer::start(&lab)?;
+        let deployment = Deployment {
+            lab,
+            cluster,
+            daemons,
+            writer,
+            holder,
+            _dir: dir,
+        };
+        deployment
+            .writer
+            .wait_acknowledged_after(Instant::now(), 10, Duration::from_secs(60))
+            .await;
+        Ok(deployment)
+    }
+
+    fn daemon(&self, host: &str) -> &Daemon {
+        self.daemons.iter().find(|d| d.host == host).unwrap()
+    }
+
+    fn logs(&self) -> String {
+        self.daemons
+            .iter()
+            .map(|d| format!("--- pgha on {} ---\n{}", d.host, d.log_text()))
+            .collect()
+    }
+
+    /// PostgreSQL was not failed over: `a` is still the primary.
+    async fn postgres_unchanged(&self) -> R {
+        assert!(
+            !self.cluster.nodes()[0].is_in_recovery().await?,
+            "a pgha fault must not fail PostgreSQL over\n{}",
+            self.logs()
+        );
+        assert!(self.cluster.nodes()[1].is_in_recovery().await?);
+        Ok(())
+    }
+
+    /// Every acknowledged write is in the table.
+    async fn nothing_acknowledged_is_missing(&self) -> R {
+        let acknowledged = self.writer.acknowledged();
+        let present = self
+            .cluster
+            .primary()
+            .query_one_text("SELECT string_agg(id::text, ',') FROM writes")
+            .await?
+            .unwrap_or_default();
+        let present: std::collections::BTreeSet<i64> =
+            present.split(',').filter_map(|s| s.parse().ok()).collect();
+        let missing: Vec<_> = acknowledged
+            .iter()
+            .filter(|id| !present.contains(id))
+            .collect();
+        assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_vip_holders_pgha_killed_another_member_takes_the_vip_and_postgres_stays() -> R {
+    if !require_root_or_skip(
+        "the_vip_holders_pgha_killed_another_member_takes_the_vip_and_postgres_stays",
+    ) {
+        return Ok(());
+    }
+    let d = Deployment::start().await?;
+    let sampler = Sampler::start(d.lab.clone());
+    let killed_at = Instant::now();
+    d.daemon(d.holder).signal("KILL");
+    let next = group::wait_holder(&d.lab, Some(d.holder), Duration::from_secs(30)).await;
+    let moved = killed_at.elapsed();
+    d.writer
+        .wait_acknowledged_after(killed_at, 5, Duration::from_secs(30))
+        .await;
+    let (samples, doubles) = sampler.finish();
+    let outage = d.writer.outage_around(killed_at);
+    eprintln!(
+        "pgha on {} killed: VIP on {next} after {moved:?}; writes through the VIP back after {outage:?} (last ack before → first after); {samples} samples, {} with two holders",
+        d.holder,
+        doubles.len()
+    );
+    assert!(
+        doubles.is_empty(),
+        "two VIP holders: {doubles:?}\n{}",
+        d.logs()
+    );
+    d.postgres_unchanged().await?;
+    d.nothing_acknowledged_is_missing().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_frozen_vip_holder_loses_the_address_before_another_takes_it_and_never_takes_it_back() -> R
+{
+    if !require_root_or_skip(
+        "a_frozen_vip_holder_loses_the_address_before_another_takes_it_and_never_takes_it_back",
+    ) {
+        return Ok(());
+    }
+    let d = Deployment::start().await?;
+    let sampler = Sampler::start(d.lab.clone());
+    let frozen_at = Instant::now();
+    d.daemon(d.holder).signal("STOP");
+    let next = group::wait_holder(&d.lab, Some(d.holder), Duration::from_secs(30)).await;
+    let moved = frozen_at.elapsed();
+    d.writer
+        .wait_acknowledged_after(frozen_at, 5, Duration::from_secs(30))
+        .await;
+    // Thawed, the old holder finds its lease long gone: it must not put
+    // the address back.
+    d.daemon(d.holder).signal("CONT");
+    let thawed_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (samples, doubles) = sampler.finish();
+    eprintln!(
+        "pgha on {} frozen: VIP on {next} after {moved:?}; writes back after {:?}; {samples} samples, {} with two holders",
+        d.holder,
+        d.writer.outage_around(frozen_at),
+        doubles.len()
+    );
+    assert!(
+        doubles.is_empty(),
+        "two VIP holders: {doubles:?}\n{}",
+        d.logs()
+    );
+    assert_eq!(group::holders(&d.lab), vec![next], "after the thaw");
+    d.writer
+        .wait_acknowledged_after(thawed_at, 5, Duration::from_secs(10))
+        .await;
+    d.postgres_unchanged().await?;
+    d.nothing_acknowledged_is_missing().await?;
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! A group of `pgha run` processes in network namespaces, in front of a
+//! real PostgreSQL primary (host `a`) and standby (host `b`), a VIP, and a
+//! client that writes through it.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)] // test support
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pgha_core::testing::{HarnessError, NetLab, NetnsTask, PgCluster, CLIENT};
+
+/// The hosts that run `pgha run`, with their watchdog member ids.
+pub const MEMBERS: [(&str, u64); 3] = [("a", 1), ("b", 2), ("w", 3)];
+/// Where clients connect (on every host, and so on the VIP).
+pub const PORT: u16 = 6432;
+const PEER_PORT: u16 = 7400;
+
+/// One `pgha run` process in a host's namespace; killed when dropped.
+pub struct Daemon {
+    pub host: &'static str,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`"KILL"`, `"STOP"`, `"CONT"`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
+    /// Its log so far (for failure messages and lease records).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.pid().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lab's hosts: `a`, `b` (PostgreSQL), `w` (a third member), client.
+pub fn lab() -> Result<NetLab, HarnessError> {
+    NetLab::builder().hosts(["a", "b", "w"]).build()
+}
+
+/// A `pgha.toml` for member `id` on `host`.
+pub fn config(lab: &NetLab, cluster: &PgCluster, host: &str, id: u64, dir: &Path) -> String {
+    let mut text = format!(
+        r#"
+[proxy]
+listen = "0.0.0.0:{PORT}"
+pool_mode = "transaction"
+no_primary_wait = "20s"
+
+[server]
+user = "postgres"
+
+[monitor]
+user = "postgres"
+probe_interval = "500ms"
+probe_timeout = "500ms"
+"#
+    );
+    for node in cluster.nodes() {
+        text.push_str(&format!(
+            "\n[[node]]\nname = \"{}\"\nhost = \"{}\"\nport = {}\n",
+            node.name(),
+            node.host(),
+            node.port()
+        ));
+    }
+    text.push_str(&format!(
+        "\n[watchdog]\nid = {id}\nstate_dir = \"{}\"\nsecret = \"a-secret-the-three-members-share\"\n",
+        dir.join(format!("watchdog-{host}")).display()
+    ));
+    for (member_host, member_id) in MEMBERS {
+        text.push_str(&format!(
+            "\n[[watchdog.member]]\nid = {member_id}\naddress = \"{}:{PEER_PORT}\"\n",
+            lab.ip(member_host)
+        ));
+    }
+    text.push_str(&format!(
+        "\n[vip]\naddress = \"{}/24\"\ninterface = \"eth0\"\n",
+        lab.vip(0)
+    ));
+    text
+}
+
+/// Starts `pgha run` on every member host.
+pub fn start_all(lab: &NetLab, cluster: &PgCluster, dir: &Path) -> Vec<Daemon> {
+    MEMBERS
+        .iter()
+        .map(|(host, id)| start(lab, cluster, host, *id, dir))
+        .collect()
+}
+
+/// Starts `pgha run` for member `id` on `host`.
+pub fn start(lab: &NetLab, cluster: &PgCluster, host: &'static str, id: u64, dir: &Path) -> Daemon {
+    let path = dir.join(format!("pgha-{host}.toml"));
+    std::fs::write(&path, config(lab, cluster, host, id, dir)).unwrap();
+    let log = dir.join(format!("pgha-{host}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let child = lab
+        .command(host, env!("CARGO_BIN_EXE_pgha"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env(
+            "RUST_LOG",
+            "warn,pgha_watchdog=info,pgha_vip=info,pgha_core::monitor=info",
+        )
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    Daemon { host, child, log }
+}
+
+/// The member hosts that have the VIP on `eth0` now.
+pub fn holders(lab: &NetLab) -> Vec<&'static str> {
+    let vip = lab.vip(0).to_string();
+    MEMBERS
+        .iter()
+        .filter(|(host, _)| {
+            lab.run(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+                .is_ok_and(|out| {
+                    out.split_whitespace()
+                        .any(|w| w.starts_with(&format!("{vip}/")))
+                })
+        })
+        .map(|(host, _)| *host)
+        .collect()
+}
+
+/// Waits until exactly one host holds the VIP (other than `not`).
+pub async fn wait_holder(lab: &NetLab, not: Option<&str>, within: Duration) -> &'static str {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = holders(lab);
+        if let [one] = now[..] {
+            if Some(one) != not {
+                return one;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single VIP holder (other than {not:?}) within {within:?}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Samples the VIP's holders every 50 ms until dropped; remembers every
+/// sample with more than one holder.
+pub struct Sampler {
+    doubles: Arc<Mutex<Vec<(Duration, Vec<&'static str>)>>>,
+    samples: Arc<Mutex<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    pub fn start(lab: Arc<NetLab>) -> Sampler {
+        let doubles = Arc::new(Mutex::new(Vec::new()));
+        let samples = Arc::new(Mutex::new(0));
+        let (d, s) = (doubles.clone(), samples.clone());
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            loop {
+                let lab = lab.clone();
+                let now = tokio::task::spawn_blocking(move || holders(&lab))
+                    .await
+                    .unwrap_or_default();
+                *s.lock().unwrap() += 1;
+                if now.len() > 1 {
+                    d.lock().unwrap().push((started.elapsed(), now));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Sampler {
+            doubles,
+            samples,
+            task,
+        }
+    }
+
+    /// (samples taken, samples with two holders).
+    pub fn finish(self) -> (u64, Vec<(Duration, Vec<&'static str>)>) {
+        self.task.abort();
+        let samples = *self.samples.lock().unwrap();
+        let doubles = self.doubles.lock().unwrap().clone();
+        (samples, doubles)
+    }
+}
+
+/// One write the client tried.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub at: Instant,
+    pub id: i64,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// A client in the client namespace inserting one row every 50 ms through
+/// the VIP, reconnecting after any error.
+pub struct Writer {
+    pub attempts: Arc<Mutex<Vec<Attempt>>>,
+    _task: NetnsTask<()>,
+}
+
+impl Writer {
+    pub fn start(lab: &NetLab) -> Result<Writer, HarnessError> {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let seen = attempts.clone();
+        let vip: Ipv4Addr = lab.vip(0);
+        let task = lab.spawn(CLIENT, move || async move {
+            let conninfo =
+                format!("host={vip} port={PORT} user=postgres dbname=postgres connect_timeout=1");
+            let mut client: Option<tokio_postgres::Client> = None;
+            for id in 0i64.. {
+                let at = Instant::now();
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    client = match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
+                        Ok((c, conn)) => {
+                            tokio::spawn(conn);
+                            Some(c)
+                        }
+                        Err(_) => None,
+                    };
+                }
+                let result = match &client {
+                    Some(c) => tokio::time::timeout(
+                        Duration::from_secs(2),
+                        c.execute("INSERT INTO writes (id) VALUES ($1)", &[&id]),
+                    )
+                    .await
+                    .map_err(|_| "no answer in 2 s".to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string())),
+                    None => Err("cannot connect".to_string()),
+                };
+                if result.is_err() {
+                    client = None;
+                }
+                seen.lock().unwrap().push(Attempt {
+                    at,
+                    id,
+                    ok: result.is_ok(),
+                    error: result.err(),
+                });
+                tokio::time::sleep_until((at + Duration::from_millis(50)).into()).await;
+            }
+        })?;
+        Ok(Writer {
+            attempts,
+            _task: task,
+        })
+    }
+
+    /// Acknowledged writes so far.
+    pub fn acknowledged(&self) -> Vec<i64> {
+        let a = self.attempts.lock().unwrap();
+        a.iter().filter(|a| a.ok).map(|a| a.id).collect()
+    }
+
+    /// Waits for `n` acknowledged writes after `since`.
+    pub async fn wait_acknowledged_after(&self, since: Instant, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let count = {
+                let a = self.attempts.lock().unwrap();
+                a.iter().filter(|a| a.ok && a.at >= since).count()
+            };
+            if count >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} writes acknowledged within {within:?} (last: {:?})",
+                self.attempts.lock().unwrap().last()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The outage around `at`: from the last acknowledged write before it
+    /// to the first after it.
+    pub fn outage_around(&self, at: Instant) -> Option<Duration> {
+        let a = self.attempts.lock().unwrap();
+        let before = a
+            .iter()
+            .filter(|x| x.ok && x.at <= at)
+            .map(|x| x.at)
+            .max()?;
+        let after = a.iter().filter(|x| x.ok && x.at > at).map(|x| x.at).min()?;
+        Some(after - before)
+    }
+}
