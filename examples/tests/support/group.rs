@@ -168,10 +168,13 @@ pub async fn wait_holder(lab: &NetLab, not: Option<&str>, within: Duration) -> &
     }
 }
 
+/// A sample with more than one holder: when (since sampling began), who.
+pub type Double = (Duration, Vec<&'static str>);
+
 /// Samples the VIP's holders every 50 ms until dropped; remembers every
 /// sample with more than one holder.
 pub struct Sampler {
-    doubles: Arc<Mutex<Vec<(Duration, Vec<&'static str>)>>>,
+    doubles: Arc<Mutex<Vec<Double>>>,
     samples: Arc<Mutex<u64>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -203,7 +206,7 @@ impl Sampler {
     }
 
     /// (samples taken, samples with two holders).
-    pub fn finish(self) -> (u64, Vec<(Duration, Vec<&'static str>)>) {
+    pub fn finish(self) -> (u64, Vec<Double>) {
         self.task.abort();
         let samples = *self.samples.lock().unwrap();
         let doubles = self.doubles.lock().unwrap().clone();
