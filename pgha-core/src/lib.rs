@@ -81,7 +81,9 @@ mod error;
 mod event;
 pub mod evidence;
 mod ledger;
+mod local_agent;
 mod local_controller;
+mod local_service;
 mod lsn;
 mod monitor;
 mod node;
@@ -108,7 +110,9 @@ pub use default_policy::DefaultPolicy;
 pub use error::{describe_pg, Error, ErrorKind};
 pub use event::{Command, Event, FailureReason, Health, Observation};
 pub use ledger::{LedgerView, NoLedger, StateFileLedger, TermLedger, TermRecord};
+pub use local_agent::{run_agent, AgentConfig, AgentPlan, AgentStep};
 pub use local_controller::{LocalControllerConfig, LocalNodeController, LocalService};
+pub use local_service::{PgCtlService, SystemdService};
 pub use lsn::Lsn;
 pub use monitor::{
     state_file, ClusterMonitor, MonitorBuilder, MonitorConfig, MonitorEvent, MonitorEventKind,
