@@ -1,0 +1,460 @@
+//! `[monitor]` (health and replication checks) and the `[[node]]`s
+//! (pgpool's `backend_*N`).
+
+use std::collections::BTreeMap;
+
+use super::context::{is_empty, origin, origins, seconds, Ctx, Toml};
+use super::pgpool_conf::{Entry, LineError};
+
+/// pgpool's defaults for the health check keys the file leaves out.
+const DEFAULT_TIMEOUT: i64 = 20;
+const DEFAULT_RETRY_DELAY: i64 = 1;
+
+/// A backend as imported, for the command proposals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Node {
+    /// pgpool's index N.
+    pub index: u32,
+    /// Its pgha name, `node<N>`.
+    pub name: String,
+    /// backend_data_directoryN, if given.
+    pub data_dir: Option<String>,
+}
+
+/// Writes `[monitor]`.
+pub(super) fn monitor(ctx: &mut Ctx<'_>, out: &mut Toml) {
+    out.table("[monitor]");
+    health_check(ctx, out);
+    credentials(ctx, out);
+    if let Some((_, entry)) = ctx.int("sr_check_period", 0) {
+        out.comment(&format!(
+            "{}: pgha's probe reads the replication positions on every round \
+             (probe_interval); there is no separate period.",
+            origin(entry)
+        ));
+    }
+    let logdir = ctx.take("logdir");
+    let mut note = String::from(
+        "The term and the primary survive restarts here (packaging/pgha.service makes \
+         /var/lib/pgha writable).",
+    );
+    if let Some(entry) = logdir {
+        note.push_str(&format!(
+            " pgpool kept its node status in {}/pgpool_status ({}).",
+            entry.value.text(),
+            origin(entry)
+        ));
+    }
+    out.key("state_file", "/var/lib/pgha/state.json", &note);
+}
+
+fn health_check(ctx: &mut Ctx<'_>, out: &mut Toml) {
+    let period = ctx.int("health_check_period", 0);
+    let timeout = ctx.int("health_check_timeout", 0);
+    let retries = ctx.int("health_check_max_retries", 0);
+    let delay = ctx.int("health_check_retry_delay", 0);
+    let p = period.map_or(0, |(n, _)| n);
+    let t = timeout.map_or(DEFAULT_TIMEOUT, |(n, _)| n);
+    let r = retries.map_or(0, |(n, _)| n);
+    let d = delay.map_or(DEFAULT_RETRY_DELAY, |(n, _)| n);
+    match period {
+        Some((p, entry)) if p > 0 => out.key(
+            "probe_interval",
+            seconds(p),
+            &format!(
+                "pgpool: {} — one probe of every node per round. pgha's default is 500ms: \
+                 with pgpool's period a dead server is noticed only that much later.",
+                origin(entry)
+            ),
+        ),
+        Some((_, entry)) => out.comment(&format!(
+            "{}: pgpool's health check was off. pgha always probes: probe_interval keeps \
+             its default (500ms).",
+            origin(entry)
+        )),
+        None => out.comment(
+            "health_check_period is not set (pgpool's default 0: no health check). pgha \
+             always probes: probe_interval keeps its default (500ms).",
+        ),
+    }
+    match timeout {
+        Some((t, entry)) if t > 0 => {
+            let mut note = format!(
+                "pgpool: {} — the deadline of one probe, connecting included.",
+                origin(entry)
+            );
+            if p > 0 && t > p {
+                note.push_str(" It is longer than probe_interval: a hung server holds a probe for the whole timeout.");
+            }
+            out.key("probe_timeout", seconds(t), &note);
+        }
+        Some((_, entry)) => out.comment(&format!(
+            "{}: pgpool waited forever; every pgha probe has a deadline (probe_timeout, \
+             default 500ms).",
+            origin(entry)
+        )),
+        None => {}
+    }
+    let mut note = format!(
+        "pgpool: {} — pgpool failed a node after 1 + health_check_max_retries failed \
+         checks, retrying every health_check_retry_delay = {d}s; pgha fails it after this \
+         many consecutive failed probes, one per probe_interval (retries are not spaced \
+         separately).",
+        retries.map_or(
+            "health_check_max_retries not set (0)".to_owned(),
+            |(_, e)| origin(e)
+        )
+    );
+    if let Some((_, e)) = delay {
+        note.push_str(&format!(" ({} is folded into the interval.)", origin(e)));
+    }
+    if p > 0 {
+        let pgpool_worst = p + (r + 1) * t + r * d;
+        let interval = p;
+        let pgha_worst = interval * (r + 1) + t;
+        note.push_str(&format!(
+            " Worst case to notice a server that hangs: pgpool about {pgpool_worst}s \
+             (period + tries × timeout + retries × delay), pgha about {pgha_worst}s \
+             (interval × failures + timeout)."
+        ));
+    }
+    if r == 0 {
+        note.push_str(
+            " One failed probe then fails a primary over, as in pgpool; pgha's default \
+             is 2.",
+        );
+    }
+    out.key("failures_before_down", r + 1, &note);
+    per_node_checks(ctx, out);
+}
+
+/// pgpool 3.7+ lets each backend have its own health check settings.
+fn per_node_checks(ctx: &mut Ctx<'_>, out: &mut Toml) {
+    let per_node: Vec<&Entry> = ctx
+        .entries()
+        .iter()
+        .filter(|e| {
+            e.key.starts_with("health_check_") && e.key.ends_with(|c: char| c.is_ascii_digit())
+        })
+        .collect();
+    if per_node.is_empty() {
+        return;
+    }
+    for entry in &per_node {
+        ctx.mark(entry);
+    }
+    out.comment(&format!(
+        "Not carried over: {} — pgha probes every node on one schedule; set the values \
+         above to the ones you want for all.",
+        origins(&per_node)
+    ));
+}
+
+/// The user pgha's own connections log in as: pgpool's sr_check_user
+/// (the probe reads replication state, as the sr check did), else its
+/// health_check_user.
+fn credentials(ctx: &mut Ctx<'_>, out: &mut Toml) {
+    let sr_user = ctx
+        .text("sr_check_user")
+        .filter(|(u, _)| !u.trim().is_empty());
+    let sr_password = ctx.take("sr_check_password");
+    let hc_user = ctx
+        .text("health_check_user")
+        .filter(|(u, _)| !u.trim().is_empty());
+    let hc_password = ctx.take("health_check_password");
+    let (user, password, other) = match (sr_user, hc_user) {
+        (Some(sr), hc) => (Some(sr), sr_password, hc.map(|h| (h, hc_password))),
+        (None, Some(hc)) => (Some(hc), hc_password, None),
+        (None, None) => (None, None, None),
+    };
+    if let Some((name, entry)) = &user {
+        out.key(
+            "user",
+            name.trim(),
+            &format!(
+                "pgpool: {} — pgha's probes and promotions log in as this user.",
+                origin(entry)
+            ),
+        );
+        if name.trim() == "nobody" {
+            ctx.warn(entry, "the monitor user is pgpool's placeholder 'nobody'");
+        }
+    }
+    if let Some(((other_name, other_entry), other_password)) = &other {
+        let same = user
+            .as_ref()
+            .is_some_and(|(u, _)| u.trim() == other_name.trim());
+        out.comment(&format!(
+            "{}{}: {}",
+            origin(other_entry),
+            other_password
+                .map(|p| format!(", {}", origin(p)))
+                .unwrap_or_default(),
+            if same {
+                "the same user."
+            } else {
+                "pgha has one monitoring user; this one is not used."
+            }
+        ));
+    }
+    if let Some(entry) = password {
+        monitor_password(ctx, out, entry);
+    }
+    for (key, fallback) in [
+        ("sr_check_database", false),
+        ("health_check_database", true),
+    ] {
+        let Some((db, entry)) = ctx.text(key) else {
+            continue;
+        };
+        if db.trim().is_empty() {
+            continue;
+        }
+        if fallback
+            && ctx
+                .peek("sr_check_database")
+                .is_some_and(|e| !is_empty(&e.value))
+        {
+            out.comment(&format!(
+                "{}: pgha has one database for its connections; sr_check_database is used.",
+                origin(entry)
+            ));
+            continue;
+        }
+        out.key("dbname", db.trim(), &format!("pgpool: {}", origin(entry)));
+    }
+    let guess = user.map(|(u, _)| u.trim().to_owned());
+    out.comment(
+        "replication_user: not in pgpool.conf (it is in each standby's primary_conninfo); \
+         pgha writes it into primary_conninfo when a standby follows a new primary \
+         (default \"postgres\").",
+    );
+    if let Some(guess) = guess {
+        out.proposal("replication_user", guess);
+    }
+}
+
+fn monitor_password(ctx: &mut Ctx<'_>, out: &mut Toml, entry: &Entry) {
+    let text = entry.value.text();
+    let (kind, plain) = super::passwd::classify(&text);
+    match plain {
+        _ if text.is_empty() => out.comment(&format!(
+            "{}: pgpool looked the password up in pool_passwd. Give it with password_env \
+             (or password).",
+            origin(entry)
+        )),
+        Some(plain) => out.key(
+            "password",
+            plain,
+            &format!(
+                "pgpool: {}, carried over as it stood in the clear. Better: \
+                 password_env = \"PGHA_MONITOR_PASSWORD\" and the password in the unit's \
+                 environment.",
+                origin(entry)
+            ),
+        ),
+        None => {
+            out.comment(&format!(
+                "{} (line {}) holds a {kind} password, which pgha cannot log in with: give \
+                 the password with password_env (or password).",
+                entry.key, entry.line
+            ));
+            ctx.warn(
+                entry,
+                format!(
+                    "{}: a {kind} password cannot be carried over; set [monitor] password_env",
+                    entry.key
+                ),
+            );
+        }
+    }
+}
+
+/// Writes one `[[node]]` per pgpool backend, in index order.
+pub(super) fn nodes(ctx: &mut Ctx<'_>, out: &mut Toml) -> Vec<Node> {
+    let mut by_index: BTreeMap<u32, BTreeMap<&'static str, &Entry>> = BTreeMap::new();
+    for entry in ctx.entries() {
+        if let Some((field, index)) = backend_key(&entry.key) {
+            by_index.entry(index).or_default().insert(field, entry);
+        }
+    }
+    let socket_dir = ctx.take("backend_socket_dir");
+    let weights = weights(&by_index);
+    let mut nodes = Vec::new();
+    for (index, fields) in &by_index {
+        for entry in fields.values() {
+            ctx.mark(entry);
+        }
+        let Some(port_entry) = fields.get("port") else {
+            let any = fields.values().next();
+            out.comment(&format!(
+                "pgpool backend {index} has no backend_port{index}: pgpool does not use it, \
+                 nor does pgha."
+            ));
+            if let Some(entry) = any {
+                ctx.warn(
+                    entry,
+                    format!("backend {index} has no backend_port{index}: skipped"),
+                );
+            }
+            continue;
+        };
+        let port = match port_entry.value.as_int() {
+            Some(p) if (1..=65535).contains(&p) => p,
+            _ => {
+                ctx.problems.push(LineError {
+                    line: port_entry.line,
+                    message: format!(
+                        "{}: {} is not a port (1 to 65535)",
+                        port_entry.key, port_entry.value
+                    ),
+                });
+                continue;
+            }
+        };
+        let name = format!("node{index}");
+        out.table("[[node]]");
+        out.comment(&format!(
+            "pgpool backend {index}{}",
+            if nodes.is_empty() {
+                " — the first node is the primary until the probes or the state file say otherwise."
+            } else {
+                ""
+            }
+        ));
+        out.key("name", name.clone(), "");
+        match fields.get("hostname") {
+            Some(e) if !is_empty(&e.value) => {
+                out.key(
+                    "host",
+                    e.value.text().trim(),
+                    &format!("pgpool: {}", origin(e)),
+                );
+            }
+            _ => {
+                let dir = socket_dir.map_or("/tmp".to_owned(), |e| e.value.text());
+                out.key(
+                    "host",
+                    dir,
+                    &format!(
+                        "backend_hostname{index} is empty: pgpool connects through the Unix \
+                         socket in this directory{}.",
+                        socket_dir
+                            .map_or(" (its default)".to_owned(), |e| format!(" ({})", origin(e)))
+                    ),
+                );
+            }
+        }
+        out.key("port", port, &format!("pgpool: {}", origin(port_entry)));
+        if let Some(entry) = fields.get("weight") {
+            let (weight, note) = weights.get(index).cloned().unwrap_or((1, String::new()));
+            out.key(
+                "weight",
+                i64::from(weight),
+                &format!("pgpool: {}{note}", origin(entry)),
+            );
+        }
+        if let Some(entry) = fields.get("flag") {
+            flag(ctx, out, entry);
+        }
+        let data_dir = fields.get("data_directory").map(|e| {
+            out.comment(&format!(
+                "{}: no [[node]] key; it is %D/%R for the commands proposed below and the \
+                 data directory of the co-located node's local agent.",
+                origin(e)
+            ));
+            e.value.text()
+        });
+        if let Some(entry) = fields.get("application_name") {
+            out.comment(&format!(
+                "{}: not needed; pgha asks each standby for its own replication state.",
+                origin(entry)
+            ));
+        }
+        nodes.push(Node {
+            index: *index,
+            name,
+            data_dir,
+        });
+    }
+    if nodes.is_empty() {
+        out.comment("No backend_hostnameN/backend_portN: add a [[node]] per PostgreSQL server.");
+        ctx.warnings
+            .push((0, "no backend found: add [[node]] sections by hand".into()));
+    }
+    nodes
+}
+
+/// `backend_hostname3` → `("hostname", 3)`.
+pub(super) fn backend_key(key: &str) -> Option<(&'static str, u32)> {
+    let rest = key.strip_prefix("backend_")?;
+    let digits = rest.len() - rest.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 {
+        return None;
+    }
+    let (field, index) = rest.split_at(rest.len() - digits);
+    let field = [
+        "hostname",
+        "port",
+        "weight",
+        "data_directory",
+        "flag",
+        "application_name",
+    ]
+    .into_iter()
+    .find(|f| *f == field)?;
+    Some((field, index.parse().ok()?))
+}
+
+/// pgpool's weights are relative reals; pgha's are integers: whole
+/// numbers are kept, fractions scaled by 100 for all nodes alike.
+fn weights(
+    by_index: &BTreeMap<u32, BTreeMap<&'static str, &Entry>>,
+) -> BTreeMap<u32, (u32, String)> {
+    let values: BTreeMap<u32, f64> = by_index
+        .iter()
+        .filter_map(|(i, f)| Some((*i, f.get("weight")?.value.as_f64()?.max(0.0))))
+        .collect();
+    let whole = values
+        .values()
+        .all(|w| w.fract() == 0.0 && *w <= f64::from(u32::MAX));
+    values
+        .into_iter()
+        .map(|(i, w)| {
+            if whole {
+                (i, (w as u32, String::new()))
+            } else {
+                let scaled = (w * 100.0).round().min(f64::from(u32::MAX)) as u32;
+                (
+                    i,
+                    (
+                        scaled,
+                        " — times 100 for every node, as pgha's weights are whole numbers."
+                            .to_owned(),
+                    ),
+                )
+            }
+        })
+        .collect()
+}
+
+fn flag(ctx: &mut Ctx<'_>, out: &mut Toml, entry: &Entry) {
+    let text = entry.value.text();
+    let flags: Vec<String> = text
+        .split('|')
+        .map(|f| f.trim().to_ascii_uppercase())
+        .collect();
+    if flags.iter().all(|f| f == "ALLOW_TO_FAILOVER") {
+        out.comment(&format!("{}: pgha's behaviour.", origin(entry)));
+        return;
+    }
+    out.comment(&format!(
+        "{}: no counterpart — pgha fails over (or detaches) every node it finds down. \
+         priority = 0 only keeps a node from being promoted.",
+        origin(entry)
+    ));
+    ctx.warn(
+        entry,
+        format!("{} = '{text}' is not carried over", entry.key),
+    );
+}
