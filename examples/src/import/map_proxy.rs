@@ -94,7 +94,8 @@ fn listen(ctx: &mut Ctx<'_>, out: &mut Toml) {
                 dir.trim(),
                 &format!(
                     "pgpool: {} — the socket is <dir>/.s.PGSQL.<port> in both. Under \
-                     packaging/pgha.service /tmp is private and read-only: use /run/pgha.",
+                     packaging/pgha.service /tmp is private to pgha (clients would not see \
+                     the socket): use /run/pgha there.",
                     origin(entry)
                 ),
             );
