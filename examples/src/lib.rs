@@ -5,3 +5,4 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod import;
+pub mod notify;

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             let config = settings(&args);
             let (_handle, addr) = pgha::daemon::start(&config).await?;
+            pgha::notify::ready();
             tracing::warn!(%addr, "pgha serving");
             eprintln!("pgha: serving clients on {addr}");
             tokio::signal::ctrl_c().await?;
