@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use super::pgpool_conf::{Entry, LineError, PgpoolConf, Value};
 
@@ -62,6 +63,26 @@ impl<'a> Ctx<'a> {
             Some(n) if n >= min => Some((n, entry)),
             _ => {
                 self.bad(entry, &format!("an integer of at least {min}"));
+                None
+            }
+        }
+    }
+
+    /// A duration setting whose bare numbers count in `unit`.
+    pub fn duration(&mut self, key: &str, unit: Duration) -> Option<(Duration, &'a Entry)> {
+        let entry = self.take(key)?;
+        match entry.value.as_duration(unit) {
+            Some(d) => Some((d, entry)),
+            None => {
+                let unit_name = if unit == Duration::from_millis(1) {
+                    "milliseconds"
+                } else {
+                    "seconds"
+                };
+                self.bad(
+                    entry,
+                    &format!("a duration ({unit_name}, or with a unit: ms, s, min, h, d)"),
+                );
                 None
             }
         }
@@ -203,10 +224,14 @@ fn render(value: toml::Value) -> String {
     }
 }
 
-/// A pgpool duration in seconds as a pgha duration (`"10s"`).
-pub(super) fn seconds(n: i64) -> String {
-    format!("{n}s")
+/// A duration as pgha writes one (`"10s"`, `"500ms"`).
+pub(super) fn dur(d: Duration) -> String {
+    pgha_core::duration_serde::format(d)
 }
+
+/// pgpool's units for bare numbers.
+pub(super) const SECONDS: Duration = Duration::from_secs(1);
+pub(super) const MILLISECONDS: Duration = Duration::from_millis(1);
 
 /// Whether a value is the empty string (pgpool's "not set").
 pub(super) fn is_empty(value: &Value) -> bool {

@@ -2,13 +2,14 @@
 //! (pgpool's `backend_*N`).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use super::context::{is_empty, origin, origins, seconds, Ctx, Toml};
+use super::context::{dur, is_empty, origin, origins, Ctx, Toml, SECONDS};
 use super::pgpool_conf::{Entry, LineError};
 
 /// pgpool's defaults for the health check keys the file leaves out.
-const DEFAULT_TIMEOUT: i64 = 20;
-const DEFAULT_RETRY_DELAY: i64 = 1;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// A backend as imported, for the command proposals.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub(super) fn monitor(ctx: &mut Ctx<'_>, out: &mut Toml) {
     out.table("[monitor]");
     health_check(ctx, out);
     credentials(ctx, out);
-    if let Some((_, entry)) = ctx.int("sr_check_period", 0) {
+    if let Some((_, entry)) = ctx.duration("sr_check_period", SECONDS) {
         out.comment(&format!(
             "{}: pgha's probe reads the replication positions on every round \
              (probe_interval); there is no separate period.",
@@ -49,18 +50,18 @@ pub(super) fn monitor(ctx: &mut Ctx<'_>, out: &mut Toml) {
 }
 
 fn health_check(ctx: &mut Ctx<'_>, out: &mut Toml) {
-    let period = ctx.int("health_check_period", 0);
-    let timeout = ctx.int("health_check_timeout", 0);
+    let period = ctx.duration("health_check_period", SECONDS);
+    let timeout = ctx.duration("health_check_timeout", SECONDS);
     let retries = ctx.int("health_check_max_retries", 0);
-    let delay = ctx.int("health_check_retry_delay", 0);
-    let p = period.map_or(0, |(n, _)| n);
-    let t = timeout.map_or(DEFAULT_TIMEOUT, |(n, _)| n);
+    let delay = ctx.duration("health_check_retry_delay", SECONDS);
+    let p = period.map_or(Duration::ZERO, |(d, _)| d);
+    let t = timeout.map_or(DEFAULT_TIMEOUT, |(d, _)| d);
     let r = retries.map_or(0, |(n, _)| n);
-    let d = delay.map_or(DEFAULT_RETRY_DELAY, |(n, _)| n);
+    let d = delay.map_or(DEFAULT_RETRY_DELAY, |(d, _)| d);
     match period {
-        Some((p, entry)) if p > 0 => out.key(
+        Some((p, entry)) if !p.is_zero() => out.key(
             "probe_interval",
-            seconds(p),
+            dur(p),
             &format!(
                 "pgpool: {} — one probe of every node per round. pgha's default is 500ms: \
                  with pgpool's period a dead server is noticed only that much later.",
@@ -78,15 +79,18 @@ fn health_check(ctx: &mut Ctx<'_>, out: &mut Toml) {
         ),
     }
     match timeout {
-        Some((t, entry)) if t > 0 => {
+        Some((t, entry)) if !t.is_zero() => {
             let mut note = format!(
                 "pgpool: {} — the deadline of one probe, connecting included.",
                 origin(entry)
             );
-            if p > 0 && t > p {
-                note.push_str(" It is longer than probe_interval: a hung server holds a probe for the whole timeout.");
+            if !p.is_zero() && t > p {
+                note.push_str(
+                    " It is longer than probe_interval: a hung server holds a probe for \
+                     the whole timeout.",
+                );
             }
-            out.key("probe_timeout", seconds(t), &note);
+            out.key("probe_timeout", dur(t), &note);
         }
         Some((_, entry)) => out.comment(&format!(
             "{}: pgpool waited forever; every pgha probe has a deadline (probe_timeout, \
@@ -97,25 +101,27 @@ fn health_check(ctx: &mut Ctx<'_>, out: &mut Toml) {
     }
     let mut note = format!(
         "pgpool: {} — pgpool failed a node after 1 + health_check_max_retries failed \
-         checks, retrying every health_check_retry_delay = {d}s; pgha fails it after this \
+         checks, retrying every health_check_retry_delay = {}; pgha fails it after this \
          many consecutive failed probes, one per probe_interval (retries are not spaced \
          separately).",
         retries.map_or(
             "health_check_max_retries not set (0)".to_owned(),
             |(_, e)| origin(e)
-        )
+        ),
+        dur(d)
     );
     if let Some((_, e)) = delay {
         note.push_str(&format!(" ({} is folded into the interval.)", origin(e)));
     }
-    if p > 0 {
-        let pgpool_worst = p + (r + 1) * t + r * d;
-        let interval = p;
-        let pgha_worst = interval * (r + 1) + t;
+    let tries = u32::try_from(r + 1).unwrap_or(u32::MAX);
+    if !p.is_zero() {
+        let pgpool_worst = p + t * tries + d * (tries - 1);
+        let pgha_worst = p * tries + t;
         note.push_str(&format!(
-            " Worst case to notice a server that hangs: pgpool about {pgpool_worst}s \
-             (period + tries × timeout + retries × delay), pgha about {pgha_worst}s \
-             (interval × failures + timeout)."
+            " Worst case to notice a server that hangs: pgpool about {} (period + tries × \
+             timeout + retries × delay), pgha about {} (interval × failures + timeout).",
+            dur(pgpool_worst),
+            dur(pgha_worst)
         ));
     }
     if r == 0 {

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::context::{is_empty, origin, origins, seconds, Ctx, Toml};
+use super::context::{dur, is_empty, origin, origins, Ctx, Toml, MILLISECONDS, SECONDS};
 
 /// pgpool's defaults where the file leaves a key out.
 const DEFAULT_PORT: i64 = 9999;
@@ -155,11 +155,11 @@ fn pools(ctx: &mut Ctx<'_>, out: &mut Toml) {
             );
         }
     }
-    if let Some((n, entry)) = ctx.int("connection_life_time", 0) {
-        if n > 0 {
+    if let Some((d, entry)) = ctx.duration("connection_life_time", SECONDS) {
+        if !d.is_zero() {
             out.key(
                 "server_idle_timeout",
-                seconds(n),
+                dur(d),
                 &format!(
                     "pgpool: {} — a pooled server connection unused this long is closed.",
                     origin(entry)
@@ -176,18 +176,14 @@ fn pools(ctx: &mut Ctx<'_>, out: &mut Toml) {
 }
 
 fn timeouts(ctx: &mut Ctx<'_>, out: &mut Toml) {
-    if let Some((ms, entry)) = ctx.int("connect_timeout", 0) {
-        if ms > 0 {
-            let value = if ms % 1000 == 0 {
-                seconds(ms / 1000)
-            } else {
-                format!("{ms}ms")
-            };
+    if let Some((d, entry)) = ctx.duration("connect_timeout", MILLISECONDS) {
+        if !d.is_zero() {
             out.key(
                 "connect_timeout",
-                value,
+                dur(d),
                 &format!(
-                    "pgpool: {} (milliseconds) — deadline to connect and log in to a server.",
+                    "pgpool: {} (milliseconds without a unit) — deadline to connect and log in \
+                     to a server.",
                     origin(entry)
                 ),
             );
@@ -198,11 +194,11 @@ fn timeouts(ctx: &mut Ctx<'_>, out: &mut Toml) {
             ));
         }
     }
-    if let Some((n, entry)) = ctx.int("authentication_timeout", 0) {
-        if n > 0 {
+    if let Some((d, entry)) = ctx.duration("authentication_timeout", SECONDS) {
+        if !d.is_zero() {
             out.key(
                 "startup_timeout",
-                seconds(n),
+                dur(d),
                 &format!(
                     "pgpool: {} — a client must finish logging in within this.",
                     origin(entry)
@@ -243,14 +239,14 @@ fn balancing(ctx: &mut Ctx<'_>, out: &mut Toml) {
             );
         }
     }
-    if let Some((n, entry)) = ctx.int("delay_threshold_by_time", 0) {
+    if let Some((d, entry)) = ctx.duration("delay_threshold_by_time", SECONDS) {
         let note = format!(
-            "pgpool: {} (milliseconds without a unit, as pgpool reads it) — a standby \
+            "pgpool: {} (seconds without a unit, as pgpool reads it) — a standby \
              replaying later than this gets no reads.",
             origin(entry)
         );
-        if n > 0 {
-            out.key("max_standby_lag_time", format!("{n}ms"), &note);
+        if !d.is_zero() {
+            out.key("max_standby_lag_time", dur(d), &note);
         } else {
             out.key(
                 "max_standby_lag_time",

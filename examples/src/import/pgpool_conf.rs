@@ -4,11 +4,13 @@
 //! single-quoted string (`'…'`, one line; a backslash keeps the next
 //! character inside it, and the text between the quotes is taken as it
 //! stands, as pgpool does), an unquoted word (`on`, `stream`, `LOCAL0`,
-//! letters, digits and `-._:/`), an integer (`10`, `-1`, `0x1f`) or a real
-//! (`1.5`). Keys are case-sensitive (`delegate_IP`). A key given twice
+//! letters, digits and `-._:/`), an integer (`10`, `-1`, `0x1f`), an
+//! integer with a unit (`10s`, `500ms`, as pgpool 4.2+ reads time settings)
+//! or a real (`1.5`). Keys are case-sensitive (`delegate_IP`). A key given twice
 //! keeps its last value, as in pgpool.
 
 use std::fmt;
+use std::time::Duration;
 
 /// A value as written, with the kind of token it was.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +59,29 @@ impl Value {
             Value::Quoted(s) | Value::Word(s) => parse_int(s.trim()),
             Value::Real(_) => None,
         }
+    }
+
+    /// As a duration: a bare integer counts in `unit` (the setting's own,
+    /// e.g. seconds for health_check_period); a unit may be written, as
+    /// pgpool 4.2+ allows: `ms`, `s`, `min`, `h`, `d`.
+    pub fn as_duration(&self, unit: Duration) -> Option<Duration> {
+        if let Some(n) = self.as_int() {
+            return unit.checked_mul(u32::try_from(n).ok()?);
+        }
+        let text = self.text();
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit())?;
+        let (number, suffix) = text.split_at(split);
+        let number: u64 = number.parse().ok()?;
+        let millis = match suffix.trim() {
+            "ms" => 1,
+            "s" => 1000,
+            "min" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return None,
+        };
+        Some(Duration::from_millis(number.checked_mul(millis)?))
     }
 
     /// As a number (pgpool's backend weights are reals).
@@ -212,6 +237,9 @@ fn parse_value<'t>(key: &str, text: &'t str) -> Result<(Value, &'t str), String>
     if let Some(n) = parse_int(token) {
         return Ok((Value::Int(n), rest));
     }
+    if is_int_with_unit(token) {
+        return Ok((Value::Word(token.to_owned()), rest));
+    }
     if is_real(token) {
         return Ok((Value::Real(token.to_owned()), rest));
     }
@@ -238,6 +266,12 @@ fn parse_int(text: &str) -> Option<i64> {
         None => return None,
     };
     Some(if negative { -magnitude } else { magnitude })
+}
+
+/// `10s`, `500ms`: digits, then letters.
+fn is_int_with_unit(text: &str) -> bool {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && text.len() > digits && text.bytes().skip(digits).all(|b| b.is_ascii_alphabetic())
 }
 
 /// `[+-]digits*.digits*[eE[+-]digits]`, as pgpool's REAL.

@@ -18,6 +18,11 @@ fn one(line: &str) -> Result<(String, Value), String> {
 fn values_are_read_like_pgpool_reads_them() {
     let cases = [
         ("port = 9999", "port", Value::Int(9999)),
+        (
+            "health_check_period = 10s",
+            "health_check_period",
+            Value::Word("10s".into()),
+        ),
         ("port=9999", "port", Value::Int(9999)),
         ("port 9999", "port", Value::Int(9999)),
         ("x = -1", "x", Value::Int(-1)),
@@ -155,8 +160,56 @@ fn booleans_take_pgpool_spellings() {
 }
 
 #[test]
+fn durations_take_the_settings_unit_or_their_own() {
+    let secs = Duration::from_secs(1);
+    let d = |v: Value| v.as_duration(secs);
+    assert_eq!(d(Value::Int(10)), Some(Duration::from_secs(10)));
+    assert_eq!(
+        d(Value::Word("500ms".into())),
+        Some(Duration::from_millis(500))
+    );
+    assert_eq!(
+        d(Value::Quoted("2min".into())),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(d(Value::Word("1h".into())), Some(Duration::from_secs(3600)));
+    assert_eq!(
+        Value::Int(1500).as_duration(Duration::from_millis(1)),
+        Some(Duration::from_millis(1500))
+    );
+    for bad in [
+        Value::Int(-1),
+        Value::Word("10 parsecs".into()),
+        Value::Word("s".into()),
+    ] {
+        assert_eq!(d(bad.clone()), None, "{bad}");
+    }
+}
+
+#[test]
 fn numbers_may_be_quoted() {
     assert_eq!(Value::Quoted("5432".into()).as_int(), Some(5432));
     assert_eq!(Value::Quoted("x".into()).as_int(), None);
     assert_eq!(Value::Real("0.5".into()).as_f64(), Some(0.5));
+}
+
+/// Every line of up to five characters from an alphabet of the syntax's
+/// corner cases: the parser never panics, and what it accepts has a key.
+#[test]
+fn no_short_line_makes_the_parser_panic() {
+    let alphabet = ['a', '=', '\'', '\\', '#', ' ', '1', '-', '.', 'x', 'é', 'e'];
+    let mut lines = vec![String::new()];
+    for _ in 0..5 {
+        let longer: Vec<String> = lines
+            .iter()
+            .filter(|l| l.chars().count() == lines.last().map_or(0, |x| x.chars().count()))
+            .flat_map(|l| alphabet.iter().map(move |c| format!("{l}{c}")))
+            .collect();
+        for line in &longer {
+            if let Ok(conf) = PgpoolConf::parse(line) {
+                assert!(conf.entries.iter().all(|e| !e.key.is_empty()), "{line:?}");
+            }
+        }
+        lines.extend(longer);
+    }
 }

@@ -190,6 +190,19 @@ fn health_checks_become_probe_settings() {
         .contains("health_check_retry_delay = 2 (line 4) is folded"));
     assert!(imported.toml.contains("health_check_period1 = 30 (line 5)"));
 
+    // pgpool 4.2+ writes units.
+    let t = table(&run(
+        "health_check_period = 500ms\nhealth_check_timeout = '2s'\n",
+    ));
+    assert_eq!(
+        get(&t, "monitor.probe_interval").unwrap().as_str(),
+        Some("500ms")
+    );
+    assert_eq!(
+        get(&t, "monitor.probe_timeout").unwrap().as_str(),
+        Some("2s")
+    );
+
     // Health check off: pgha still probes, at its own interval.
     let t = table(&run("health_check_period = 0\n"));
     assert_eq!(get(&t, "monitor.probe_interval"), None);
@@ -401,7 +414,7 @@ fn values_pgpool_would_refuse_fail_the_import_with_their_line() {
     .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "pgpool.conf:2: health_check_period: 'often' is not an integer of at least 0 (pgpool would refuse it too)\n\
+        "pgpool.conf:2: health_check_period: 'often' is not a duration (seconds, or with a unit: ms, s, min, h, d) (pgpool would refuse it too)\n\
          pgpool.conf:3: load_balance_mode: perhaps is not on or off (pgpool would refuse it too)"
     );
     let error = import(&Request::new(Input::new(
@@ -413,4 +426,79 @@ fn values_pgpool_would_refuse_fail_the_import_with_their_line() {
         error.to_string(),
         "pgpool.conf:2: port has no value (write port = 'value')"
     );
+}
+
+#[test]
+fn pgpool_42_watchdog_settings_are_proposed_too() {
+    // 4.2+ lists every member, this one included, as hostnameN/wd_portN.
+    let imported = run("use_watchdog = on\nhostname0 = 'a.example'\nwd_port0 = 9000\n\
+                        pgpool_port0 = 9999\nhostname1 = 'b.example'\nwd_port1 = 9001\n\
+                        pgpool_port1 = 9999\nheartbeat_hostname0 = 'a.example'\n\
+                        heartbeat_port0 = 9694\nbackend_clustering_mode = 'streaming_replication'\n");
+    assert!(
+        imported
+            .toml
+            .contains("# members = [\"a.example:9000\", \"b.example:9001\"]"),
+        "{}",
+        imported.toml
+    );
+    for line in 1..=10 {
+        assert!(
+            imported.toml.contains(&format!("(line {line})")),
+            "line {line}:\n{}",
+            imported.toml
+        );
+    }
+    assert!(
+        !warned(&imported, "streaming replication only"),
+        "{:?}",
+        imported.warnings
+    );
+}
+
+/// Any short value after any key the import maps: an error or a TOML, never
+/// a panic, and the TOML always parses.
+#[test]
+fn no_short_value_makes_the_import_panic() {
+    let keys = [
+        "port",
+        "listen_addresses",
+        "backend_hostname0",
+        "backend_port0",
+        "backend_weight0",
+        "backend_flag0",
+        "health_check_period",
+        "health_check_max_retries",
+        "delay_threshold",
+        "sr_check_password",
+        "delegate_IP",
+        "if_up_cmd",
+        "failover_command",
+        "use_watchdog",
+        "other_pgpool_hostname0",
+        "reset_query_list",
+        "num_init_children",
+        "ssl",
+    ];
+    let values = [
+        "0",
+        "-1",
+        "''",
+        "'x'",
+        "on",
+        "1.5",
+        "'%'",
+        "'$_IP_$'",
+        "'a,b'",
+        "99999999999",
+        "10s",
+    ];
+    for key in keys {
+        for value in values {
+            let conf = format!("{key} = {value}\nbackend_port0 = 5432\nuse_watchdog = on\ndelegate_IP = '10.0.0.9'\n");
+            if let Ok(imported) = import(&Request::new(Input::new("pgpool.conf", &conf))) {
+                table(&imported);
+            }
+        }
+    }
 }
