@@ -8,7 +8,7 @@ use pgha_core::CommandTemplate;
 use pgha_vip::{CommandMover, CommandMoverConfig};
 
 use super::context::{is_empty, origin, Ctx, Toml};
-use super::map_monitor::Node;
+use super::map_nodes::Node;
 use super::pgpool_conf::Entry;
 
 const NOT_READ: &str = "not yet read by `pgha run`: a proposal, kept as comments";

@@ -25,6 +25,7 @@ mod context;
 mod hba;
 mod map_ha;
 mod map_monitor;
+mod map_nodes;
 mod map_proxy;
 mod passwd;
 pub mod pgpool_conf;
@@ -152,7 +153,7 @@ pub fn import(request: &Request<'_>) -> Result<Imported, ImportError> {
     server(&mut out);
     auth(&mut ctx, request, hba.as_ref(), passwd.as_ref(), &mut out);
     map_monitor::monitor(&mut ctx, &mut out);
-    let nodes = map_monitor::nodes(&mut ctx, &mut out);
+    let nodes = map_nodes::nodes(&mut ctx, &mut out);
     map_ha::proposals(&mut ctx, &nodes, &mut out);
     let rest: Vec<_> = ctx.rest().collect();
     unmapped::render(&rest, &mut out);
