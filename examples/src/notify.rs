@@ -16,6 +16,8 @@ pub fn ready() {
 }
 
 /// The service is rereading its configuration; send [`ready`] when done.
+/// `Type=notify` units take it as is (`Type=notify-reload` would also want
+/// `MONOTONIC_USEC`, which this does not send).
 pub fn reloading() {
     send_logged("RELOADING=1");
 }
