@@ -33,7 +33,7 @@ mod unmapped;
 
 use std::fmt;
 
-pub use cli::ImportArgs;
+pub use cli::{ImportArgs, Outcome};
 use context::{origin, Ctx, Toml};
 use pgpool_conf::{LineError, PgpoolConf};
 
