@@ -5,3 +5,5 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod import;
+pub mod notify;

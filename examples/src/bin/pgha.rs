@@ -49,6 +49,10 @@ enum Command {
     /// wrong` when it is not valid.
     #[command(after_help = CONFIG_HELP)]
     CheckConfig(RunArgs),
+    /// Write a commented pgha.toml from a pgpool-II configuration
+    /// (pgpool.conf, and optionally pool_hba.conf and pool_passwd); exit
+    /// status 2 and `file:line: what is wrong` when an input is malformed.
+    ImportPgpool(pgha::import::ImportArgs),
     /// Start a local demo cluster, fail its primary over, rejoin it.
     Demo {
         /// How many standbys to start.
@@ -83,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             let config = settings(&args);
             let running = pgha::daemon::start(&config).await?;
             let addr = running.addr;
+            pgha::notify::ready();
             tracing::warn!(%addr, "pgha serving");
             eprintln!("pgha: serving clients on {addr}");
             tokio::signal::ctrl_c().await?;
@@ -99,6 +104,10 @@ async fn main() -> anyhow::Result<()> {
             for remark in config.remarks() {
                 eprintln!("note: {remark}");
             }
+            return Ok(());
+        }
+        Command::ImportPgpool(args) => {
+            import_pgpool(&args);
             return Ok(());
         }
         Command::Demo {
@@ -147,6 +156,29 @@ async fn main() -> anyhow::Result<()> {
 fn settings(args: &RunArgs) -> RunConfig {
     match args.resolve() {
         Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// `pgha import-pgpool`: the TOML on stdout (or the files written), the
+/// warnings on stderr; status 2 when an input cannot be read or is
+/// malformed.
+fn import_pgpool(args: &pgha::import::ImportArgs) {
+    match args.run() {
+        Ok(outcome) => {
+            if let Some(toml) = &outcome.stdout {
+                print!("{toml}");
+            }
+            for path in &outcome.written {
+                eprintln!("pgha import-pgpool: wrote {}", path.display());
+            }
+            for warning in &outcome.warnings {
+                eprintln!("warning: {warning}");
+            }
+        }
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(2);

@@ -1,0 +1,213 @@
+//! `pgha import-pgpool` as an operator runs it: the built binary on the
+//! seed deployment's pgpool.conf, pool_hba.conf and pool_passwd, then
+//! `pgha check-config` on what it wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/seed")
+        .join(name)
+}
+
+fn pgha(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the pgha binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+/// Imports the seed's three files into `dir/pgha.toml`.
+fn import_seed(dir: &Path) -> Output {
+    let (conf, hba, passwd) = (
+        fixture("pgpool.conf"),
+        fixture("pool_hba.conf"),
+        fixture("pool_passwd"),
+    );
+    let out = dir.join("pgha.toml");
+    pgha(&[
+        "import-pgpool",
+        path(&conf),
+        path(&hba),
+        path(&passwd),
+        "-o",
+        path(&out),
+    ])
+}
+
+#[test]
+fn the_seeds_pgpool_config_imports_into_a_file_check_config_accepts() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let imported = import_seed(dir.path());
+    assert!(
+        imported.status.success(),
+        "import failed: {}",
+        text(&imported.stderr)
+    );
+    let stderr = text(&imported.stderr);
+    // The replication rules of pool_hba.conf are named, with their lines.
+    assert!(
+        stderr.contains("pool_hba.conf:7: left out")
+            && stderr.contains("pool_hba.conf:8: left out"),
+        "{stderr}"
+    );
+
+    let config = dir.path().join("pgha.toml");
+    let checked = pgha(&["check-config", "--config", path(&config)]);
+    let shown = text(&checked.stdout);
+    assert!(
+        checked.status.success(),
+        "check-config refused the import:\n{}\n{}",
+        text(&checked.stderr),
+        std::fs::read_to_string(&config).unwrap_or_default()
+    );
+
+    // The effective settings are the seed's.
+    let effective: toml::Table = toml::from_str(&shown).expect("check-config prints TOML");
+    let value = |section: &str, key: &str| {
+        effective
+            .get(section)
+            .and_then(|s| s.get(key))
+            .cloned()
+            .unwrap_or_else(|| panic!("[{section}] {key} missing:\n{shown}"))
+    };
+    let nodes: Vec<(String, String, i64, i64)> = effective["node"]
+        .as_array()
+        .expect("[[node]]s")
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap_or_default().to_owned(),
+                n["host"].as_str().unwrap_or_default().to_owned(),
+                n["port"].as_integer().unwrap_or_default(),
+                n["weight"].as_integer().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        vec![
+            ("node0".into(), "192.168.20.16".into(), 5432, 1),
+            ("node1".into(), "192.168.20.17".into(), 5432, 1),
+        ]
+    );
+    for (section, key, expected) in [
+        ("proxy", "listen", toml::Value::from("0.0.0.0:9999")),
+        ("proxy", "load_balance", toml::Value::from(true)),
+        ("proxy", "max_standby_lag", toml::Value::from(10_000_000)),
+        ("proxy", "pool_size", toml::Value::from(32)),
+        ("proxy", "connect_timeout", toml::Value::from("10s")),
+        ("proxy", "startup_timeout", toml::Value::from("60s")),
+        (
+            "proxy",
+            "server_reset_query",
+            toml::Value::from("DISCARD ALL"),
+        ),
+        ("monitor", "probe_interval", toml::Value::from("10s")),
+        ("monitor", "probe_timeout", toml::Value::from("20s")),
+        ("monitor", "failures_before_down", toml::Value::from(1)),
+        ("monitor", "user", toml::Value::from("actorcloud")),
+        ("monitor", "dbname", toml::Value::from("postgres")),
+    ] {
+        assert_eq!(value(section, key), expected, "[{section}] {key}");
+    }
+    // The converted hba and auth files are the ones in use.
+    let hba = value("auth", "hba_file");
+    assert_eq!(
+        hba.as_str().map(Path::new).and_then(Path::file_name),
+        Some("hba.conf".as_ref())
+    );
+    let auth = value("auth", "auth_file");
+    assert_eq!(
+        auth.as_str().map(Path::new).and_then(Path::file_name),
+        Some("userlist.txt".as_ref())
+    );
+    assert!(
+        shown.contains("# [monitor] password: set (not shown)"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn without_an_output_file_the_toml_goes_to_stdout() {
+    let conf = fixture("pgpool.conf");
+    let printed = pgha(&["import-pgpool", path(&conf)]);
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let toml_text = text(&printed.stdout);
+    let table: toml::Table = toml::from_str(&toml_text).expect("valid TOML on stdout");
+    assert_eq!(table["node"].as_array().map(Vec::len), Some(2));
+    // Without pool_hba.conf, the change in who gets in is said.
+    assert!(
+        text(&printed.stderr).contains("lets every client in"),
+        "{}",
+        text(&printed.stderr)
+    );
+
+    // The hba and auth files need a place: an output file.
+    let hba = fixture("pool_hba.conf");
+    let refused = pgha(&["import-pgpool", path(&conf), path(&hba)]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("-o OUT"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
+
+#[test]
+fn a_malformed_pgpool_conf_is_refused_with_its_file_and_line() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let conf = dir.path().join("pgpool.conf");
+    std::fs::write(
+        &conf,
+        "port = 9999\nbackend_hostname0 = '10.0.0.1\nload_balance_mode = on\nfailover_command = /bin/failover.sh %d\n",
+    )
+    .expect("write the file");
+    let out = dir.path().join("pgha.toml");
+    let refused = pgha(&["import-pgpool", path(&conf), "-o", path(&out)]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = text(&refused.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("{}:2: backend_hostname0:", conf.display())),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{}:4: failover_command:", conf.display())),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing is written for a malformed input");
+
+    let missing = pgha(&["import-pgpool", path(&dir.path().join("nope.conf"))]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("nope.conf: cannot read it"));
+}
+
+#[test]
+fn existing_files_are_replaced_only_with_force() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let first = import_seed(dir.path());
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let again = import_seed(dir.path());
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let (conf, out) = (fixture("pgpool.conf"), dir.path().join("pgha.toml"));
+    let forced = pgha(&["import-pgpool", path(&conf), "-o", path(&out), "--force"]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+}
