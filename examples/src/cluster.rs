@@ -212,3 +212,32 @@ pub fn start_vip(
     tracing::info!(address = %settings.address, "VIP keeper running");
     Ok(tokio::spawn(keeper.run(address_lease, shutdown)))
 }
+
+/// The controller the local agent rejoins this host's server through.
+pub fn local_controller(
+    local: &crate::config::LocalSettings,
+    sql: &pgha_core::SqlControllerConfig,
+) -> Arc<dyn pgha_core::NodeController> {
+    use crate::config::LocalStart;
+    let dirs: std::collections::BTreeMap<_, _> =
+        [(local.node.clone(), local.data_dir.clone())].into();
+    let run_as = local.run_as.as_ref().map(|(_, uid, gid)| (*uid, *gid));
+    let service: Arc<dyn pgha_core::LocalService> = match &local.start {
+        LocalStart::PgCtl(options) => {
+            let mut s = pgha_core::PgCtlService::new(&local.bindir, dirs.clone());
+            s.options = options.clone();
+            s.run_as = run_as;
+            Arc::new(s)
+        }
+        LocalStart::Systemd(unit) => Arc::new(pgha_core::SystemdService::new(
+            [(local.node.clone(), unit.clone())].into(),
+        )),
+    };
+    let mut config = pgha_core::LocalControllerConfig::new(&local.bindir, dirs);
+    config.run_as = run_as;
+    Arc::new(pgha_core::LocalNodeController::new(
+        pgha_core::SqlNodeController::new(sql.clone()),
+        service,
+        config,
+    ))
+}

@@ -74,6 +74,16 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<Running> {
     }
     let (monitor, handle) = builder.build()?;
     tokio::spawn(monitor.run(std::future::pending()));
+    if let Some(local) = &config.local {
+        tokio::spawn(pgha_core::run_agent(
+            local.node.clone(),
+            handle.topology(),
+            crate::cluster::local_controller(local, &config.controller),
+            local.agent.clone(),
+            std::future::pending(),
+        ));
+        tracing::info!(node = %local.node, data_dir = %local.data_dir.display(), "local agent running");
+    }
     let vip = match (&config.vip, &watchdog) {
         (Some(vip), Some(w)) => {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -13,97 +13,10 @@
 #[path = "support/group.rs"]
 mod group;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use group::{Daemon, Sampler, Writer};
-use pgha_core::testing::{require_root_or_skip, NetLab, PgCluster};
-
-type R = Result<(), Box<dyn std::error::Error>>;
-
-/// Everything a scenario needs, up and writing.
-struct Deployment {
-    lab: Arc<NetLab>,
-    cluster: PgCluster,
-    daemons: Vec<Daemon>,
-    writer: Writer,
-    holder: &'static str,
-    _dir: tempfile::TempDir,
-}
-
-impl Deployment {
-    async fn start() -> Result<Deployment, Box<dyn std::error::Error>> {
-        let lab = Arc::new(group::lab()?);
-        let cluster = PgCluster::builder()
-            .standbys(1)
-            .on_hosts(&lab, &["a", "b"])
-            .start()
-            .await?;
-        cluster.wait_streaming().await?;
-        cluster
-            .primary()
-            .execute("CREATE TABLE writes (id bigint PRIMARY KEY)")
-            .await?;
-        let dir = tempfile::tempdir()?;
-        let daemons = group::start_all(&lab, &cluster, dir.path());
-        let holder = group::wait_holder(&lab, None, Duration::from_secs(60)).await;
-        let writer = Writer::start(&lab)?;
-        let deployment = Deployment {
-            lab,
-            cluster,
-            daemons,
-            writer,
-            holder,
-            _dir: dir,
-        };
-        deployment
-            .writer
-            .wait_acknowledged_after(Instant::now(), 10, Duration::from_secs(60))
-            .await;
-        Ok(deployment)
-    }
-
-    fn daemon(&self, host: &str) -> &Daemon {
-        self.daemons.iter().find(|d| d.host == host).unwrap()
-    }
-
-    fn logs(&self) -> String {
-        self.daemons
-            .iter()
-            .map(|d| format!("--- pgha on {} ---\n{}", d.host, d.log_text()))
-            .collect()
-    }
-
-    /// PostgreSQL was not failed over: `a` is still the primary.
-    async fn postgres_unchanged(&self) -> R {
-        assert!(
-            !self.cluster.nodes()[0].is_in_recovery().await?,
-            "a pgha fault must not fail PostgreSQL over\n{}",
-            self.logs()
-        );
-        assert!(self.cluster.nodes()[1].is_in_recovery().await?);
-        Ok(())
-    }
-
-    /// Every acknowledged write is in the table.
-    async fn nothing_acknowledged_is_missing(&self) -> R {
-        let acknowledged = self.writer.acknowledged();
-        let present = self
-            .cluster
-            .primary()
-            .query_one_text("SELECT string_agg(id::text, ',') FROM writes")
-            .await?
-            .unwrap_or_default();
-        let present: std::collections::BTreeSet<i64> =
-            present.split(',').filter_map(|s| s.parse().ok()).collect();
-        let missing: Vec<_> = acknowledged
-            .iter()
-            .filter(|id| !present.contains(id))
-            .collect();
-        assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
-        Ok(())
-    }
-}
+use group::{Deployment, Sampler, R};
+use pgha_core::testing::require_root_or_skip;
 
 #[tokio::test]
 async fn the_vip_holders_pgha_killed_another_member_takes_the_vip_and_postgres_stays() -> R {

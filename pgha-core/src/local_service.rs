@@ -19,8 +19,10 @@ pub struct PgCtlService {
     pub data_dirs: BTreeMap<NodeId, PathBuf>,
     /// Options passed to the server (`pg_ctl -o`), e.g. a `config_file`.
     pub options: Option<String>,
-    /// The server's log file (`pg_ctl -l`); default: none (its own
-    /// logging settings decide).
+    /// The server's log file (`pg_ctl -l`); default: beside the data
+    /// directory, `<data_dir>-server.log`. (Always a file: without one the
+    /// server would keep `pg_ctl`'s output pipe open, and its own logging
+    /// settings may still send everything elsewhere.)
     pub log_file: Option<PathBuf>,
     /// Run as this (uid, gid).
     pub run_as: Option<(u32, u32)>,
@@ -63,9 +65,12 @@ impl PgCtlService {
             if let Some(options) = &self.options {
                 args.extend(["-o".into(), options.clone()]);
             }
-            if let Some(log) = &self.log_file {
-                args.extend(["-l".into(), log.display().to_string()]);
-            }
+            let log = self.log_file.clone().unwrap_or_else(|| {
+                let mut name = data.as_os_str().to_os_string();
+                name.push("-server.log");
+                PathBuf::from(name)
+            });
+            args.extend(["-l".into(), log.display().to_string()]);
         }
         let program = self.bindir.join("pg_ctl");
         let mut cmd = tokio::process::Command::new(&program);
@@ -91,9 +96,12 @@ impl LocalService for PgCtlService {
     async fn stop(&self, node: &NodeState) -> Result<(), Error> {
         match self.pg_ctl(node, "stop").await {
             // pg_ctl stop of a server that is not running exits 1 and says
-            // so; the contract calls that a success.
+            // so (no postmaster.pid; or one left by a killed server whose
+            // process is gone); the contract calls that a success.
             Err(Error::Command { output, .. })
-                if output.contains("Is server running?") || output.contains("is not running") =>
+                if output.contains("Is server running?")
+                    || output.contains("is not running")
+                    || output.contains("No such process") =>
             {
                 Ok(())
             }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::cluster::{VipSection, WatchdogSection};
+use super::local::LocalSection;
 use super::tls::ServerTlsMode;
 use super::units::{ByteLimit, Dur, DurLimit};
 
@@ -43,6 +44,9 @@ pub struct FileConfig {
     /// `[vip]`: the address the leader holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vip: Option<VipSection>,
+    /// `[local]`: the PostgreSQL server on this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalSection>,
 }
 
 /// `[proxy]`.

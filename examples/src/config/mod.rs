@@ -11,6 +11,7 @@
 mod cluster;
 mod error;
 mod file;
+mod local;
 mod resolve;
 mod show;
 mod tls;
@@ -24,6 +25,7 @@ use pgha_proxy::ProxyConfig;
 
 pub use cluster::{Mover, VipSettings, WatchdogSettings};
 pub use error::{ConfigError, Problem, Source};
+pub use local::{LocalSettings, LocalStart};
 pub use resolve::Env;
 pub(crate) use tls::{server_tls, ServerTlsProblem};
 pub use tls::{ServerTlsMode, TlsSettings};
@@ -66,6 +68,8 @@ pub struct RunConfig {
     pub watchdog: Option<WatchdogSettings>,
     /// The virtual IP it holds while it leads.
     pub vip: Option<VipSettings>,
+    /// The PostgreSQL server on this host, kept in line by the local agent.
+    pub local: Option<LocalSettings>,
 }
 
 impl Default for RunConfig {
@@ -85,6 +89,7 @@ impl Default for RunConfig {
             source: None,
             watchdog: None,
             vip: None,
+            local: None,
         }
     }
 }

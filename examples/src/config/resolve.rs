@@ -57,6 +57,9 @@ pub(super) fn resolve(
     cfg.vip = file
         .vip
         .and_then(|v| super::cluster::vip(v, cfg.watchdog.is_some(), &mut ctx));
+    cfg.local = file
+        .local
+        .and_then(|l| super::local::local(l, &cfg.nodes, &mut ctx));
     if ctx.problems.is_empty() {
         Ok(cfg)
     } else {

@@ -94,6 +94,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             .collect(),
         watchdog: cfg.watchdog.as_ref().map(super::cluster::render_watchdog),
         vip: cfg.vip.as_ref().map(super::cluster::render_vip),
+        local: cfg.local.as_ref().map(super::local::render),
     };
     let mut out = String::from("# pgha: effective settings");
     if let Some(source) = &cfg.source {

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use pgha_core::testing::{HarnessError, NetLab, NetnsTask, PgCluster, CLIENT};
 
+/// What the scenarios return.
+pub type R = Result<(), Box<dyn std::error::Error>>;
+
 /// The hosts that run `pgha run`, with their watchdog member ids.
 pub const MEMBERS: [(&str, u64); 3] = [("a", 1), ("b", 2), ("w", 3)];
 /// Where clients connect (on every host, and so on the VIP).
@@ -101,6 +104,36 @@ probe_timeout = "500ms"
         "\n[vip]\naddress = \"{}/24\"\ninterface = \"eth0\"\n",
         lab.vip(0)
     ));
+    if let Some(node) = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.netns() == Some(lab.netns(host)))
+    {
+        text.push_str(&local_section(node));
+    }
+    text
+}
+
+/// `[local]` for the harness's server on this host: started by pg_ctl with
+/// the options the harness starts it with.
+fn local_section(node: &pgha_core::testing::PgNode) -> String {
+    let run_as = node.run_as();
+    let mut text = format!(
+        "\n[local]\nnode = \"{}\"\ndata_dir = \"{}\"\nbindir = \"{}\"\nrejoin_after = \"2s\"\n",
+        node.name(),
+        node.data_dir().display(),
+        node.bins().dir().display(),
+    );
+    text.push_str(&format!(
+        "pg_ctl_options = \"-p {} -c listen_addresses={} -c unix_socket_directories={} -c cluster_name={}\"\n",
+        node.port(),
+        node.host(),
+        node.socket_dir().display(),
+        node.name()
+    ));
+    if run_as.switch {
+        text.push_str(&format!("run_as = \"{}\"\n", run_as.name));
+    }
     text
 }
 
@@ -315,5 +348,89 @@ impl Writer {
             .max()?;
         let after = a.iter().filter(|x| x.ok && x.at > at).map(|x| x.at).min()?;
         Some(after - before)
+    }
+}
+
+/// Everything a scenario needs, up and writing.
+pub struct Deployment {
+    pub lab: Arc<NetLab>,
+    pub cluster: PgCluster,
+    pub daemons: Vec<Daemon>,
+    pub writer: Writer,
+    pub holder: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    pub async fn start() -> Result<Deployment, Box<dyn std::error::Error>> {
+        let lab = Arc::new(lab()?);
+        let cluster = PgCluster::builder()
+            .standbys(1)
+            .on_hosts(&lab, &["a", "b"])
+            .start()
+            .await?;
+        cluster.wait_streaming().await?;
+        cluster
+            .primary()
+            .execute("CREATE TABLE writes (id bigint PRIMARY KEY)")
+            .await?;
+        let dir = tempfile::tempdir()?;
+        let daemons = start_all(&lab, &cluster, dir.path());
+        let holder = wait_holder(&lab, None, Duration::from_secs(60)).await;
+        let writer = Writer::start(&lab)?;
+        let deployment = Deployment {
+            lab,
+            cluster,
+            daemons,
+            writer,
+            holder,
+            _dir: dir,
+        };
+        deployment
+            .writer
+            .wait_acknowledged_after(Instant::now(), 10, Duration::from_secs(60))
+            .await;
+        Ok(deployment)
+    }
+
+    pub fn daemon(&self, host: &str) -> &Daemon {
+        self.daemons.iter().find(|d| d.host == host).unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        self.daemons
+            .iter()
+            .map(|d| format!("--- pgha on {} ---\n{}", d.host, d.log_text()))
+            .collect()
+    }
+
+    /// PostgreSQL was not failed over: `a` is still the primary.
+    pub async fn postgres_unchanged(&self) -> R {
+        assert!(
+            !self.cluster.nodes()[0].is_in_recovery().await?,
+            "a pgha fault must not fail PostgreSQL over\n{}",
+            self.logs()
+        );
+        assert!(self.cluster.nodes()[1].is_in_recovery().await?);
+        Ok(())
+    }
+
+    /// Every acknowledged write is in the table.
+    pub async fn nothing_acknowledged_is_missing(&self) -> R {
+        let acknowledged = self.writer.acknowledged();
+        let present = self
+            .cluster
+            .primary()
+            .query_one_text("SELECT string_agg(id::text, ',') FROM writes")
+            .await?
+            .unwrap_or_default();
+        let present: std::collections::BTreeSet<i64> =
+            present.split(',').filter_map(|s| s.parse().ok()).collect();
+        let missing: Vec<_> = acknowledged
+            .iter()
+            .filter(|id| !present.contains(id))
+            .collect();
+        assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
+        Ok(())
     }
 }

@@ -1,0 +1,129 @@
+//! The seed deployment's failure cases, end to end: hosts `a` and `b` each
+//! run PostgreSQL and `pgha run` (with `[local]`: its local agent), host
+//! `w` a third member, a client writes through the VIP every 50 ms. Real
+//! processes, real PostgreSQL, network namespaces.
+//!
+//! Needs root; skips loudly outside CI, fails in CI.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // a failing unwrap is a failing test
+
+#[path = "support/group.rs"]
+mod group;
+
+use std::time::{Duration, Instant};
+
+use group::{Deployment, R};
+use pgha_core::testing::{require_root_or_skip, PgNode};
+
+/// Waits until `node` is a standby streaming from `primary`.
+async fn streams_from(
+    d: &Deployment,
+    node: &PgNode,
+    primary: &PgNode,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let standby = node.is_in_recovery().await.unwrap_or(false);
+        let seen = primary
+            .query_one_text(&format!(
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND client_addr = '{}'",
+                node.host()
+            ))
+            .await
+            .ok()
+            .flatten();
+        if standby && seen.as_deref() == Some("1") {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} not streaming from {} within {within:?}\n{}",
+            node.name(),
+            primary.name(),
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A1: the primary's PostgreSQL killed → the standby is promoted, writes
+/// come back through the VIP, and the old primary is rewound and streams
+/// from the new one by itself (its host's pgha did it).
+#[tokio::test]
+async fn a1_the_primary_killed_is_failed_over_and_comes_back_as_a_standby_by_itself() -> R {
+    if !require_root_or_skip(
+        "a1_the_primary_killed_is_failed_over_and_comes_back_as_a_standby_by_itself",
+    ) {
+        return Ok(());
+    }
+    let d = Deployment::start().await?;
+    let (old, new) = (&d.cluster.nodes()[0], &d.cluster.nodes()[1]);
+    let killed_at = Instant::now();
+    old.kill9()?;
+    d.writer
+        .wait_acknowledged_after(killed_at, 5, Duration::from_secs(60))
+        .await;
+    let outage = d.writer.outage_around(killed_at);
+    assert!(!new.is_in_recovery().await?, "b promoted\n{}", d.logs());
+    streams_from(&d, old, new, Duration::from_secs(120)).await;
+    let rejoined = killed_at.elapsed();
+    let acknowledged = d.writer.acknowledged().len();
+    let missing = missing_count(&d).await?;
+    eprintln!(
+        "A1 primary killed: writes back after {outage:?} (last ack before → first after); old primary streaming from the new one {rejoined:?} after the kill; {acknowledged} writes acknowledged, {missing} of them missing (asynchronous replication)"
+    );
+    Ok(())
+}
+
+/// A2: the standby's PostgreSQL killed → no client sees an error, and the
+/// standby comes back by itself.
+#[tokio::test]
+async fn a2_the_standby_killed_costs_clients_nothing_and_comes_back_by_itself() -> R {
+    if !require_root_or_skip("a2_the_standby_killed_costs_clients_nothing_and_comes_back_by_itself")
+    {
+        return Ok(());
+    }
+    let d = Deployment::start().await?;
+    let (primary, standby) = (&d.cluster.nodes()[0], &d.cluster.nodes()[1]);
+    let killed_at = Instant::now();
+    standby.kill9()?;
+    let back = streams_from(&d, standby, primary, Duration::from_secs(120)).await;
+    d.writer
+        .wait_acknowledged_after(Instant::now(), 5, Duration::from_secs(10))
+        .await;
+    let errors: Vec<_> = d
+        .writer
+        .attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.at >= killed_at && !a.ok)
+        .cloned()
+        .collect();
+    eprintln!(
+        "A2 standby killed: streaming again after {back:?}; {} client errors",
+        errors.len()
+    );
+    assert!(errors.is_empty(), "client errors: {errors:?}\n{}", d.logs());
+    assert!(
+        !primary.is_in_recovery().await?,
+        "no failover for a standby"
+    );
+    d.nothing_acknowledged_is_missing().await?;
+    Ok(())
+}
+
+async fn missing_count(d: &Deployment) -> Result<usize, Box<dyn std::error::Error>> {
+    let present = d.cluster.nodes()[1]
+        .query_one_text("SELECT string_agg(id::text, ',') FROM writes")
+        .await?
+        .unwrap_or_default();
+    let present: std::collections::BTreeSet<i64> =
+        present.split(',').filter_map(|s| s.parse().ok()).collect();
+    Ok(d.writer
+        .acknowledged()
+        .iter()
+        .filter(|id| !present.contains(id))
+        .count())
+}
