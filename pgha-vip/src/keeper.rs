@@ -205,6 +205,7 @@ impl VipKeeper {
         };
         match result {
             Ok(()) => {
+                plan.completed(command, Instant::now());
                 self.status.send_modify(|s| match command {
                     KeeperCommand::Acquire { .. } => s.acquisitions += 1,
                     KeeperCommand::Renew { .. } => s.renewals += 1,

@@ -195,6 +195,25 @@ impl KeeperPlan {
         commands
     }
 
+    /// `command` (returned by [`step`](Self::step)) succeeded; it returned
+    /// at `done`. An acquisition or renewal holds the address until `done`
+    /// plus its lifetime at the latest, not the decision's `now` plus it:
+    /// a process frozen between deciding and the kernel taking the request
+    /// (SIGSTOP mid-call) has the address from the thaw on, and must still
+    /// believe it holds it — to release it at once, since its lease ran out
+    /// while it was frozen.
+    pub fn completed(&mut self, command: KeeperCommand, done: Instant) {
+        if let (
+            KeeperCommand::Acquire { lifetime } | KeeperCommand::Renew { lifetime },
+            Holding::Held { expires },
+        ) = (command, self.holding)
+        {
+            self.holding = Holding::Held {
+                expires: expires.max(done + lifetime),
+            };
+        }
+    }
+
     /// `command`, returned by [`step`](Self::step) at `now`, failed.
     pub fn failed(&mut self, command: KeeperCommand, now: Instant) {
         self.retry_at = Some(now + self.config.retry);

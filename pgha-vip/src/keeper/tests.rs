@@ -151,6 +151,22 @@ fn a_lease_that_runs_out_is_left_to_the_kernel() {
 }
 
 #[test]
+fn a_renewal_that_lands_after_a_freeze_is_released_at_once() {
+    let (mut plan, t0) = quiet(true);
+    let lease = Some(t0 + ms(2500));
+    assert_eq!(plan.step(t0, lease), [Acquire { lifetime: s(1) }, Announce]);
+    plan.completed(Acquire { lifetime: s(1) }, t0);
+    // Renewed at 0.5 s — and the process frozen inside the call for 4 s:
+    // the kernel took the renewal at the thaw, the address is back for 1 s.
+    let renew = plan.step(t0 + ms(500), lease);
+    assert_eq!(renew, [Renew { lifetime: s(1) }]);
+    plan.completed(Renew { lifetime: s(1) }, t0 + ms(4500));
+    // The lease ran out meanwhile: the address goes now, not "by the kernel".
+    assert!(plan.held());
+    assert_eq!(plan.step(t0 + ms(4501), None), [Release]);
+}
+
+#[test]
 fn a_mover_without_lifetimes_is_released_at_the_lease_end() {
     let (mut plan, t0) = quiet(false);
     let lease = Some(t0 + ms(2500));
