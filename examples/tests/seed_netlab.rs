@@ -114,6 +114,59 @@ async fn a2_the_standby_killed_costs_clients_nothing_and_comes_back_by_itself() 
     Ok(())
 }
 
+/// C: the whole primary host cut off (synchronous replication) → the
+/// other members fail over and move the VIP; after the heal the old
+/// primary comes back as a standby of the new one by itself, and no
+/// acknowledged write is missing. The VIP is never on two hosts.
+#[tokio::test]
+async fn c_the_primary_host_cut_off_fails_over_and_after_the_heal_nothing_acknowledged_is_lost() -> R
+{
+    if !require_root_or_skip(
+        "c_the_primary_host_cut_off_fails_over_and_after_the_heal_nothing_acknowledged_is_lost",
+    ) {
+        return Ok(());
+    }
+    let d = Deployment::start_with(true).await?;
+    let (old, new) = (&d.cluster.nodes()[0], &d.cluster.nodes()[1]);
+    let sampler = group::Sampler::start(d.lab.clone());
+    let cut_at = Instant::now();
+    d.lab.isolate("a")?;
+    d.writer
+        .wait_acknowledged_after(cut_at, 5, Duration::from_secs(60))
+        .await;
+    let outage = d.writer.outage_around(cut_at);
+    let holder = group::wait_holder(&d.lab, Some("a"), Duration::from_secs(30)).await;
+    assert!(!new.is_in_recovery().await?, "b promoted\n{}", d.logs());
+    // The cut-off side kept its primary all along (nobody could tell it).
+    assert!(!old.is_in_recovery().await?);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let healed_at = Instant::now();
+    d.lab.heal()?;
+    streams_from(&d, old, new, Duration::from_secs(120)).await;
+    let rejoined = healed_at.elapsed();
+    d.writer
+        .wait_acknowledged_after(Instant::now(), 5, Duration::from_secs(10))
+        .await;
+    let (samples, doubles) = sampler.finish();
+    eprintln!(
+        "C host a cut off: writes back through the VIP (on {holder}) after {outage:?}; after the heal the old primary streams from the new one in {rejoined:?}; {samples} samples, {} with two VIP holders",
+        doubles.len()
+    );
+    assert!(
+        doubles.is_empty(),
+        "two VIP holders: {doubles:?}\n{}",
+        d.logs()
+    );
+    let missing = missing_count(&d).await?;
+    assert_eq!(
+        missing,
+        0,
+        "acknowledged writes missing on the new primary\n{}",
+        d.logs()
+    );
+    Ok(())
+}
+
 async fn missing_count(d: &Deployment) -> Result<usize, Box<dyn std::error::Error>> {
     let present = d.cluster.nodes()[1]
         .query_one_text("SELECT string_agg(id::text, ',') FROM writes")

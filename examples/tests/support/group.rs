@@ -363,9 +363,16 @@ pub struct Deployment {
 
 impl Deployment {
     pub async fn start() -> Result<Deployment, Box<dyn std::error::Error>> {
+        Self::start_with(false).await
+    }
+
+    /// The same, with synchronous replication (`synchronous_standby_names`
+    /// on the primary) when `synchronous`.
+    pub async fn start_with(synchronous: bool) -> Result<Deployment, Box<dyn std::error::Error>> {
         let lab = Arc::new(lab()?);
         let cluster = PgCluster::builder()
             .standbys(1)
+            .synchronous(synchronous)
             .on_hosts(&lab, &["a", "b"])
             .start()
             .await?;
