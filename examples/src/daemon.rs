@@ -5,15 +5,34 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use pgha_core::{ClusterMonitor, MonitorHandle, SqlNodeController, SqlProbe};
-use pgha_proxy::{Listener, PauseGate, Proxy, ProxyConfig};
+use pgha_proxy::{Listener, PauseGate, Proxy, ProxyConfig, ProxyHandle};
 use tokio::net::TcpListener;
 
 use crate::config::RunConfig;
 
-/// Starts the monitor and the proxy as `config` says; returns the
-/// monitor's handle and the proxy's address. Both run until the process
-/// ends.
-pub async fn start(config: &RunConfig) -> anyhow::Result<(MonitorHandle, SocketAddr)> {
+/// A started daemon: what [`crate::lifecycle`] stops and reloads.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    /// The cluster monitor.
+    pub monitor: MonitorHandle,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// The proxy serving them.
+    pub proxy: ProxyHandle,
+}
+
+/// The proxy [`serve_proxy`] started.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// The proxy serving them.
+    pub proxy: ProxyHandle,
+}
+
+/// Starts the monitor and the proxy as `config` says. Both run until the
+/// process ends or the proxy is drained.
+pub async fn start(config: &RunConfig) -> anyhow::Result<Daemon> {
     // Planned switchovers hold new transactions in the proxy.
     let gate = PauseGate::new(std::time::Duration::from_secs(30));
     let probe = SqlProbe::new(config.controller.connect.clone());
@@ -36,7 +55,11 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<(MonitorHandle, SocketA
         gate,
     )
     .await
-    .map(|addr| (handle, addr))
+    .map(|served| Daemon {
+        monitor: handle,
+        addr: served.addr,
+        proxy: served.proxy,
+    })
 }
 
 /// Starts a proxy following `handle`'s topology, reporting broken server
@@ -48,7 +71,7 @@ pub async fn serve_proxy(
     config: ProxyConfig,
     extras: Extras,
     gate: Arc<PauseGate>,
-) -> anyhow::Result<SocketAddr> {
+) -> anyhow::Result<Served> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -66,6 +89,7 @@ pub async fn serve_proxy(
         hints.hint(node, sqlstate)
     })
     .with_pause_gate(gate);
+    let proxy_handle = proxy.handle();
     if let Some(http) = http {
         let http_listener = TcpListener::bind(http)
             .await
@@ -84,7 +108,10 @@ pub async fn serve_proxy(
             .serve_listeners(listeners, std::future::pending())
             .await
     });
-    Ok(addr)
+    Ok(Served {
+        addr,
+        proxy: proxy_handle,
+    })
 }
 
 /// Listeners beside the proxy's TCP address.

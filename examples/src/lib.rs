@@ -4,3 +4,4 @@ pub mod args;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod lifecycle;

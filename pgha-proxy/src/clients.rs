@@ -57,6 +57,12 @@ impl ClientStatus {
     pub(crate) fn idle(&self) {
         self.state.store(IDLE, Ordering::Relaxed);
     }
+
+    /// Whether the session is between transactions (the relay marks it
+    /// idle once the client has the answer that ended its transaction).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.state.load(Ordering::Acquire) == IDLE
+    }
 }
 
 /// Who one connected client is.

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) suspects: crate::suspects::Suspects,
     /// Called on the admin console's RELOAD.
     pub(crate) reload: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Stopping gracefully.
+    pub(crate) drain: Arc<crate::Drain>,
     next_pid: AtomicI32,
     /// By the (pid, secret) a client was told: the proxy's own, or in
     /// session mode without balancing its server's.
@@ -237,6 +239,7 @@ impl Proxy {
                 metrics: Arc::new(crate::ProxyMetrics::new()),
                 gate: crate::PauseGate::new(std::time::Duration::from_secs(30)),
                 reload: None,
+                drain: Arc::new(crate::Drain::default()),
                 replay: crate::replay::ReplayPositions::default(),
                 suspects: crate::suspects::Suspects::default(),
                 written: std::sync::Mutex::new(HashMap::new()),
@@ -266,6 +269,13 @@ impl Proxy {
         self
     }
 
+    /// A handle to stop, reload and command the proxy while it serves.
+    pub fn handle(&self) -> ProxyHandle {
+        ProxyHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The proxy's metrics (for [`serve_http`](crate::http::serve_http)).
     pub fn metrics(&self) -> Arc<crate::ProxyMetrics> {
         self.shared.metrics.clone()
@@ -274,6 +284,14 @@ impl Proxy {
     /// The gate that holds new transactions (`PAUSE`, switchovers).
     pub fn pause_gate(&self) -> Arc<crate::PauseGate> {
         self.shared.gate.clone()
+    }
+
+    /// The proxy's stop switch: [`Drain::run`](crate::Drain::run) closes
+    /// the listeners, lets running transactions finish and ends every
+    /// session with `57P01`; the serving future returns once the last
+    /// session has gone.
+    pub fn drain(&self) -> Arc<crate::Drain> {
+        self.shared.drain.clone()
     }
 
     /// Accepts clients on `listener` until `shutdown` completes.
@@ -297,10 +315,13 @@ impl Proxy {
     }
 
     /// Accepts clients on every listener (e.g. TCP and a Unix socket)
-    /// until `shutdown` completes.
+    /// until `shutdown` completes, or until the proxy [drains](Self::drain):
+    /// then the listeners are closed at once, and the future returns when
+    /// the last client session has ended (pools and replay positions are
+    /// kept up for them until then).
     pub async fn serve_listeners(
         &self,
-        listeners: Vec<Listener>,
+        mut listeners: Vec<Listener>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -311,12 +332,25 @@ impl Proxy {
         let replay = crate::replay::run(self.shared.clone());
         tokio::pin!(replay);
         let mut next = 0;
+        let drain = self.shared.drain.clone();
+        let closing = drain.closing();
+        tokio::pin!(closing);
+        let gone = drain.sessions_gone();
+        tokio::pin!(gone);
+        let mut open = true;
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
                 () = &mut upkeep => {}
                 () = &mut replay, if tracks_lsn => {}
-                accepted = crate::listener::accept(&listeners, &mut next) => match accepted {
+                () = &mut closing, if open => {
+                    open = false;
+                    // Dropped: the kernel refuses new connections now.
+                    listeners.clear();
+                    tracing::info!(sessions = drain.sessions(), "listeners closed: no new clients");
+                }
+                () = &mut gone, if !open => return,
+                accepted = crate::listener::accept(&listeners, &mut next), if open => match accepted {
                     Ok((stream, peer)) => {
                         tokio::spawn(session::run(self.shared.clone(), stream, peer));
                     }
@@ -328,5 +362,30 @@ impl Proxy {
                 },
             }
         }
+    }
+}
+
+/// A handle on a [`Proxy`] that may be serving: stop it gracefully,
+/// reload its settings. Cheap to clone.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ProxyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyHandle").finish_non_exhaustive()
+    }
+}
+
+impl ProxyHandle {
+    /// The proxy's stop switch (see [`Proxy::drain`]).
+    pub fn drain(&self) -> Arc<crate::Drain> {
+        self.shared.drain.clone()
+    }
+
+    /// The gate that holds new transactions (`PAUSE`, switchovers).
+    pub fn pause_gate(&self) -> Arc<crate::PauseGate> {
+        self.shared.gate.clone()
     }
 }

@@ -73,19 +73,20 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let (standbys, fault, no_failover, keep_running) = match Cli::parse().command {
         Command::Run(args) => {
             let config = settings(&args);
-            let (_handle, addr) = pgha::daemon::start(&config).await?;
-            tracing::warn!(%addr, "pgha serving");
-            eprintln!("pgha: serving clients on {addr}");
-            tokio::signal::ctrl_c().await?;
-            return Ok(());
+            let signals =
+                pgha::lifecycle::Signals::install().context("installing signal handlers")?;
+            let daemon = pgha::daemon::start(&config).await?;
+            tracing::warn!(addr = %daemon.addr, "pgha serving");
+            eprintln!("pgha: serving clients on {}", daemon.addr);
+            let status = pgha::lifecycle::run(daemon, signals, config.proxy.shutdown_timeout).await;
+            std::process::exit(status);
         }
         Command::CheckConfig(args) => {
             if args.config.is_none() {
