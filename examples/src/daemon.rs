@@ -88,7 +88,8 @@ pub async fn serve_proxy(
     let proxy = Proxy::with_hint(config, handle.topology(), move |node, sqlstate| {
         hints.hint(node, sqlstate)
     })
-    .with_pause_gate(gate);
+    .with_pause_gate(gate)
+    .with_control(Arc::new(handle.clone()));
     let proxy_handle = proxy.handle();
     if let Some(http) = http {
         let http_listener = TcpListener::bind(http)

@@ -17,6 +17,9 @@ pub(crate) fn snapshot(shared: &Shared) -> AdminSnapshot {
     snapshot.max_standby_lag_bytes = config.max_standby_lag_bytes;
     snapshot.max_standby_lag_time = config.max_standby_lag_time;
     snapshot.paused = shared.gate.is_paused();
+    if let Some(control) = &shared.control {
+        snapshot.membership = control.membership();
+    }
     snapshot.suspected = shared
         .suspects
         .holding(&snapshot.topology, std::time::Instant::now());

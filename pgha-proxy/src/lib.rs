@@ -76,6 +76,7 @@ pub mod classify;
 mod client_auth;
 mod clients;
 mod config;
+mod control;
 mod drain;
 mod error;
 pub mod frame;
@@ -105,6 +106,7 @@ mod upkeep;
 
 pub use client_auth::ClientAuth;
 pub use config::{Consistency, PoolMode, ProxyConfig};
+pub use control::{ClusterControl, ReloadHook, ReloadResult};
 pub use drain::{Drain, DrainOutcome, DrainPhase};
 pub use error::Error;
 pub use listener::{bind_unix, Listener};

@@ -54,8 +54,11 @@ pub(crate) struct Shared {
     pub(crate) written: std::sync::Mutex<HashMap<String, crate::session::Written>>,
     /// Standbys suspected of not answering: reads avoid them.
     pub(crate) suspects: crate::suspects::Suspects,
-    /// Called on the admin console's RELOAD.
-    pub(crate) reload: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called on the admin console's RELOAD; set once serving, by whoever
+    /// owns the configuration file.
+    pub(crate) reload: Mutex<Option<crate::ReloadHook>>,
+    /// Runs the console's PROMOTE, SWITCHOVER, ATTACH, DETACH.
+    pub(crate) control: Option<Arc<dyn crate::ClusterControl>>,
     /// Stopping gracefully.
     pub(crate) drain: Arc<crate::Drain>,
     next_pid: AtomicI32,
@@ -238,7 +241,8 @@ impl Proxy {
                 clients: crate::clients::Clients::default(),
                 metrics: Arc::new(crate::ProxyMetrics::new()),
                 gate: crate::PauseGate::new(std::time::Duration::from_secs(30)),
-                reload: None,
+                reload: Mutex::new(None),
+                control: None,
                 drain: Arc::new(crate::Drain::default()),
                 replay: crate::replay::ReplayPositions::default(),
                 suspects: crate::suspects::Suspects::default(),
@@ -260,11 +264,14 @@ impl Proxy {
         self
     }
 
-    /// Calls `reload` on the admin console's `RELOAD`. Call before serving.
-    pub fn on_reload(mut self, reload: impl Fn() + Send + Sync + 'static) -> Self {
+    /// Runs the admin console's `PROMOTE`, `SWITCHOVER`, `ATTACH` and
+    /// `DETACH` through `control` (e.g. the `MonitorHandle` whose topology
+    /// the proxy follows). Without it they are refused (`0A000`). Call
+    /// before serving.
+    pub fn with_control(mut self, control: Arc<dyn crate::ClusterControl>) -> Self {
         match Arc::get_mut(&mut self.shared) {
-            Some(shared) => shared.reload = Some(Arc::new(reload)),
-            None => tracing::warn!("on_reload after serving started: ignored"),
+            Some(shared) => shared.control = Some(control),
+            None => tracing::warn!("with_control after serving started: ignored"),
         }
         self
     }
@@ -387,5 +394,11 @@ impl ProxyHandle {
     /// The gate that holds new transactions (`PAUSE`, switchovers).
     pub fn pause_gate(&self) -> Arc<crate::PauseGate> {
         self.shared.gate.clone()
+    }
+
+    /// Calls `hook` on the admin console's `RELOAD` (replacing any hook
+    /// set before); without one, `RELOAD` is refused (`0A000`).
+    pub fn on_reload(&self, hook: crate::ReloadHook) {
+        *self.shared.reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 }
