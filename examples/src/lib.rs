@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod demo;
 pub mod lifecycle;

@@ -204,3 +204,26 @@ pub async fn ended_with(
         .err()
         .map(|e| sqlstate(&e).unwrap_or_else(|| e.to_string())))
 }
+
+/// What `pgha-ctl ARGS` printed on stdout, and its exit status.
+pub async fn ctl(args: &[&str]) -> Result<(String, Option<i32>), Box<dyn std::error::Error>> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_pgha-ctl"))
+            .args(&args)
+            .env_remove("PGHA_HOST")
+            .env_remove("PGHA_PORT")
+            .env_remove("PGHA_USER")
+            .stdin(Stdio::null())
+            .output()
+    })
+    .await??;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !stderr.is_empty() {
+        eprintln!("pgha-ctl stderr: {stderr}");
+    }
+    Ok((
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.code(),
+    ))
+}
