@@ -6,3 +6,4 @@ pub mod ctl;
 pub mod daemon;
 pub mod demo;
 pub mod lifecycle;
+pub mod reload;

@@ -6,13 +6,15 @@
 //!   `[proxy] shutdown_timeout` the sessions still inside a transaction are
 //!   ended too. Then the process exits 0. A second SIGTERM or SIGINT ends
 //!   the process at once (exit status 1).
-//! * SIGHUP: reload the configuration file (see [`crate::reload`]).
+//! * SIGHUP: reload the configuration file (see [`crate::reload`]), as the
+//!   console's `RELOAD` does.
 
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::daemon::Daemon;
+use crate::reload::{Origin, Reloader};
 
 /// The exit status after a second stop signal cut the drain short.
 pub const EXIT_INTERRUPTED: i32 = 1;
@@ -23,8 +25,7 @@ pub const EXIT_INTERRUPTED: i32 = 1;
 pub struct Signals {
     term: Signal,
     int: Signal,
-    /// SIGHUP, for reloads.
-    pub hup: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -38,18 +39,42 @@ impl Signals {
     }
 
     /// The next SIGTERM or SIGINT, by name.
+    /// (A SIGHUP meanwhile is not acted on: the daemon is stopping.)
     async fn stop(&mut self) -> &'static str {
+        loop {
+            if let Some(name) = self.next().await {
+                return name;
+            }
+            tracing::warn!("SIGHUP ignored: pgha is stopping");
+        }
+    }
+
+    /// The next signal: a stop signal by name, or `None` for SIGHUP.
+    async fn next(&mut self) -> Option<&'static str> {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => Some("SIGTERM"),
+            _ = self.int.recv() => Some("SIGINT"),
+            _ = self.hup.recv() => None,
         }
     }
 }
 
-/// Serves until a stop signal; returns the process's exit status.
-pub async fn run(daemon: Daemon, mut signals: Signals, shutdown_timeout: Duration) -> i32 {
-    let signal = signals.stop().await;
-    stop(&daemon, signal, shutdown_timeout, &mut signals).await
+/// Serves until a stop signal, reloading on SIGHUP and on the console's
+/// `RELOAD`; returns the process's exit status.
+pub async fn run(daemon: Daemon, mut signals: Signals, mut reloader: Reloader) -> i32 {
+    let signal = loop {
+        let origin = tokio::select! {
+            signal = signals.next() => match signal {
+                Some(name) => break name,
+                None => Origin::Signal,
+            },
+            Some(request) = reloader.request() => Origin::Console(request),
+        };
+        reloader.reload(&daemon.proxy, origin);
+    };
+    // Read now: a reload may have changed it.
+    let timeout = daemon.proxy.settings().shutdown_timeout;
+    stop(&daemon, signal, timeout, &mut signals).await
 }
 
 /// The graceful stop, phase by phase in the log.

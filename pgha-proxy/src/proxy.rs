@@ -31,7 +31,10 @@ type Hint = Arc<dyn Fn(&NodeId, &str) + Send + Sync>;
 /// State every session of one proxy shares. No globals: two proxies in one
 /// process are independent.
 pub(crate) struct Shared {
+    /// The settings at start: what the relay reads (see [`crate::live`]).
     pub(crate) config: ProxyConfig,
+    /// The settings now: what a reload may change.
+    pub(crate) live: crate::live::Live,
     pub(crate) topology: watch::Receiver<Arc<Topology>>,
     pub(crate) hint: Option<Hint>,
     /// Per-proxy secret for SCRAM exchanges with unknown users.
@@ -68,6 +71,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The settings now (a reload may have changed some since start).
+    pub(crate) fn live(&self) -> Arc<ProxyConfig> {
+        self.live.get()
+    }
+
     /// A proxy-issued (pid, secret) for a new client.
     pub(crate) fn register_client(&self) -> (i32, i32) {
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
@@ -249,6 +257,7 @@ impl Proxy {
                 written: std::sync::Mutex::new(HashMap::new()),
                 next_pid: AtomicI32::new(1 << 24),
                 cancels: Mutex::new(HashMap::new()),
+                live: crate::live::Live::new(config.clone()),
                 config,
             }),
         }
@@ -394,6 +403,28 @@ impl ProxyHandle {
     /// The gate that holds new transactions (`PAUSE`, switchovers).
     pub fn pause_gate(&self) -> Arc<crate::PauseGate> {
         self.shared.gate.clone()
+    }
+
+    /// The settings now.
+    pub fn settings(&self) -> Arc<ProxyConfig> {
+        self.shared.live()
+    }
+
+    /// Applies what of `wanted` can change while serving (see
+    /// [`LIVE_SETTINGS`](crate::LIVE_SETTINGS)): pools resize, new clients
+    /// and transactions use the rest. Returns one line per setting whose
+    /// value differs, saying whether it was applied (a setting that needs
+    /// a restart keeps its running value).
+    pub fn apply(&self, wanted: &ProxyConfig) -> Vec<crate::admin::ReloadLine> {
+        let running = self.shared.live();
+        let (next, lines) = crate::live::plan(&running, wanted);
+        if next.pool_size != running.pool_size {
+            for pool in self.shared.pools.all() {
+                pool.resize(next.pool_size);
+            }
+        }
+        self.shared.live.set(next);
+        lines
     }
 
     /// Calls `hook` on the admin console's `RELOAD` (replacing any hook

@@ -76,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: not in a journal or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let (standbys, fault, no_failover, keep_running) = match Cli::parse().command {
         Command::Run(args) => {
@@ -85,7 +87,8 @@ async fn main() -> anyhow::Result<()> {
             let daemon = pgha::daemon::start(&config).await?;
             tracing::warn!(addr = %daemon.addr, "pgha serving");
             eprintln!("pgha: serving clients on {}", daemon.addr);
-            let status = pgha::lifecycle::run(daemon, signals, config.proxy.shutdown_timeout).await;
+            let reloader = pgha::reload::Reloader::new(args, config, &daemon.proxy);
+            let status = pgha::lifecycle::run(daemon, signals, reloader).await;
             std::process::exit(status);
         }
         Command::CheckConfig(args) => {

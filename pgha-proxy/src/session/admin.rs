@@ -22,7 +22,7 @@ pub(crate) async fn serve(
 ) -> Result<(), Error> {
     let (read, mut write) = client.into_split();
     let mut out = BytesMut::with_capacity(1024);
-    if !shared.config.admin_users.iter().any(|u| u == user) {
+    if !shared.live().admin_users.iter().any(|u| u == user) {
         tracing::warn!(user, "refused on the admin console: not in admin_users");
         messages::error(
             &mut out,

@@ -125,7 +125,8 @@ impl Opened<'_> {
 /// Startup, authentication and login; `None` when the session ends there
 /// (refused, failed, or an admin console session, served here).
 async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened<'_>> {
-    let deadline = Instant::now() + shared.config.startup_timeout;
+    let live = shared.live();
+    let deadline = Instant::now() + live.startup_timeout;
     let (mut client, startup) =
         Box::pin(negotiate::startup(shared, client, peer, deadline)).await?;
     if shared.config.tls_required && matches!(client, Stream::Tcp(_)) {
@@ -138,13 +139,13 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     let gauge = shared.metrics.client_connected();
     if count.over_limit {
         let e = Error::TooManyClients {
-            max: shared.config.max_client_conn,
+            max: live.max_client_conn,
         };
         refused(shared, peer, &startup, AuthFailure::TooMany, &e);
         let _ = send_fatal(&mut client, &e).await;
         return None;
     }
-    if let Some(auth) = &shared.config.client_auth {
+    if let Some(auth) = &live.client_auth {
         let tls = client.is_tls();
         let user = startup
             .iter()
@@ -164,7 +165,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
             looked_up.as_ref(),
             &shared.mock_key,
         ));
-        let done = tokio::time::timeout(shared.config.startup_timeout, exchange)
+        let done = tokio::time::timeout(live.startup_timeout, exchange)
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Protocol(
@@ -284,7 +285,7 @@ impl<'a> ClientCount<'a> {
         let before = shared.client_count.fetch_add(1, Ordering::Relaxed);
         Self {
             shared,
-            over_limit: before >= shared.config.max_client_conn,
+            over_limit: before >= shared.live().max_client_conn,
         }
     }
 }
