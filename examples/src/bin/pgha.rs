@@ -30,13 +30,19 @@ Settings come from the libraries' defaults, then the configuration file
 
 The file is TOML with sections [proxy] (listen, http, unix_socket_dir,
 pool_mode, pool_size, min_pool_size, pool_timeout, max_client_conn,
-load_balance, max_standby_lag, max_standby_lag_time, …), [tls] (cert_file, key_file, required),
+load_balance, max_standby_lag, max_standby_lag_time, shutdown_timeout, …), [tls] (cert_file, key_file, required),
 [server] (user, password or password_env), [server_tls] (mode, ca_file),
 [auth] (hba_file, auth_file, auth_query), [monitor]
 (probe_interval, probe_timeout, failures_before_down, maximum_lag,
 auto_rejoin, state_file, user, …) and one [[node]] per backend (name, host,
 port, weight, priority). Durations take a unit (\"1s\", \"500ms\"), sizes
-are bytes or \"16MB\". Unknown keys are errors. See examples/pgha.toml.";
+are bytes or \"16MB\". Unknown keys are errors. See examples/pgha.toml.
+
+Signals: SIGTERM or SIGINT stops gracefully (no new clients; idle
+sessions end with 57P01; running transactions get shutdown_timeout, then
+exit 0; a second signal stops at once, exit 1). SIGHUP reads the file
+again: what can change live does, what needs a restart is named in the
+log. See docs/operations.md.";
 
 #[derive(Subcommand)]
 enum Command {
