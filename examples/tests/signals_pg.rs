@@ -110,3 +110,50 @@ async fn a_second_sigterm_stops_at_once() -> R {
     assert!(in_tx.batch_execute("COMMIT").await.is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_held_by_pause_is_told_at_once_and_its_statement_never_runs() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    cluster
+        .primary()
+        .execute("CREATE TABLE held (id int)")
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    // Ten minutes: only sessions ending by themselves let pgha exit.
+    let mut pgha = Pgha::start(dir.path(), &config(&cluster, port, "10m"), port)?;
+    let client = pgha.client("postgres", "postgres").await?;
+    let console = connect(port, "postgres", "pgha").await?;
+    console.batch_execute("PAUSE").await?;
+    let insert = tokio::spawn(async move {
+        client
+            .simple_query("INSERT INTO held VALUES (1)")
+            .await
+            .map_err(|e| common::sqlstate(&e))
+    });
+    // Held: the console shows the client waiting for its transaction.
+    let mut held = false;
+    for _ in 0..200 {
+        let states = console.simple_query("SHOW CLIENTS").await?;
+        held = states.iter().any(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("state") == Some("waiting"),
+            _ => false,
+        });
+        if held {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(held, "the INSERT was never held by PAUSE");
+    pgha.signal(Signal::SIGTERM)?;
+    // Bounded so that a client left waiting fails the test, not hangs it.
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), insert).await??;
+    assert_eq!(answer.err().flatten().as_deref(), Some("57P01"));
+    assert_eq!(pgha.wait().await?.code(), Some(0), "{:?}", pgha.log());
+    let rows = cluster
+        .primary()
+        .query_one_text("SELECT count(*) FROM held")
+        .await?;
+    assert_eq!(rows.as_deref(), Some("0"));
+    Ok(())
+}

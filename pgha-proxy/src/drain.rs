@@ -12,8 +12,8 @@
 //!
 //! The relay is not changed for this: a session waits on its relay and on
 //! the drain at once, and ends when the drain says so and the session's
-//! [`ClientStatus`](crate::clients::ClientStatus) reports it between
-//! transactions.
+//! [`ClientStatus`](crate::clients::ClientStatus) reports no transaction
+//! running.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -136,7 +136,9 @@ impl Drain {
     }
 
     /// Waits until the session reporting `status` must end: the proxy
-    /// terminates, or it drains and the session is between transactions.
+    /// terminates, or it drains and the session runs no transaction (idle,
+    /// or held before its transaction's first statement reached a server,
+    /// e.g. by `PAUSE`).
     pub(crate) async fn ends(&self, status: &ClientStatus) {
         let mut phase = self.phase.subscribe();
         loop {
@@ -144,7 +146,7 @@ impl Drain {
             match now {
                 DrainPhase::Serving => {}
                 DrainPhase::Terminating => return,
-                DrainPhase::Draining if status.is_idle() => return,
+                DrainPhase::Draining if status.runs_no_transaction() => return,
                 DrainPhase::Draining => {
                     // A transaction ends without telling anyone: look
                     // again soon, or at once if the phase moves on.

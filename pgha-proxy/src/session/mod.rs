@@ -114,7 +114,7 @@ impl Opened<'_> {
             Some(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "session ended"),
             Some(Ok(())) => {}
             None => {
-                tracing::info!(peer = %self.peer, idle = self.status.is_idle(), "session ended: the proxy is shutting down");
+                tracing::info!(peer = %self.peer, in_transaction = !self.status.runs_no_transaction(), "session ended: the proxy is shutting down");
                 self.relay.fatal(&Error::AdminShutdown).await;
             }
         }
