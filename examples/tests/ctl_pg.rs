@@ -94,3 +94,65 @@ async fn pgha_ctl_reports_acts_and_exits_with_statuses_scripts_can_use() -> R {
     assert_eq!(column(&client, "SELECT 1").await?, ["1"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn pgha_ctl_switchover_hands_the_writes_to_the_standby_and_says_what_was_done() -> R {
+    let cluster = PgCluster::builder().standbys(1).start().await?;
+    cluster.wait_streaming().await?;
+    let standby = &cluster.standbys()[0];
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let toml = format!(
+        "[proxy]\nlisten = \"127.0.0.1:{port}\"\nadmin_users = [\"postgres\"]\n\n\
+         [monitor]\nuser = \"postgres\"\nprobe_interval = \"200ms\"\n\n{}",
+        nodes_toml(&cluster)
+    );
+    let pgha = Pgha::start(dir.path(), &toml, port)?;
+    let p = port.to_string();
+    // The policy hands over only to a standby whose position it knows.
+    let mut known = false;
+    for _ in 0..300 {
+        let (out, _) = ctl(&["--port", &p, "status", "--json"]).await?;
+        let status: Value = serde_json::from_str(&out)?;
+        known = status["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|n| !n["lag_bytes"].is_null()));
+        if known {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(known, "the monitor never observed both nodes");
+
+    let (out, code) = ctl(&["--port", &p, "--json", "switchover", "--to", standby.name()]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    let reply: Value = serde_json::from_str(&out)?;
+    let actions = reply["actions"].as_array().cloned().unwrap_or_default();
+    let promote = actions
+        .iter()
+        .find(|a| a["action"] == "promote")
+        .ok_or("no promote")?;
+    assert_eq!(
+        (&promote["node"], &promote["term"], &promote["done"]),
+        (&standby.name().into(), &2.into(), &true.into())
+    );
+    assert!(
+        actions.iter().all(|a| a["done"].is_boolean()),
+        "{actions:?}"
+    );
+
+    let (out, _) = ctl(&["--port", &p, "status", "--json"]).await?;
+    let status: Value = serde_json::from_str(&out)?;
+    assert_eq!(
+        (&status["primary"], &status["term"]),
+        (&standby.name().into(), &2.into())
+    );
+    let client = pgha.client("postgres", "postgres").await?;
+    let served_by = column(
+        &client,
+        "CREATE TABLE handed_over (v int); SELECT inet_server_port()",
+    )
+    .await?;
+    assert_eq!(served_by, [standby.port().to_string()]);
+    Ok(())
+}

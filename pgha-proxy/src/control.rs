@@ -7,16 +7,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pgha_core::{Action, Command, MonitorHandle};
+use pgha_core::{Command, MonitorEventKind, MonitorHandle};
 
-use crate::admin::{Membership, ReloadReport};
+use crate::admin::{Acted, Membership, ReloadReport};
 
 /// Runs operator commands on the cluster. [`MonitorHandle`] is one; a
 /// multi-node deployment wraps it to forward to the leader.
 #[async_trait]
 pub trait ClusterControl: Send + Sync {
-    /// Runs `command` and returns the actions it led to once they are done.
-    async fn command(&self, command: Command) -> Result<Vec<Action>, pgha_core::Error>;
+    /// Runs `command` and returns the actions it led to once they are
+    /// done, each with how it went.
+    async fn command(&self, command: Command) -> Result<Vec<Acted>, pgha_core::Error>;
 
     /// Who leads and holds the VIP, for `SHOW STATUS` (default: a single
     /// node).
@@ -25,10 +26,32 @@ pub trait ClusterControl: Send + Sync {
     }
 }
 
+/// The monitor returns every action it decided, carried out or not; which
+/// failed it tells on its event channel, read here from before the command
+/// was sent.
 #[async_trait]
 impl ClusterControl for MonitorHandle {
-    async fn command(&self, command: Command) -> Result<Vec<Action>, pgha_core::Error> {
-        MonitorHandle::command(self, command).await
+    async fn command(&self, command: Command) -> Result<Vec<Acted>, pgha_core::Error> {
+        let mut events = self.events();
+        let actions = MonitorHandle::command(self, command).await?;
+        let mut acted: Vec<Acted> = actions
+            .into_iter()
+            .map(|action| Acted {
+                action,
+                failed: None,
+            })
+            .collect();
+        while let Ok(event) = events.try_recv() {
+            if let MonitorEventKind::ActionFailed { action, error } = event.kind {
+                let unmarked = acted
+                    .iter_mut()
+                    .find(|a| a.action == action && a.failed.is_none());
+                if let Some(a) = unmarked {
+                    a.failed = Some(error);
+                }
+            }
+        }
+        Ok(acted)
     }
 }
 

@@ -13,7 +13,9 @@
 //!   watchdog);
 //! * `promote`, `switchover`, `attach`, `detach`: `{"ok": true, "command":
 //!   "PROMOTE", "actions": [{"action": "promote", "node": "db2", "term":
-//!   2 | null, "detail": ""}]}`;
+//!   2 | null, "done": true, "detail": ""}]}` (an action around the
+//!   command may have failed, e.g. the old primary's rejoin: `"done":
+//!   false`, the reason in `detail`);
 //! * `pause`, `resume`: `{"ok": true, "command": "PAUSE"}`;
 //! * `reload`: `{"ok": true, "command": "RELOAD", "settings":
 //!   [{"setting": "pool_size", "applied": true, "detail": "20 -> 5"}]}`;
@@ -71,6 +73,7 @@ pub fn answer(command: &CtlCommand, rows: &[Row], json: bool) -> String {
                         "action": text(r, "action"),
                         "node": text(r, "node"),
                         "term": int(r, "term"),
+                        "done": get(r, "status") == Some("done"),
                         "detail": text(r, "detail"),
                     })
                 })
@@ -221,8 +224,13 @@ fn human(command: &CtlCommand, value: &Value) -> String {
         _ => {
             let mut out = format!("{} done:", s(&value["command"]));
             for action in value["actions"].as_array().into_iter().flatten() {
+                let failed = if action["done"] == Value::Bool(false) {
+                    "FAILED "
+                } else {
+                    ""
+                };
                 out.push_str(&format!(
-                    "\n  {} {}",
+                    "\n  {failed}{} {}",
                     s(&action["action"]),
                     s(&action["node"])
                 ));

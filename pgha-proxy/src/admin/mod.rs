@@ -24,8 +24,8 @@
 //! The commands that act (`RELOAD`, `PROMOTE`, `SWITCHOVER`, `ATTACH`,
 //! `DETACH`) must be alone in their query string (`0A000` otherwise, and
 //! nothing runs). They answer once done: one row per action the monitor
-//! took (`action`, `node`, `term`, `detail`) and `CommandComplete`, or an
-//! error — `42704` unknown node, `55000` not possible in the cluster's
+//! took (`action`, `node`, `term`, `status` done or failed, `detail`) and
+//! `CommandComplete`, or an error — `42704` unknown node, `55000` not possible in the cluster's
 //! state (nothing ran), `58000` an action failed, `F0000` a configuration
 //! with mistakes (nothing applied; one mistake per line in DETAIL),
 //! `0A000` a proxy built without a monitor. A node name is a word as
@@ -78,7 +78,9 @@ mod tests;
 use bytes::BytesMut;
 
 pub use command::{cluster_tag, parse, parse_all, AdminAction, AdminCommand, AdminError, ShowWhat};
-pub use outcome::{check, judge, respond_outcome, ControlError, Outcome, ReloadLine, ReloadReport};
+pub use outcome::{
+    check, judge, respond_outcome, Acted, ControlError, Outcome, ReloadLine, ReloadReport,
+};
 pub use render::respond;
 pub use snapshot::{
     AdminSnapshot, ClientRow, ClientState, ConfigRow, PoolRow, ServerRow, ServerState, StatsRow,

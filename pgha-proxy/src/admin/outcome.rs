@@ -83,15 +83,26 @@ pub struct ReloadReport {
     pub lines: Vec<ReloadLine>,
 }
 
+/// One action the monitor took for a command, and how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acted {
+    /// The action.
+    pub action: Action,
+    /// Why it failed; `None` when it was carried out.
+    pub failed: Option<String>,
+}
+
 /// How an acting command went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The monitor carried the command out with these actions, in order.
+    /// The monitor carried the command out with these actions, in order
+    /// (one that is not what the command is for may have failed, e.g. the
+    /// rejoin after a switchover: its row says so).
     Cluster {
         /// The command.
         command: Command,
         /// What the monitor did.
-        actions: Vec<Action>,
+        actions: Vec<Acted>,
     },
     /// The configuration was read again.
     Reloaded(ReloadReport),
@@ -173,18 +184,31 @@ fn describe(n: &NodeState) -> String {
 
 /// Judges what the monitor did: a command that led to no action (the
 /// policy declined it) is refused, with the policy's reason when it gave
-/// one.
-pub fn judge(command: Command, actions: Vec<Action>) -> Result<Outcome, ControlError> {
+/// one; one whose own action failed (the promotion of a `PROMOTE`) failed,
+/// every action and its fate in the error's detail.
+pub fn judge(command: Command, actions: Vec<Acted>) -> Result<Outcome, ControlError> {
     let acted = actions.iter().any(|a| {
         !matches!(
-            a,
+            a.action,
             Action::RefusePromotion { .. } | Action::NoPromotionCandidate { .. }
         )
     });
     if acted {
+        if let Some(failed) = actions
+            .iter()
+            .find(|a| a.failed.is_some() && essential(&command, &a.action))
+        {
+            let (name, _, _) = describe_action(&failed.action);
+            let node = failed.action.node().map_or("", |n| n.as_str());
+            return Err(ControlError::Failed(format!(
+                "{} failed: {name} {node}: {}",
+                super::cluster_tag(&command),
+                failed.failed.as_deref().unwrap_or_default()
+            )));
+        }
         return Ok(Outcome::Cluster { command, actions });
     }
-    let why = actions.iter().find_map(|a| match a {
+    let why = actions.iter().map(|a| &a.action).find_map(|a| match a {
         Action::RefusePromotion {
             candidate,
             behind_bytes: behind,
@@ -200,7 +224,27 @@ pub fn judge(command: Command, actions: Vec<Action>) -> Result<Outcome, ControlE
     })))
 }
 
-const ACTIONS: &[Column] = &[text("action"), text("node"), int8("term"), text("detail")];
+/// Whether `action` is what `command` is for (its failure fails the
+/// command), not a step around it.
+fn essential(command: &Command, action: &Action) -> bool {
+    match command {
+        Command::Promote { .. } | Command::Switchover { .. } => {
+            matches!(action, Action::Promote { .. })
+        }
+        Command::Attach { .. } => matches!(action, Action::Attach { .. } | Action::Rejoin { .. }),
+        // Detaching the primary fails over: the promotion is the point.
+        Command::Detach { .. } => matches!(action, Action::Detach { .. } | Action::Promote { .. }),
+        Command::Maintenance { .. } => matches!(action, Action::Maintenance { .. }),
+    }
+}
+
+const ACTIONS: &[Column] = &[
+    text("action"),
+    text("node"),
+    int8("term"),
+    text("status"),
+    text("detail"),
+];
 const RELOADED: &[Column] = &[text("setting"), text("status"), text("detail")];
 
 /// Writes the answer to an acting command: its result set and
@@ -209,12 +253,18 @@ pub fn respond_outcome(tag: &str, result: &Result<Outcome, ControlError>, out: &
     match result {
         Ok(Outcome::Cluster { actions, .. }) => {
             let mut table = Table::new(ACTIONS);
-            for action in actions {
+            for acted in actions {
+                let action = &acted.action;
                 let (name, term, detail) = describe_action(action);
+                let (status, detail) = match &acted.failed {
+                    None => ("done", detail),
+                    Some(why) => ("failed", why.clone()),
+                };
                 table.push(vec![
                     Value::text(name),
                     Value::opt_text(action.node().map(|n| n.as_str())),
                     Value::opt_int(term),
+                    Value::text(status),
                     Value::text(detail),
                 ]);
             }

@@ -118,7 +118,14 @@ async fn perform(shared: &Shared, action: AdminAction, user: &str, out: &mut Byt
             let result = run_cluster_command(shared, command).await;
             match &result {
                 Ok(Outcome::Cluster { actions, .. }) => {
-                    tracing::warn!(?actions, "{tag} done");
+                    for acted in actions {
+                        match &acted.failed {
+                            None => tracing::warn!(action = ?acted.action, "{tag}: done"),
+                            Some(why) => {
+                                tracing::warn!(action = ?acted.action, error = %why, "{tag}: failed")
+                            }
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "{tag} not done"),

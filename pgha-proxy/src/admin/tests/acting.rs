@@ -7,9 +7,23 @@ use pgha_core::{Action, Command, NodeId, Status};
 
 use super::{cluster, decode, show, Reply, BOOL, INT8, TEXT};
 use crate::admin::{
-    check, judge, parse, respond_outcome, AdminCommand, ControlError, Outcome, ReloadLine,
+    check, judge, parse, respond_outcome, Acted, AdminCommand, ControlError, Outcome, ReloadLine,
     ReloadReport,
 };
+
+fn done(action: Action) -> Acted {
+    Acted {
+        action,
+        failed: None,
+    }
+}
+
+fn failed(action: Action, why: &str) -> Acted {
+    Acted {
+        action,
+        failed: Some(why.into()),
+    }
+}
 
 fn node(name: &str) -> NodeId {
     NodeId::new(name)
@@ -90,11 +104,11 @@ fn switchover_needs_a_primary_and_an_up_standby() {
 #[test]
 fn a_command_the_policy_declines_is_refused_with_its_reason() {
     let command = Command::Promote { node: node("c") };
-    let declined = vec![Action::RefusePromotion {
+    let declined = vec![done(Action::RefusePromotion {
         candidate: node("c"),
         behind_bytes: 1 << 20,
         limit: 4096,
-    }];
+    })];
     let e = judge(command.clone(), declined).err();
     assert_eq!(e.as_ref().map(ControlError::sqlstate), Some("55000"));
     assert!(e.is_some_and(|e| e.to_string().contains("maximum_lag")));
@@ -102,11 +116,61 @@ fn a_command_the_policy_declines_is_refused_with_its_reason() {
         judge(command.clone(), Vec::new()).map_err(|e| e.sqlstate()),
         Err("55000")
     );
-    let done = vec![Action::Promote {
+    let promoted = vec![done(Action::Promote {
         node: node("c"),
         term: 4,
-    }];
-    assert!(judge(command, done).is_ok());
+    })];
+    assert!(judge(command, promoted).is_ok());
+}
+
+#[test]
+fn a_command_whose_own_action_failed_fails_and_a_step_around_it_is_reported() {
+    let switchover = Command::Switchover { target: None };
+    let fence = done(Action::Fence {
+        node: node("a"),
+        term: 4,
+    });
+    let promote = Action::Promote {
+        node: node("b"),
+        term: 4,
+    };
+    let rejoin = Action::Rejoin {
+        node: node("a"),
+        primary: node("b"),
+    };
+    let e = judge(
+        switchover.clone(),
+        vec![
+            fence.clone(),
+            failed(promote.clone(), "pg_promote() timed out"),
+        ],
+    )
+    .err();
+    assert_eq!(e.as_ref().map(ControlError::sqlstate), Some("58000"));
+    assert!(e.is_some_and(|e| e.to_string().contains("timed out")));
+
+    let outcome = judge(
+        switchover,
+        vec![
+            fence,
+            done(promote),
+            failed(rejoin, "sql controller cannot rejoin"),
+        ],
+    );
+    let mut out = BytesMut::new();
+    respond_outcome("SWITCHOVER", &outcome, &mut out);
+    let replies = decode(out);
+    assert_eq!(
+        replies[3],
+        Reply::Row(vec![
+            Some("rejoin".into()),
+            Some("a".into()),
+            None,
+            Some("failed".into()),
+            Some("sql controller cannot rejoin".into())
+        ])
+    );
+    assert_eq!(replies.last(), Some(&Reply::Complete("SWITCHOVER".into())));
 }
 
 #[test]
@@ -114,14 +178,14 @@ fn a_command_done_answers_one_row_per_action_then_its_tag() {
     let outcome = Ok(Outcome::Cluster {
         command: Command::Switchover { target: None },
         actions: vec![
-            Action::Fence {
+            done(Action::Fence {
                 node: node("a"),
                 term: 4,
-            },
-            Action::Promote {
+            }),
+            done(Action::Promote {
                 node: node("b"),
                 term: 4,
-            },
+            }),
         ],
     });
     let mut out = BytesMut::new();
@@ -134,18 +198,21 @@ fn a_command_done_answers_one_row_per_action_then_its_tag() {
                 ("action".into(), TEXT),
                 ("node".into(), TEXT),
                 ("term".into(), INT8),
+                ("status".into(), TEXT),
                 ("detail".into(), TEXT),
             ]),
             Reply::Row(vec![
                 Some("fence".into()),
                 Some("a".into()),
                 Some("4".into()),
+                Some("done".into()),
                 Some(String::new())
             ]),
             Reply::Row(vec![
                 Some("promote".into()),
                 Some("b".into()),
                 Some("4".into()),
+                Some("done".into()),
                 Some(String::new())
             ]),
             Reply::Complete("SWITCHOVER".into()),
