@@ -25,10 +25,11 @@
 //! `DETACH`) must be alone in their query string (`0A000` otherwise, and
 //! nothing runs). They answer once done: one row per action the monitor
 //! took (`action`, `node`, `term`, `status` done or failed, `detail`) and
-//! `CommandComplete`, or an error — `42704` unknown node, `55000` not possible in the cluster's
-//! state (nothing ran), `58000` an action failed, `F0000` a configuration
-//! with mistakes (nothing applied; one mistake per line in DETAIL),
-//! `0A000` a proxy built without a monitor. A node name is a word as
+//! `CommandComplete`, or an error — `42704` unknown node, `55000` not
+//! possible in the cluster's state (nothing ran), `58000` the action the
+//! command is for failed, `F0000` a configuration with mistakes (nothing
+//! applied; one mistake per line in DETAIL), `0A000` a proxy built without
+//! a monitor. A node name is a word as
 //! written, a `"quoted identifier"` or a `'string'`.
 //!
 //! Keywords are case-insensitive; comments, a trailing `;` and several
