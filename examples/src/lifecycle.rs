@@ -72,6 +72,8 @@ pub async fn run(daemon: Daemon, mut signals: Signals, mut reloader: Reloader) -
         };
         reloader.reload(&daemon.proxy, origin);
     };
+    // A RELOAD from now on is answered "stopping", not left waiting.
+    drop(reloader);
     // Read now: a reload may have changed it.
     let timeout = daemon.proxy.settings().shutdown_timeout;
     stop(&daemon, signal, timeout, &mut signals).await

@@ -10,7 +10,7 @@
 //! address, the pool mode, the nodes, the monitor's timing, TLS files, …)
 //! is named, in the log and in the reply, as needing a restart.
 
-use pgha_proxy::admin::{ReloadLine, ReloadReport};
+use pgha_proxy::admin::{ControlError, ReloadLine, ReloadReport};
 use pgha_proxy::{ProxyHandle, ReloadResult};
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,7 +47,8 @@ impl Reloader {
             let tx = tx.clone();
             Box::pin(async move {
                 let (reply, answer) = oneshot::channel();
-                let stopping = || vec!["pgha is stopping: not reloaded".to_string()];
+                let stopping =
+                    || ControlError::Refused("pgha is stopping: not reloaded".to_string());
                 if tx.send(reply).await.is_err() {
                     return Err(stopping());
                 }
@@ -75,7 +76,11 @@ impl Reloader {
         };
         let result = self.reload_now(proxy);
         match &result {
-            Err(problems) => {
+            Err(e) => {
+                let problems = match e {
+                    ControlError::ConfigInvalid(problems) => problems.clone(),
+                    other => vec![other.to_string()],
+                };
                 for problem in problems {
                     tracing::error!(from, "reload refused: {problem}");
                 }
@@ -102,10 +107,7 @@ impl Reloader {
 
     fn reload_now(&mut self, proxy: &ProxyHandle) -> ReloadResult {
         let wanted = self.args.resolve().map_err(|e| {
-            e.problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
+            ControlError::ConfigInvalid(e.problems.iter().map(ToString::to_string).collect())
         })?;
         let mut lines = restart_lines(&self.running, &wanted);
         lines.extend(proxy.apply(&wanted.proxy));

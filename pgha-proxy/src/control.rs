@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pgha_core::{Command, MonitorEventKind, MonitorHandle};
 
-use crate::admin::{Acted, Membership, ReloadReport};
+use crate::admin::{Acted, ControlError, Membership, ReloadReport};
 
 /// Runs operator commands on the cluster. [`MonitorHandle`] is one; a
 /// multi-node deployment wraps it to forward to the leader.
@@ -55,9 +55,10 @@ impl ClusterControl for MonitorHandle {
     }
 }
 
-/// A reload's result: what changed, or every mistake found (one
-/// `file:line:column: what is wrong` per item; nothing was applied).
-pub type ReloadResult = Result<ReloadReport, Vec<String>>;
+/// A reload's result: what changed, or why nothing did
+/// ([`ControlError::ConfigInvalid`] with every mistake found, one
+/// `file:line:column: what is wrong` per item).
+pub type ReloadResult = Result<ReloadReport, ControlError>;
 
 /// Reads the configuration again and applies it; called on `RELOAD`.
 pub type ReloadHook =

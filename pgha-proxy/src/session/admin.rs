@@ -104,10 +104,7 @@ async fn perform(shared: &Shared, action: AdminAction, user: &str, out: &mut Byt
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             let result = match hook {
-                Some(hook) => hook()
-                    .await
-                    .map(Outcome::Reloaded)
-                    .map_err(ControlError::ConfigInvalid),
+                Some(hook) => hook().await.map(Outcome::Reloaded),
                 None => Err(ControlError::Unsupported("RELOAD (no configuration file)")),
             };
             respond_outcome("RELOAD", &result, out);
