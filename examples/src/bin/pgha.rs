@@ -77,15 +77,23 @@ enum Command {
 // benches/pgbench-compare.sh (27.6–32 vs 22.5–31 µs/tx on 2 cores).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The daemon logs its phases (stopping, reloading) and refused clients
+    // at WARN; the demo tells its own story on stdout.
+    let default = match cli.command {
+        Command::Run(_) => "warn",
+        _ => "error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
         // Colours for a terminal only: not in a journal or a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let (standbys, fault, no_failover, keep_running) = match Cli::parse().command {
+    let (standbys, fault, no_failover, keep_running) = match cli.command {
         Command::Run(args) => {
             let config = settings(&args);
             let signals =
