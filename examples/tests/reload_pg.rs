@@ -42,7 +42,7 @@ async fn setting(port: u16, key: &str) -> Result<Option<String>, Box<dyn std::er
 }
 
 #[tokio::test]
-async fn sighup_grows_a_full_pool_and_a_waiting_client_gets_in() -> R {
+async fn sighup_resizes_a_pool_a_waiting_client_gets_in_and_no_connection_is_cut() -> R {
     let cluster = PgCluster::builder().start().await?;
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
@@ -67,7 +67,18 @@ async fn sighup_grows_a_full_pool_and_a_waiting_client_gets_in() -> R {
     );
     // Same clients, the first still inside its transaction.
     assert_eq!(column(&waiter, "SELECT 2").await?, ["2"]);
+
+    // Shrinking back takes no connection from under a client: the
+    // transaction still running commits, then the pool is one again.
+    std::fs::write(&pgha.config, config(&cluster, port, &pool(1)))?;
+    pgha.signal(Signal::SIGHUP)?;
+    pgha.wait_for_log("2 -> 1").await?;
     holder.batch_execute("COMMIT").await?;
+    holder.batch_execute("BEGIN; SELECT 1").await?;
+    let full = waiter.simple_query("SELECT 3").await.err();
+    assert_eq!(full.as_ref().and_then(sqlstate).as_deref(), Some("53400"));
+    holder.batch_execute("COMMIT").await?;
+    assert_eq!(column(&waiter, "SELECT 4").await?, ["4"]);
     Ok(())
 }
 
