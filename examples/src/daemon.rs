@@ -5,49 +5,73 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use pgha_core::{ClusterMonitor, MonitorHandle, SqlNodeController, SqlProbe};
-use pgha_proxy::{Listener, PauseGate, Proxy, ProxyConfig};
+use pgha_proxy::{Listener, PauseGate, Proxy, ProxyConfig, ProxyHandle};
 use tokio::net::TcpListener;
 
 use crate::config::RunConfig;
 
-/// What `pgha run` started; dropping it stops the watchdog member (the
-/// proxy and monitor run until the process ends).
-#[derive(Debug)]
-pub struct Running {
-    /// The monitor's handle.
-    pub handle: MonitorHandle,
-    /// The proxy's address.
-    pub addr: SocketAddr,
-    /// The watchdog member, when this is one of several pgha nodes.
-    pub watchdog: Option<crate::cluster::Watchdog>,
-    vip: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    )>,
+/// What makes this pgha one of a group, given up when it stops: the VIP
+/// (released at once, not left to its kernel lifetime), then the watchdog
+/// member (its lease ends, another member can lead).
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    parts: Arc<tokio::sync::Mutex<GroupParts>>,
 }
 
-impl Running {
-    /// Gives up what this node holds for the group: the VIP first
-    /// (released at once, not left to its kernel lifetime), then the
-    /// watchdog member (its lease ends, another member can lead).
-    pub async fn stop(mut self) {
-        if let Some((stop, keeper)) = self.vip.take() {
+#[derive(Debug, Default)]
+struct GroupParts {
+    watchdog: Option<crate::cluster::Watchdog>,
+    vip: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Group {
+    /// Gives up the VIP and the lease (once; later calls do nothing).
+    pub async fn stop(&self) {
+        let mut parts = self.parts.lock().await;
+        if let Some((stop, keeper)) = parts.vip.take() {
             let _ = stop.send(());
             let _ = keeper.await;
+            tracing::warn!("stopping: the VIP is released");
         }
-        if let Some(watchdog) = self.watchdog.take() {
+        if let Some(watchdog) = parts.watchdog.take() {
             // Joins the member's thread: off the runtime's worker.
             let _ = tokio::task::spawn_blocking(move || watchdog.stop()).await;
+            tracing::warn!("stopping: the watchdog member has stopped (its lease is given up)");
         }
     }
+}
+
+/// A started daemon: what [`crate::lifecycle`] stops and reloads.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    /// The cluster monitor.
+    pub monitor: MonitorHandle,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// The proxy serving them.
+    pub proxy: ProxyHandle,
+    /// The watchdog member and the VIP, when this is one of several pgha
+    /// nodes.
+    pub group: Group,
+}
+
+/// The proxy [`serve_proxy`] started.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// The proxy serving them.
+    pub proxy: ProxyHandle,
 }
 
 /// Starts the monitor and the proxy as `config` says — and, with
 /// `[watchdog]`, the member that makes this pgha one of a group (it acts
 /// only while it leads, records each promotion in the replicated record
-/// before carrying it out, and adopts the leader's decisions), and with
-/// `[vip]` the keeper of the address. Both run until the process ends.
-pub async fn start(config: &RunConfig) -> anyhow::Result<Running> {
+/// before carrying it out, and adopts the leader's decisions), with
+/// `[vip]` the keeper of the address, with `[local]` the local agent of
+/// this host's PostgreSQL. They run until the process ends or the proxy
+/// is drained ([`Group::stop`] then gives up the VIP and the lease).
+pub async fn start(config: &RunConfig) -> anyhow::Result<Daemon> {
     for remark in config.remarks() {
         tracing::warn!("{remark}");
     }
@@ -94,7 +118,7 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<Running> {
         }
         _ => None,
     };
-    let addr = serve_proxy(
+    let served = serve_proxy(
         config.listen,
         &handle,
         config.proxy.clone(),
@@ -105,11 +129,13 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<Running> {
         gate,
     )
     .await?;
-    Ok(Running {
-        handle,
-        addr,
-        watchdog,
-        vip,
+    Ok(Daemon {
+        monitor: handle,
+        addr: served.addr,
+        proxy: served.proxy,
+        group: Group {
+            parts: Arc::new(tokio::sync::Mutex::new(GroupParts { watchdog, vip })),
+        },
     })
 }
 
@@ -122,7 +148,7 @@ pub async fn serve_proxy(
     config: ProxyConfig,
     extras: Extras,
     gate: Arc<PauseGate>,
-) -> anyhow::Result<SocketAddr> {
+) -> anyhow::Result<Served> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -139,7 +165,9 @@ pub async fn serve_proxy(
     let proxy = Proxy::with_hint(config, handle.topology(), move |node, sqlstate| {
         hints.hint(node, sqlstate)
     })
-    .with_pause_gate(gate);
+    .with_pause_gate(gate)
+    .with_control(Arc::new(handle.clone()));
+    let proxy_handle = proxy.handle();
     if let Some(http) = http {
         let http_listener = TcpListener::bind(http)
             .await
@@ -158,7 +186,10 @@ pub async fn serve_proxy(
             .serve_listeners(listeners, std::future::pending())
             .await
     });
-    Ok(addr)
+    Ok(Served {
+        addr,
+        proxy: proxy_handle,
+    })
 }
 
 /// Listeners beside the proxy's TCP address.

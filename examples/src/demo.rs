@@ -73,7 +73,8 @@ pub async fn start_monitor(cluster: &Arc<PgCluster>) -> anyhow::Result<Monitor> 
         crate::daemon::Extras::default(),
         pgha_proxy::PauseGate::new(Duration::from_secs(30)),
     )
-    .await?;
+    .await?
+    .addr;
     Ok(Monitor {
         handle,
         proxy,

@@ -3,7 +3,10 @@
 pub mod args;
 pub mod cluster;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod demo;
 pub mod import;
 pub mod notify;
+pub mod lifecycle;
+pub mod reload;

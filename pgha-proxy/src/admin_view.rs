@@ -11,12 +11,15 @@ use crate::admin::{
 use crate::{ProxyConfig, Shared};
 
 pub(crate) fn snapshot(shared: &Shared) -> AdminSnapshot {
-    let config = &shared.config;
+    let config = &*shared.live();
     let mut snapshot = AdminSnapshot::new(shared.topology.borrow().clone());
     snapshot.load_balance = config.load_balance;
     snapshot.max_standby_lag_bytes = config.max_standby_lag_bytes;
     snapshot.max_standby_lag_time = config.max_standby_lag_time;
     snapshot.paused = shared.gate.is_paused();
+    if let Some(control) = &shared.control {
+        snapshot.membership = control.membership();
+    }
     snapshot.suspected = shared
         .suspects
         .holding(&snapshot.topology, std::time::Instant::now());
@@ -78,7 +81,8 @@ pub(crate) fn snapshot(shared: &Shared) -> AdminSnapshot {
             key: key.to_string(),
             value,
             default: defaults.get(key).cloned(),
-            changeable: false,
+            // RELOAD applies these while serving.
+            changeable: crate::LIVE_SETTINGS.contains(&key),
         })
         .collect();
     snapshot

@@ -17,7 +17,8 @@ use crate::Shared;
 /// The secret of `user` from the primary, if `auth_query` is configured
 /// and finds one.
 pub(crate) async fn lookup(shared: &Shared, user: &str) -> Option<Secret> {
-    let query = shared.config.auth_query.as_deref()?;
+    let live = shared.live();
+    let query = live.auth_query.as_deref()?;
     let primary = shared.topology.borrow().usable_primary().cloned()?;
     let auth = &shared.config.server_auth;
     let connect = ConnectConfig {

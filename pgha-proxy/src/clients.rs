@@ -57,6 +57,15 @@ impl ClientStatus {
     pub(crate) fn idle(&self) {
         self.state.store(IDLE, Ordering::Relaxed);
     }
+
+    /// Whether the session runs no transaction: idle (the relay marks it
+    /// so once the client has the answer that ended its transaction), or
+    /// waiting for the server of one that has not started (nothing of it
+    /// has been sent anywhere: the relay marks a transaction active before
+    /// its first bytes go to a server).
+    pub(crate) fn runs_no_transaction(&self) -> bool {
+        self.state.load(Ordering::Acquire) != ACTIVE
+    }
 }
 
 /// Who one connected client is.

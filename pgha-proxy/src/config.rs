@@ -111,6 +111,10 @@ pub struct ProxyConfig {
     /// How long a client is held while there is no primary before it gets
     /// an error (default 30 s).
     pub no_primary_wait: Duration,
+    /// How long a graceful stop ([`Drain::run`](crate::Drain::run), the
+    /// daemon's SIGTERM) lets running transactions finish before it ends
+    /// their sessions (default 30 s).
+    pub shutdown_timeout: Duration,
     /// When server connections return to their pool (default session).
     pub pool_mode: PoolMode,
     /// Most server connections per pool, i.e. per node, database, user
@@ -175,6 +179,7 @@ impl Default for ProxyConfig {
             standby_read_timeout: Duration::from_secs(1),
             max_prepared_statements: 200,
             no_primary_wait: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
             pool_mode: PoolMode::Session,
             pool_size: 20,
             min_pool_size: 0,
@@ -223,6 +228,7 @@ impl ProxyConfig {
                 self.max_standby_lag_time.map_or("none".into(), d),
             ),
             ("no_primary_wait", d(self.no_primary_wait)),
+            ("shutdown_timeout", d(self.shutdown_timeout)),
             ("server_idle_timeout", d(self.server_idle_timeout)),
             ("server_lifetime", d(self.server_lifetime)),
             ("server_reset_query", self.server_reset_query.clone()),

@@ -76,6 +76,10 @@ pub enum Error {
     /// A TCP client did not switch to TLS, and the proxy requires it.
     #[error("TLS required")]
     TlsRequired,
+    /// The proxy is shutting down: the session ends between transactions
+    /// (or at the end of the shutdown timeout).
+    #[error("the proxy is shutting down")]
+    AdminShutdown,
     /// No primary became available in time.
     #[error("no primary within {waited:?}")]
     NoPrimary {
@@ -103,6 +107,7 @@ impl Error {
             Error::PoolTimeout { .. } => "53400",
             Error::TooManyClients { .. } => "53300",
             Error::TlsRequired => "28000",
+            Error::AdminShutdown => "57P01",
         }
     }
 
@@ -142,6 +147,8 @@ impl Error {
             Error::NoPrimary { waited } => {
                 format!("pgha: no primary server is available (waited {waited:?}); retry later")
             }
+            // PostgreSQL's own words: drivers and poolers match on them.
+            Error::AdminShutdown => "terminating connection due to administrator command".into(),
         }
     }
 }

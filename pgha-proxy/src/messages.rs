@@ -29,7 +29,30 @@ pub fn error_with_hint(buf: &mut BytesMut, severity: &str, code: &str, message: 
     error_fields(buf, severity, code, message, Some(hint));
 }
 
+/// `ErrorResponse` like [`error`], with a detail (`D`) when there is one:
+/// what exactly was wrong, one item per line.
+pub fn error_with_detail(
+    buf: &mut BytesMut,
+    severity: &str,
+    code: &str,
+    message: &str,
+    detail: Option<&str>,
+) {
+    error_all(buf, severity, code, message, None, detail);
+}
+
 fn error_fields(buf: &mut BytesMut, severity: &str, code: &str, message: &str, hint: Option<&str>) {
+    error_all(buf, severity, code, message, hint, None);
+}
+
+fn error_all(
+    buf: &mut BytesMut,
+    severity: &str,
+    code: &str,
+    message: &str,
+    hint: Option<&str>,
+    detail: Option<&str>,
+) {
     tagged(buf, b'E', |b| {
         b.put_u8(b'S');
         cstr(b, severity);
@@ -39,6 +62,10 @@ fn error_fields(buf: &mut BytesMut, severity: &str, code: &str, message: &str, h
         cstr(b, code);
         b.put_u8(b'M');
         cstr(b, message);
+        if let Some(detail) = detail {
+            b.put_u8(b'D');
+            cstr(b, detail);
+        }
         if let Some(hint) = hint {
             b.put_u8(b'H');
             cstr(b, hint);

@@ -21,6 +21,8 @@ use crate::prepared::ServerStatements;
 use crate::stream::{ReadHalf, WriteHalf};
 use crate::{server, CancelTarget, Error, ProxyConfig};
 
+mod size;
+
 /// What a pool is for. Parameters pgha keeps consistent itself
 /// ([`crate::params::TRACKED`]) are not part of it; every other startup
 /// option is, since a server connection cannot change it later.
@@ -54,7 +56,7 @@ pub struct ServerConnection {
     created: Instant,
     connected_at: std::time::SystemTime,
     idle_since: Instant,
-    _permit: OwnedSemaphorePermit,
+    _permit: size::PoolPermit,
 }
 
 impl ServerConnection {
@@ -118,7 +120,7 @@ pub struct Pool {
     host: String,
     port: u16,
     startup: Vec<(String, String)>,
-    max_size: usize,
+    size: size::Size,
     /// What the server reported at the last login (server_version…).
     reported: Mutex<Vec<(String, String)>>,
     permits: Arc<Semaphore>,
@@ -260,7 +262,7 @@ impl Pool {
             created: now,
             connected_at: std::time::SystemTime::now(),
             idle_since: now,
-            _permit: permit,
+            _permit: self.size.hold(permit),
         }))
     }
 
@@ -287,9 +289,10 @@ impl Pool {
     /// while more than `keep` connections are open (`min_pool_size`, as
     /// PgBouncer keeps them); all of them when `all`.
     pub fn evict(&self, idle_timeout: Duration, lifetime: Duration, keep: usize, all: bool) {
+        self.size.settle(&self.permits);
         let mut inner = self.lock();
         inner.waiters.retain(|w| !w.is_closed());
-        let mut open = self.max_size - self.permits.available_permits();
+        let mut open = self.size.open(&self.permits);
         // The list is LIFO, so the longest idle come first: those kept for
         // `keep` are the most recently used.
         inner.idle.retain(|c| {
@@ -308,8 +311,8 @@ impl Pool {
     /// now so that the next upkeep round does not count them as missing
     /// while they connect.
     pub fn reserve_missing(&self, min: usize) -> Vec<OwnedSemaphorePermit> {
-        let target = min.min(self.max_size);
-        let open = self.max_size - self.permits.available_permits();
+        let target = min.min(self.size.get());
+        let open = self.size.open(&self.permits);
         (open..target)
             .map_while(|_| self.permits.clone().try_acquire_owned().ok())
             .collect()
@@ -328,6 +331,19 @@ impl Pool {
             .await?;
         self.put(conn, config.server_lifetime, Instant::now());
         Ok(())
+    }
+
+    /// Sets the most connections the pool may open (a reload). Growing
+    /// takes effect at once (waiting clients get the new room); shrinking
+    /// closes idle connections over the size now and takes back lent ones
+    /// as they are released.
+    pub fn resize(&self, size: usize) {
+        self.size.resize(&self.permits, size);
+        let mut inner = self.lock();
+        let open = self.size.open(&self.permits);
+        let over = open.saturating_sub(size).min(inner.idle.len());
+        // The longest idle first (the list is LIFO).
+        inner.idle.drain(..over);
     }
 
     /// Whether it connects to `host:port`.
@@ -366,7 +382,7 @@ impl Pool {
     /// (open connections, idle ones, clients waiting).
     pub fn sizes(&self) -> (usize, usize, usize) {
         let inner = self.lock();
-        let open = self.max_size - self.permits.available_permits();
+        let open = self.size.open(&self.permits);
         (open, inner.idle.len(), inner.waiters.len())
     }
 }
@@ -410,7 +426,7 @@ impl Pools {
             host: host.to_string(),
             port,
             startup,
-            max_size,
+            size: size::Size::new(max_size),
             reported: Mutex::default(),
             permits: Arc::new(Semaphore::new(max_size)),
             inner: Mutex::default(),

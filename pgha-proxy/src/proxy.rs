@@ -31,7 +31,10 @@ type Hint = Arc<dyn Fn(&NodeId, &str) + Send + Sync>;
 /// State every session of one proxy shares. No globals: two proxies in one
 /// process are independent.
 pub(crate) struct Shared {
+    /// The settings at start: what the relay reads (see [`crate::live`]).
     pub(crate) config: ProxyConfig,
+    /// The settings now: what a reload may change.
+    pub(crate) live: crate::live::Live,
     pub(crate) topology: watch::Receiver<Arc<Topology>>,
     pub(crate) hint: Option<Hint>,
     /// Per-proxy secret for SCRAM exchanges with unknown users.
@@ -54,8 +57,13 @@ pub(crate) struct Shared {
     pub(crate) written: std::sync::Mutex<HashMap<String, crate::session::Written>>,
     /// Standbys suspected of not answering: reads avoid them.
     pub(crate) suspects: crate::suspects::Suspects,
-    /// Called on the admin console's RELOAD.
-    pub(crate) reload: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called on the admin console's RELOAD; set once serving, by whoever
+    /// owns the configuration file.
+    pub(crate) reload: Mutex<Option<crate::ReloadHook>>,
+    /// Runs the console's PROMOTE, SWITCHOVER, ATTACH, DETACH.
+    pub(crate) control: Option<Arc<dyn crate::ClusterControl>>,
+    /// Stopping gracefully.
+    pub(crate) drain: Arc<crate::Drain>,
     next_pid: AtomicI32,
     /// By the (pid, secret) a client was told: the proxy's own, or in
     /// session mode without balancing its server's.
@@ -63,6 +71,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The settings now (a reload may have changed some since start).
+    pub(crate) fn live(&self) -> Arc<ProxyConfig> {
+        self.live.get()
+    }
+
     /// A proxy-issued (pid, secret) for a new client.
     pub(crate) fn register_client(&self) -> (i32, i32) {
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
@@ -236,12 +249,15 @@ impl Proxy {
                 clients: crate::clients::Clients::default(),
                 metrics: Arc::new(crate::ProxyMetrics::new()),
                 gate: crate::PauseGate::new(std::time::Duration::from_secs(30)),
-                reload: None,
+                reload: Mutex::new(None),
+                control: None,
+                drain: Arc::new(crate::Drain::default()),
                 replay: crate::replay::ReplayPositions::default(),
                 suspects: crate::suspects::Suspects::default(),
                 written: std::sync::Mutex::new(HashMap::new()),
                 next_pid: AtomicI32::new(1 << 24),
                 cancels: Mutex::new(HashMap::new()),
+                live: crate::live::Live::new(config.clone()),
                 config,
             }),
         }
@@ -257,13 +273,23 @@ impl Proxy {
         self
     }
 
-    /// Calls `reload` on the admin console's `RELOAD`. Call before serving.
-    pub fn on_reload(mut self, reload: impl Fn() + Send + Sync + 'static) -> Self {
+    /// Runs the admin console's `PROMOTE`, `SWITCHOVER`, `ATTACH` and
+    /// `DETACH` through `control` (e.g. the `MonitorHandle` whose topology
+    /// the proxy follows). Without it they are refused (`0A000`). Call
+    /// before serving.
+    pub fn with_control(mut self, control: Arc<dyn crate::ClusterControl>) -> Self {
         match Arc::get_mut(&mut self.shared) {
-            Some(shared) => shared.reload = Some(Arc::new(reload)),
-            None => tracing::warn!("on_reload after serving started: ignored"),
+            Some(shared) => shared.control = Some(control),
+            None => tracing::warn!("with_control after serving started: ignored"),
         }
         self
+    }
+
+    /// A handle to stop, reload and command the proxy while it serves.
+    pub fn handle(&self) -> ProxyHandle {
+        ProxyHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The proxy's metrics (for [`serve_http`](crate::http::serve_http)).
@@ -274,6 +300,14 @@ impl Proxy {
     /// The gate that holds new transactions (`PAUSE`, switchovers).
     pub fn pause_gate(&self) -> Arc<crate::PauseGate> {
         self.shared.gate.clone()
+    }
+
+    /// The proxy's stop switch: [`Drain::run`](crate::Drain::run) closes
+    /// the listeners, lets running transactions finish and ends every
+    /// session with `57P01`; the serving future returns once the last
+    /// session has gone.
+    pub fn drain(&self) -> Arc<crate::Drain> {
+        self.shared.drain.clone()
     }
 
     /// Accepts clients on `listener` until `shutdown` completes.
@@ -297,10 +331,13 @@ impl Proxy {
     }
 
     /// Accepts clients on every listener (e.g. TCP and a Unix socket)
-    /// until `shutdown` completes.
+    /// until `shutdown` completes, or until the proxy [drains](Self::drain):
+    /// then the listeners are closed at once, and the future returns when
+    /// the last client session has ended (pools and replay positions are
+    /// kept up for them until then).
     pub async fn serve_listeners(
         &self,
-        listeners: Vec<Listener>,
+        mut listeners: Vec<Listener>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -311,12 +348,25 @@ impl Proxy {
         let replay = crate::replay::run(self.shared.clone());
         tokio::pin!(replay);
         let mut next = 0;
+        let drain = self.shared.drain.clone();
+        let closing = drain.closing();
+        tokio::pin!(closing);
+        let gone = drain.sessions_gone();
+        tokio::pin!(gone);
+        let mut open = true;
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
                 () = &mut upkeep => {}
                 () = &mut replay, if tracks_lsn => {}
-                accepted = crate::listener::accept(&listeners, &mut next) => match accepted {
+                () = &mut closing, if open => {
+                    open = false;
+                    // Dropped: the kernel refuses new connections now.
+                    listeners.clear();
+                    tracing::info!(sessions = drain.sessions(), "listeners closed: no new clients");
+                }
+                () = &mut gone, if !open => return,
+                accepted = crate::listener::accept(&listeners, &mut next), if open => match accepted {
                     Ok((stream, peer)) => {
                         tokio::spawn(session::run(self.shared.clone(), stream, peer));
                     }
@@ -328,5 +378,58 @@ impl Proxy {
                 },
             }
         }
+    }
+}
+
+/// A handle on a [`Proxy`] that may be serving: stop it gracefully,
+/// reload its settings. Cheap to clone.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ProxyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyHandle").finish_non_exhaustive()
+    }
+}
+
+impl ProxyHandle {
+    /// The proxy's stop switch (see [`Proxy::drain`]).
+    pub fn drain(&self) -> Arc<crate::Drain> {
+        self.shared.drain.clone()
+    }
+
+    /// The gate that holds new transactions (`PAUSE`, switchovers).
+    pub fn pause_gate(&self) -> Arc<crate::PauseGate> {
+        self.shared.gate.clone()
+    }
+
+    /// The settings now.
+    pub fn settings(&self) -> Arc<ProxyConfig> {
+        self.shared.live()
+    }
+
+    /// Applies what of `wanted` can change while serving (see
+    /// [`LIVE_SETTINGS`](crate::LIVE_SETTINGS)): pools resize, new clients
+    /// and transactions use the rest. Returns one line per setting whose
+    /// value differs, saying whether it was applied (a setting that needs
+    /// a restart keeps its running value).
+    pub fn apply(&self, wanted: &ProxyConfig) -> Vec<crate::admin::ReloadLine> {
+        let running = self.shared.live();
+        let (next, lines) = crate::live::plan(&running, wanted);
+        if next.pool_size != running.pool_size {
+            for pool in self.shared.pools.all() {
+                pool.resize(next.pool_size);
+            }
+        }
+        self.shared.live.set(next);
+        lines
+    }
+
+    /// Calls `hook` on the admin console's `RELOAD` (replacing any hook
+    /// set before); without one, `RELOAD` is refused (`0A000`).
+    pub fn on_reload(&self, hook: crate::ReloadHook) {
+        *self.shared.reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 }

@@ -33,7 +33,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         while filling.try_join_next().is_some() {}
         let t = topology.borrow_and_update().clone();
         shared.metrics.observe_topology(&t);
-        let config = &shared.config;
+        let config = &*shared.live();
         // Server connections per node (a node has a pool per database/user).
         let mut per_node: HashMap<NodeId, (NodeLabel, usize, usize)> = HashMap::new();
         for pool in shared.pools.all() {
@@ -50,7 +50,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     let (pool, shared) = (pool.clone(), shared.clone());
                     filling.spawn(async move {
                         let opened = pool
-                            .open_spare(&shared.config, &shared.metrics, permit)
+                            .open_spare(&shared.live(), &shared.metrics, permit)
                             .await;
                         if let Err(e) = opened {
                             // Retried next round, as long as the node stays allowed.

@@ -98,6 +98,9 @@ pub struct ProxySection {
     /// How long clients are held while there is no primary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_primary_wait: Option<Dur>,
+    /// How long SIGTERM lets running transactions finish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<Dur>,
     /// Idle server connections are closed after this.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_idle_timeout: Option<Dur>,

@@ -174,6 +174,10 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
     );
     set(&mut p.no_primary_wait, section.no_primary_wait.map(|d| d.0));
     set(
+        &mut p.shutdown_timeout,
+        section.shutdown_timeout.map(|d| d.0),
+    );
+    set(
         &mut p.server_idle_timeout,
         section.server_idle_timeout.map(|d| d.0),
     );

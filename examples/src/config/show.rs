@@ -34,6 +34,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             max_standby_lag: Some(ByteLimit(p.max_standby_lag_bytes)),
             max_standby_lag_time: Some(DurLimit(p.max_standby_lag_time)),
             no_primary_wait: Some(Dur(p.no_primary_wait)),
+            shutdown_timeout: Some(Dur(p.shutdown_timeout)),
             server_idle_timeout: Some(Dur(p.server_idle_timeout)),
             server_lifetime: Some(Dur(p.server_lifetime)),
             server_reset_query: Some(p.server_reset_query.clone()),

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use pgha_core::{Command, NodeId};
+
 use crate::classify::lexer::{Lexer, Token, TokenKind};
 
 /// What `SHOW` lists.
@@ -27,12 +29,16 @@ pub enum ShowWhat {
     Config,
     /// `SHOW HELP`: the commands of the console.
     Help,
+    /// `SHOW STATUS`: the cluster in one table — each node with its role,
+    /// the term, lag, held writes, and who leads.
+    Status,
 }
 
 impl ShowWhat {
     /// Every target with its keyword, in the order `SHOW HELP` lists them.
-    pub const ALL: [(ShowWhat, &'static str); 8] = [
+    pub const ALL: [(ShowWhat, &'static str); 9] = [
         (ShowWhat::Nodes, "NODES"),
+        (ShowWhat::Status, "STATUS"),
         (ShowWhat::PoolNodes, "POOL_NODES"),
         (ShowWhat::Pools, "POOLS"),
         (ShowWhat::Clients, "CLIENTS"),
@@ -52,7 +58,7 @@ impl ShowWhat {
 }
 
 /// One statement of the admin console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminCommand {
     /// `SHOW <what>`: a result set, no side effect.
     Show(ShowWhat),
@@ -62,10 +68,15 @@ pub enum AdminCommand {
     Resume,
     /// `RELOAD`: read the configuration again.
     Reload,
+    /// `PROMOTE node`, `SWITCHOVER [node]`, `ATTACH node`, `DETACH node`:
+    /// an operator command for the cluster monitor.
+    Cluster(Command),
 }
 
-/// What the session must do after a command has been answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What the session must do for a command. `Pause` and `Resume` come after
+/// their answer; the others are answered by the session once done
+/// ([`super::respond_outcome`]), since the answer depends on how they went.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminAction {
     /// Stop handing server connections to clients (running transactions
     /// finish; new requests wait).
@@ -74,27 +85,49 @@ pub enum AdminAction {
     Resume,
     /// Reload the configuration.
     Reload,
+    /// Run an operator command on the cluster monitor.
+    Cluster(Command),
 }
 
 impl AdminCommand {
     /// The side effect the session performs for this command, if any.
-    pub fn action(self) -> Option<AdminAction> {
+    pub fn action(&self) -> Option<AdminAction> {
         match self {
             AdminCommand::Show(_) => None,
             AdminCommand::Pause => Some(AdminAction::Pause),
             AdminCommand::Resume => Some(AdminAction::Resume),
             AdminCommand::Reload => Some(AdminAction::Reload),
+            AdminCommand::Cluster(command) => Some(AdminAction::Cluster(command.clone())),
         }
     }
 
+    /// Whether the answer waits for the command to be carried out: such a
+    /// command must be alone in its query string.
+    pub fn acts(&self) -> bool {
+        matches!(self, AdminCommand::Reload | AdminCommand::Cluster(_))
+    }
+
     /// The `CommandComplete` tag (as PgBouncer sends them).
-    pub fn tag(self) -> &'static str {
+    pub fn tag(&self) -> &'static str {
         match self {
             AdminCommand::Show(_) => "SHOW",
             AdminCommand::Pause => "PAUSE",
             AdminCommand::Resume => "RESUME",
             AdminCommand::Reload => "RELOAD",
+            AdminCommand::Cluster(command) => cluster_tag(command),
         }
+    }
+}
+
+/// The keyword (and `CommandComplete` tag) of an operator command.
+pub fn cluster_tag(command: &Command) -> &'static str {
+    match command {
+        Command::Promote { .. } => "PROMOTE",
+        Command::Switchover { .. } => "SWITCHOVER",
+        Command::Attach { .. } => "ATTACH",
+        Command::Detach { .. } => "DETACH",
+        Command::Maintenance { enabled: true, .. } => "MAINTENANCE ON",
+        Command::Maintenance { enabled: false, .. } => "MAINTENANCE OFF",
     }
 }
 
@@ -102,6 +135,12 @@ impl fmt::Display for AdminCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AdminCommand::Show(what) => write!(f, "SHOW {}", what.keyword()),
+            AdminCommand::Cluster(
+                Command::Promote { node }
+                | Command::Attach { node }
+                | Command::Detach { node }
+                | Command::Switchover { target: Some(node) },
+            ) => write!(f, "{} {node}", self.tag()),
             other => f.write_str(other.tag()),
         }
     }
@@ -130,6 +169,13 @@ pub enum AdminError {
     /// `RESUME` while not paused.
     #[error("not paused")]
     NotPaused,
+    /// A command that acts on the cluster or the configuration shared its
+    /// query string with other statements; none of them ran.
+    #[error("{command} must be the only statement of its query string")]
+    NotAlone {
+        /// The command's keyword.
+        command: &'static str,
+    },
 }
 
 impl AdminError {
@@ -137,7 +183,7 @@ impl AdminError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             AdminError::Syntax { .. } => "42601",
-            AdminError::UnknownShow { .. } => "0A000",
+            AdminError::UnknownShow { .. } | AdminError::NotAlone { .. } => "0A000",
             // object_not_in_prerequisite_state
             AdminError::AlreadyPaused | AdminError::NotPaused => "55000",
         }
@@ -149,13 +195,15 @@ impl AdminError {
             AdminError::Syntax { .. } | AdminError::UnknownShow { .. } => COMMANDS_HINT,
             AdminError::AlreadyPaused => "RESUME lets held requests go",
             AdminError::NotPaused => "PAUSE holds new requests",
+            AdminError::NotAlone { .. } => "send it as a query string of its own",
         }
     }
 }
 
 /// The hint of a refused command: the whole grammar in one line.
-const COMMANDS_HINT: &str = "commands: SHOW NODES | POOL_NODES | POOLS | CLIENTS | SERVERS \
-                             | STATS | CONFIG | HELP; PAUSE; RESUME; RELOAD";
+const COMMANDS_HINT: &str = "commands: SHOW NODES | STATUS | POOL_NODES | POOLS | CLIENTS \
+                             | SERVERS | STATS | CONFIG | HELP; PAUSE; RESUME; RELOAD; \
+                             PROMOTE node; SWITCHOVER [node]; ATTACH node; DETACH node";
 
 /// Longest piece of user input echoed back in an error: a huge garbage
 /// query must not come back whole.
@@ -212,6 +260,18 @@ pub fn parse(sql: &str) -> Result<AdminCommand, AdminError> {
 /// (`;;`, comments alone) are skipped. The first bad statement fails the
 /// whole string, so nothing of a string with a typo runs.
 pub fn parse_all(sql: &str) -> Result<Vec<AdminCommand>, AdminError> {
+    let commands = parse_statements(sql)?;
+    if commands.len() > 1 {
+        if let Some(acting) = commands.iter().find(|c| c.acts()) {
+            return Err(AdminError::NotAlone {
+                command: acting.tag(),
+            });
+        }
+    }
+    Ok(commands)
+}
+
+fn parse_statements(sql: &str) -> Result<Vec<AdminCommand>, AdminError> {
     let mut commands = Vec::new();
     let mut statement: Vec<Token<'_>> = Vec::new();
     for token in Lexer::new(sql).filter(|t| !t.is_comment()) {
@@ -258,15 +318,63 @@ fn statement_command(tokens: &[Token<'_>]) -> Result<AdminCommand, AdminError> {
         (AdminCommand::Resume, rest)
     } else if first.is_word("RELOAD") {
         (AdminCommand::Reload, rest)
+    } else if first.is_word("PROMOTE") {
+        let (node, rest) = node_name(rest)?;
+        (AdminCommand::Cluster(Command::Promote { node }), rest)
+    } else if first.is_word("ATTACH") {
+        let (node, rest) = node_name(rest)?;
+        (AdminCommand::Cluster(Command::Attach { node }), rest)
+    } else if first.is_word("DETACH") {
+        let (node, rest) = node_name(rest)?;
+        (AdminCommand::Cluster(Command::Detach { node }), rest)
+    } else if first.is_word("SWITCHOVER") {
+        if rest.is_empty() {
+            (
+                AdminCommand::Cluster(Command::Switchover { target: None }),
+                rest,
+            )
+        } else {
+            let (node, rest) = node_name(rest)?;
+            let target = Some(node);
+            (AdminCommand::Cluster(Command::Switchover { target }), rest)
+        }
     } else {
         return Err(syntax_near(Some(first)));
     };
-    // No command takes arguments (PgBouncer's per-database PAUSE has no
-    // meaning for one proxy in front of one cluster).
+    // Nothing after a command's arguments (PgBouncer's per-database PAUSE
+    // has no meaning for one proxy in front of one cluster).
     match rest.first() {
         None => Ok(command),
         Some(extra) => Err(syntax_near(Some(extra))),
     }
+}
+
+/// A node's name: a bare word (as written: node names are not folded), a
+/// `"quoted identifier"` or a `'string'`, so names with `-` or spaces can
+/// be given.
+fn node_name<'a, 'b>(tokens: &'b [Token<'a>]) -> Result<(NodeId, &'b [Token<'a>]), AdminError> {
+    let Some((token, rest)) = tokens.split_first() else {
+        return Err(syntax_near(None));
+    };
+    let name = match token.kind {
+        TokenKind::Word => Some(token.text.to_owned()),
+        TokenKind::QuotedIdent => unquote(token.text, '"'),
+        TokenKind::String => unquote(token.text, '\''),
+        _ => None,
+    }
+    // A name is echoed in answers: no control characters (a NUL would
+    // end the message's C string), no more than PostgreSQL's NAMEDATALEN.
+    .filter(|name| !name.is_empty() && name.len() <= 63 && !name.chars().any(char::is_control))
+    .ok_or_else(|| syntax_near(Some(token)))?;
+    Ok((NodeId::new(name), rest))
+}
+
+/// The text inside `q…q` with doubled quotes undone; `None` for any other
+/// form (`E'…'`, `U&"…"`, dollar quoting), which names never need.
+fn unquote(text: &str, q: char) -> Option<String> {
+    let inner = text.strip_prefix(q)?.strip_suffix(q)?;
+    let doubled = format!("{q}{q}");
+    Some(inner.replace(&doubled, &q.to_string()))
 }
 
 fn syntax_near(token: Option<&Token<'_>>) -> AdminError {

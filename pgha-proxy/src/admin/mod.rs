@@ -15,7 +15,22 @@
 //! | `SHOW HELP` | the commands |
 //! | `PAUSE` | hold new requests; running transactions finish |
 //! | `RESUME` | let held requests go |
-//! | `RELOAD` | read the configuration again |
+//! | `RELOAD` | read the configuration again; one row per changed setting, applied or not (and why) |
+//! | `SHOW STATUS` | one row per node: role, status, term, lag, held writes, paused, leader, lease, VIP holder |
+//! | `PROMOTE node` | make the standby `node` the primary now (the old one is fenced) |
+//! | `SWITCHOVER [node]` | planned hand-over to `node` (or the best standby): pause, promote, re-point, resume |
+//! | `ATTACH node` / `DETACH node` | put a node back into routing / take it out (the primary: fail over) |
+//!
+//! The commands that act (`RELOAD`, `PROMOTE`, `SWITCHOVER`, `ATTACH`,
+//! `DETACH`) must be alone in their query string (`0A000` otherwise, and
+//! nothing runs). They answer once done: one row per action the monitor
+//! took (`action`, `node`, `term`, `status` done or failed, `detail`) and
+//! `CommandComplete`, or an error — `42704` unknown node, `55000` not
+//! possible in the cluster's state (nothing ran), `58000` the action the
+//! command is for failed, `F0000` a configuration with mistakes (nothing
+//! applied; one mistake per line in DETAIL), `0A000` a proxy built without
+//! a monitor. A node name is a word as
+//! written, a `"quoted identifier"` or a `'string'`.
 //!
 //! Keywords are case-insensitive; comments, a trailing `;` and several
 //! statements in one query string are accepted. A query string runs all or
@@ -52,8 +67,10 @@
 mod command;
 mod connections;
 mod nodes;
+mod outcome;
 mod render;
 mod snapshot;
+mod status;
 mod table;
 
 #[cfg(test)]
@@ -61,11 +78,15 @@ mod tests;
 
 use bytes::BytesMut;
 
-pub use command::{parse, parse_all, AdminAction, AdminCommand, AdminError, ShowWhat};
+pub use command::{cluster_tag, parse, parse_all, AdminAction, AdminCommand, AdminError, ShowWhat};
+pub use outcome::{
+    check, judge, respond_outcome, Acted, ControlError, Outcome, ReloadLine, ReloadReport,
+};
 pub use render::respond;
 pub use snapshot::{
     AdminSnapshot, ClientRow, ClientState, ConfigRow, PoolRow, ServerRow, ServerState, StatsRow,
 };
+pub use status::{Membership, SINGLE_NODE};
 
 use crate::messages;
 
@@ -91,7 +112,7 @@ pub fn handle_query(sql: &str, snapshot: &AdminSnapshot, out: &mut BytesMut) -> 
     let mut paused = snapshot.paused;
     let mut actions = Vec::new();
     for command in commands {
-        if let Err(e) = check_pause_state(command, &mut paused) {
+        if let Err(e) = check_pause_state(&command, &mut paused) {
             write_error(&e, out);
             break;
         }
@@ -104,7 +125,7 @@ pub fn handle_query(sql: &str, snapshot: &AdminSnapshot, out: &mut BytesMut) -> 
 /// Refuses a `PAUSE` of a paused proxy and a `RESUME` of a running one (a
 /// script that thinks it paused must learn that it did not), and tracks
 /// the state across the statements of one string.
-fn check_pause_state(command: AdminCommand, paused: &mut bool) -> Result<(), AdminError> {
+fn check_pause_state(command: &AdminCommand, paused: &mut bool) -> Result<(), AdminError> {
     match (command, *paused) {
         (AdminCommand::Pause, true) => Err(AdminError::AlreadyPaused),
         (AdminCommand::Resume, false) => Err(AdminError::NotPaused),

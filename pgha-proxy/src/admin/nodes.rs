@@ -166,7 +166,7 @@ fn readers(snapshot: &AdminSnapshot) -> BTreeSet<NodeId> {
 
 /// The WAL a read on this node would miss, as the router judges it
 /// ([`replay_lag_bytes`]); `None` while its position was never observed.
-fn lag_bytes(snapshot: &AdminSnapshot, node: &NodeState) -> Option<u64> {
+pub(super) fn lag_bytes(snapshot: &AdminSnapshot, node: &NodeState) -> Option<u64> {
     replay_lag_bytes(&snapshot.topology, node)
 }
 
@@ -179,12 +179,22 @@ fn receive_lag_bytes(snapshot: &AdminSnapshot, node: &NodeState) -> Option<u64> 
 
 /// A standby's replay delay as the router judges it ([`replay_lag_time`]);
 /// a primary's has no meaning.
-fn lag_time(snapshot: &AdminSnapshot, node: &NodeState) -> Option<std::time::Duration> {
+pub(super) fn lag_time(snapshot: &AdminSnapshot, node: &NodeState) -> Option<std::time::Duration> {
     if node.in_recovery == Some(true) {
         replay_lag_time(&snapshot.topology, node)
     } else {
         node.lag_time
     }
+}
+
+/// A role as the console words it.
+pub(super) fn role_name(r: Role) -> &'static str {
+    role(r)
+}
+
+/// A status as the console words it.
+pub(super) fn status_name(s: Status) -> &'static str {
+    status(s)
 }
 
 fn role(role: Role) -> &'static str {

@@ -12,12 +12,16 @@ use crate::messages;
 /// `RELOAD`) otherwise — the session performs those, see
 /// [`AdminCommand::action`]. No `ReadyForQuery`: the session adds it once
 /// the whole query string is answered.
+///
+/// Commands that [act](AdminCommand::acts) are answered once done, by
+/// [`respond_outcome`](super::respond_outcome): nothing is written here.
 pub fn respond(command: &AdminCommand, snapshot: &AdminSnapshot, out: &mut BytesMut) {
     match command {
         AdminCommand::Show(what) => table(*what, snapshot).write(command.tag(), out),
-        AdminCommand::Pause | AdminCommand::Resume | AdminCommand::Reload => {
+        AdminCommand::Pause | AdminCommand::Resume => {
             messages::command_complete(out, command.tag());
         }
+        AdminCommand::Reload | AdminCommand::Cluster(_) => {}
     }
 }
 
@@ -31,6 +35,7 @@ fn table(what: ShowWhat, snapshot: &AdminSnapshot) -> Table {
         ShowWhat::Stats => stats(snapshot),
         ShowWhat::Config => config(snapshot),
         ShowWhat::Help => help(),
+        ShowWhat::Status => super::status::status(snapshot),
     }
 }
 
@@ -115,7 +120,11 @@ fn config(snapshot: &AdminSnapshot) -> Table {
 const HELP: &[Column] = &[text("command"), text("description")];
 
 /// Every command, for `SHOW HELP`.
-const COMMANDS: [(&str, &str); 11] = [
+const COMMANDS: [(&str, &str); 16] = [
+    (
+        "SHOW STATUS",
+        "the cluster: each node's role, status and lag, the term, held writes, leader, lease, VIP holder",
+    ),
     (
         "SHOW NODES",
         "backend nodes as pgha sees them: role, status, WAL position, lag",
@@ -135,7 +144,23 @@ const COMMANDS: [(&str, &str); 11] = [
     ("SHOW HELP", "this list"),
     ("PAUSE", "hold new requests (running transactions finish)"),
     ("RESUME", "let held requests go"),
-    ("RELOAD", "read the configuration again"),
+    (
+        "RELOAD",
+        "read the configuration file again: one row per changed setting, applied or not (and why)",
+    ),
+    (
+        "PROMOTE node",
+        "make the up standby node the primary now (the old primary is fenced)",
+    ),
+    (
+        "SWITCHOVER [node]",
+        "planned hand-over to node (or the best standby): pause, promote, re-point, resume",
+    ),
+    ("ATTACH node", "put node back into routing"),
+    (
+        "DETACH node",
+        "take node out of routing (detaching the primary fails over)",
+    ),
 ];
 
 fn help() -> Table {

@@ -38,6 +38,8 @@ pub struct AdminSnapshot {
     pub config: Vec<ConfigRow>,
     /// Whether the proxy is paused (`PAUSE` without `RESUME` yet).
     pub paused: bool,
+    /// Who leads the pgha nodes and holds the VIP.
+    pub membership: super::Membership,
 }
 
 impl AdminSnapshot {
@@ -58,6 +60,7 @@ impl AdminSnapshot {
             stats: Vec::new(),
             config: Vec::new(),
             paused: false,
+            membership: super::Membership::default(),
         }
     }
 }

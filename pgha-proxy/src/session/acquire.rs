@@ -50,7 +50,7 @@ impl PoolCache {
         };
         let pool = shared
             .pools
-            .get(&key, host, port, shared.config.pool_size, &shared.metrics);
+            .get(&key, host, port, shared.live().pool_size, &shared.metrics);
         self.0.retain(|p| &p.key.node != node);
         self.0.push(pool.clone());
         pool
@@ -85,7 +85,7 @@ pub(crate) async fn primary(
     pools: &mut PoolCache,
     login: &Login,
 ) -> Result<Attached, Error> {
-    let config = &shared.config;
+    let config = &*shared.live();
     let deadline = Instant::now() + config.no_primary_wait;
     loop {
         let target = {
@@ -161,7 +161,7 @@ pub(crate) fn read_target(
     let now = shared.suspects.any().then(std::time::Instant::now);
     let pick = route::pick_read(
         topology,
-        shared.config.lag_limits(),
+        shared.live().lag_limits(),
         at_least,
         |n| shared.replay.of(n),
         |n| now.is_some_and(|now| shared.suspects.avoid(n, now)),
@@ -179,7 +179,7 @@ pub(crate) fn read_target(
 /// A new or freed connection from a standby's pool (the caller found none
 /// idle) if it comes soon; `None` sends the read to the primary.
 pub(crate) async fn standby(shared: &Shared, pool: Arc<Pool>) -> Option<Attached> {
-    let config = &shared.config;
+    let config = &*shared.live();
     // A standby that is slow to give a connection is no better than the
     // primary: do not queue or connect long for it.
     let timeout = config.standby_connect_timeout;

@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::admin::{handle_query, AdminAction};
+use crate::admin::{
+    check, cluster_tag, handle_query, judge, respond_outcome, AdminAction, ControlError, Outcome,
+};
 use crate::frame::{self, FrameReader};
 use crate::stream::Stream;
 use crate::{admin_view, messages, Error, Shared};
+use pgha_core::Command;
 
 /// Serves an authenticated client of the admin database until it leaves.
 pub(crate) async fn serve(
@@ -19,7 +22,7 @@ pub(crate) async fn serve(
 ) -> Result<(), Error> {
     let (read, mut write) = client.into_split();
     let mut out = BytesMut::with_capacity(1024);
-    if !shared.config.admin_users.iter().any(|u| u == user) {
+    if !shared.live().admin_users.iter().any(|u| u == user) {
         tracing::warn!(user, "refused on the admin console: not in admin_users");
         messages::error(
             &mut out,
@@ -54,7 +57,7 @@ pub(crate) async fn serve(
                 let sql = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body));
                 let snapshot = admin_view::snapshot(shared);
                 for action in handle_query(&sql, &snapshot, &mut out) {
-                    perform(shared, action).await;
+                    perform(shared, action, user, &mut out).await;
                 }
                 messages::ready(&mut out, b'I');
             }
@@ -81,19 +84,67 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn perform(shared: &Shared, action: AdminAction) {
+/// Carries out what a statement asked for; the commands that act write
+/// their answer into `out` once done.
+async fn perform(shared: &Shared, action: AdminAction, user: &str, out: &mut BytesMut) {
     match action {
         AdminAction::Pause => {
-            tracing::warn!("PAUSE from the admin console");
+            tracing::warn!(user, "PAUSE from the admin console");
             shared.gate.pause().await;
         }
         AdminAction::Resume => {
-            tracing::warn!("RESUME from the admin console");
+            tracing::warn!(user, "RESUME from the admin console");
             shared.gate.resume();
         }
-        AdminAction::Reload => match &shared.reload {
-            Some(reload) => reload(),
-            None => tracing::info!("RELOAD: nothing to reload in this embedding"),
-        },
+        AdminAction::Reload => {
+            tracing::warn!(user, "RELOAD from the admin console");
+            let hook = shared
+                .reload
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let result = match hook {
+                Some(hook) => hook().await.map(Outcome::Reloaded),
+                None => Err(ControlError::Unsupported("RELOAD (no configuration file)")),
+            };
+            respond_outcome("RELOAD", &result, out);
+        }
+        AdminAction::Cluster(command) => {
+            let tag = cluster_tag(&command);
+            tracing::warn!(user, command = ?command, "{tag} from the admin console");
+            let result = run_cluster_command(shared, command).await;
+            match &result {
+                Ok(Outcome::Cluster { actions, .. }) => {
+                    for acted in actions {
+                        match &acted.failed {
+                            None => tracing::warn!(action = ?acted.action, "{tag}: done"),
+                            Some(why) => {
+                                tracing::warn!(action = ?acted.action, error = %why, "{tag}: failed")
+                            }
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "{tag} not done"),
+            }
+            respond_outcome(tag, &result, out);
+        }
     }
+}
+
+/// Checks a cluster command against the topology, runs it on the monitor,
+/// judges what it did.
+async fn run_cluster_command(shared: &Shared, command: Command) -> Result<Outcome, ControlError> {
+    let Some(control) = &shared.control else {
+        return Err(ControlError::Unsupported(
+            "a cluster command (no cluster monitor)",
+        ));
+    };
+    let topology = shared.topology.borrow().clone();
+    check(&topology, &command)?;
+    let actions = control
+        .command(command.clone())
+        .await
+        .map_err(|e| ControlError::Failed(e.to_string()))?;
+    judge(command, actions)
 }

@@ -83,6 +83,8 @@ pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
 /// A client past login, ready for its relay.
 struct Opened<'a> {
     relay: relay::Relay<'a>,
+    shared: &'a Arc<Shared>,
+    status: Arc<crate::clients::ClientStatus>,
     frames: FrameReader<crate::stream::ReadHalf>,
     peer: Peer,
     _count: ClientCount<'a>,
@@ -93,9 +95,28 @@ struct Opened<'a> {
 impl Opened<'_> {
     /// Relays until the client leaves. By reference: the session's state
     /// is held once, in the task.
+    ///
+    /// When the proxy drains, the session ends between transactions (the
+    /// relay is then waiting for the client's next message, or holds a
+    /// session-mode server between transactions: dropping its future there
+    /// loses nothing) with `FATAL 57P01`; when it terminates, at once.
     async fn serve(&mut self) {
-        if let Err(e) = self.relay.run(&mut self.frames).await {
-            tracing::debug!(peer = %self.peer, error = %e, "session ended");
+        let _counted = self.shared.drain.enter();
+        let drain = self.shared.drain.clone();
+        let ended = tokio::select! {
+            // The relay first: an answer that ends a transaction reaches
+            // the client before the drain looks at the session.
+            biased;
+            ended = self.relay.run(&mut self.frames) => Some(ended),
+            () = drain.ends(&self.status) => None,
+        };
+        match ended {
+            Some(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "session ended"),
+            Some(Ok(())) => {}
+            None => {
+                tracing::info!(peer = %self.peer, in_transaction = !self.status.runs_no_transaction(), "session ended: the proxy is shutting down");
+                self.relay.fatal(&Error::AdminShutdown).await;
+            }
         }
         Box::pin(self.relay.finish()).await;
     }
@@ -104,7 +125,8 @@ impl Opened<'_> {
 /// Startup, authentication and login; `None` when the session ends there
 /// (refused, failed, or an admin console session, served here).
 async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened<'_>> {
-    let deadline = Instant::now() + shared.config.startup_timeout;
+    let live = shared.live();
+    let deadline = Instant::now() + live.startup_timeout;
     let (mut client, startup) =
         Box::pin(negotiate::startup(shared, client, peer, deadline)).await?;
     if shared.config.tls_required && matches!(client, Stream::Tcp(_)) {
@@ -117,13 +139,13 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     let gauge = shared.metrics.client_connected();
     if count.over_limit {
         let e = Error::TooManyClients {
-            max: shared.config.max_client_conn,
+            max: live.max_client_conn,
         };
         refused(shared, peer, &startup, AuthFailure::TooMany, &e);
         let _ = send_fatal(&mut client, &e).await;
         return None;
     }
-    if let Some(auth) = &shared.config.client_auth {
+    if let Some(auth) = &live.client_auth {
         let tls = client.is_tls();
         let user = startup
             .iter()
@@ -143,7 +165,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
             looked_up.as_ref(),
             &shared.mock_key,
         ));
-        let done = tokio::time::timeout(shared.config.startup_timeout, exchange)
+        let done = tokio::time::timeout(live.startup_timeout, exchange)
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Protocol(
@@ -189,7 +211,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     ));
     shared.clients.insert(pid, status.clone());
     let (client_read, client_write) = client.into_split();
-    let mut relay = relay::Relay::new(shared, client_write, login, (pid, secret), status);
+    let mut relay = relay::Relay::new(shared, client_write, login, (pid, secret), status.clone());
     let greeting = match Box::pin(relay.login()).await {
         Ok(greeting) => greeting,
         Err(e) => {
@@ -208,6 +230,8 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     }
     Some(Opened {
         relay,
+        shared,
+        status,
         frames: FrameReader::lean(client_read, shared.config.max_message)
             .streaming_over(crate::frame::CHUNK),
         peer,
@@ -261,7 +285,7 @@ impl<'a> ClientCount<'a> {
         let before = shared.client_count.fetch_add(1, Ordering::Relaxed);
         Self {
             shared,
-            over_limit: before >= shared.config.max_client_conn,
+            over_limit: before >= shared.live().max_client_conn,
         }
     }
 }

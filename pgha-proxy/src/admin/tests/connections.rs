@@ -269,7 +269,15 @@ fn show_help_lists_every_command() {
             "{keyword}"
         );
     }
-    for command in ["PAUSE", "RESUME", "RELOAD"] {
+    for command in [
+        "PAUSE",
+        "RESUME",
+        "RELOAD",
+        "PROMOTE node",
+        "SWITCHOVER [node]",
+        "ATTACH node",
+        "DETACH node",
+    ] {
         assert!(commands.contains(&command));
     }
     assert!((0..t.rows.len()).all(|r| t.get(r, "description").is_some_and(|d| !d.is_empty())));

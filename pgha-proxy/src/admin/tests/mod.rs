@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod acting;
 mod connections;
 mod nodes;
 mod parse;

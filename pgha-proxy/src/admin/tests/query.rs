@@ -1,6 +1,8 @@
 use proptest::prelude::*;
 
 use super::{cluster, run, Reply};
+use pgha_core::{Command, NodeId};
+
 use crate::admin::{parse, AdminAction, AdminCommand, ShowWhat};
 
 fn complete(tag: &str) -> Reply {
@@ -16,23 +18,51 @@ fn error_code(reply: &Reply) -> Option<&str> {
 
 #[test]
 fn each_statement_of_a_string_is_answered_in_order() {
-    let (replies, actions) = run("SHOW CONFIG; pause; RELOAD;", &cluster());
+    let (replies, actions) = run("SHOW CONFIG; pause; SHOW NODES;", &cluster());
+    let tags: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| matches!(r, Reply::Complete(_)))
+        .collect();
     assert_eq!(
-        replies,
-        [
-            Reply::Columns(
-                ["key", "value", "default", "changeable"]
-                    .iter()
-                    .zip([25, 25, 25, 16])
-                    .map(|(n, oid)| (n.to_string(), oid))
-                    .collect()
-            ),
-            complete("SHOW"),
-            complete("PAUSE"),
-            complete("RELOAD"),
-        ]
+        tags,
+        [&complete("SHOW"), &complete("PAUSE"), &complete("SHOW")]
     );
-    assert_eq!(actions, [AdminAction::Pause, AdminAction::Reload]);
+    assert_eq!(
+        replies[0],
+        Reply::Columns(
+            ["key", "value", "default", "changeable"]
+                .iter()
+                .zip([25, 25, 25, 16])
+                .map(|(n, oid)| (n.to_string(), oid))
+                .collect()
+        )
+    );
+    assert_eq!(actions, [AdminAction::Pause]);
+}
+
+#[test]
+fn a_command_that_acts_is_answered_by_the_session_once_done() {
+    let (replies, actions) = run("RELOAD", &cluster());
+    assert!(replies.is_empty(), "{replies:?}");
+    assert_eq!(actions, [AdminAction::Reload]);
+}
+
+#[test]
+fn a_command_that_acts_must_be_alone_and_nothing_runs_otherwise() {
+    for sql in [
+        "PAUSE; RELOAD",
+        "RELOAD; SHOW NODES",
+        "SHOW STATUS; PROMOTE db2",
+    ] {
+        let (replies, actions) = run(sql, &cluster());
+        assert_eq!(
+            replies.iter().filter_map(error_code).collect::<Vec<_>>(),
+            ["0A000"],
+            "{sql}"
+        );
+        assert_eq!(replies.len(), 1, "{sql}: {replies:?}");
+        assert!(actions.is_empty(), "{sql}: nothing ran");
+    }
 }
 
 #[test]
@@ -84,14 +114,14 @@ fn pause_and_resume_refuse_the_state_they_would_set() {
     assert!(actions.is_empty());
 
     // The state follows the string: the second PAUSE sees the first.
-    let (replies, actions) = run("PAUSE; PAUSE; RELOAD", &snapshot);
+    let (replies, actions) = run("PAUSE; PAUSE; RESUME", &snapshot);
     assert_eq!(replies.len(), 2);
     assert_eq!(replies[0], complete("PAUSE"));
     assert_eq!(error_code(&replies[1]), Some("55000"));
     assert_eq!(
         actions,
         [AdminAction::Pause],
-        "RELOAD after the error did not run"
+        "RESUME after the error did not run"
     );
 
     snapshot.paused = true;
@@ -131,6 +161,11 @@ fn sqlish() -> impl Strategy<Value = String> {
         "RESUME",
         "reload",
         "HELP",
+        "promote",
+        "SWITCHOVER",
+        "attach",
+        "'db 1'",
+        "status",
         "x",
         ";",
         " ",
@@ -157,7 +192,11 @@ proptest! {
         snapshot.paused = sql.len() % 2 == 0;
         // `run` panics on bytes that are not whole backend messages.
         let (replies, actions) = run(&sql, &snapshot);
-        prop_assert!(!replies.is_empty(), "every string gets an answer");
+        // A command that acts is alone and answered by the session.
+        let acting = actions
+            .iter()
+            .any(|a| matches!(a, AdminAction::Reload | AdminAction::Cluster(_)));
+        prop_assert!(acting || !replies.is_empty(), "every string gets an answer");
         let errors: Vec<usize> = replies
             .iter()
             .enumerate()
@@ -174,12 +213,16 @@ proptest! {
             .iter()
             .filter(|r| matches!(r, Reply::Complete(tag) if tag != "SHOW"))
             .count();
-        prop_assert_eq!(actions.len(), completed_actions, "one action per command answered");
+        let answered_here = actions
+            .iter()
+            .filter(|a| matches!(a, AdminAction::Pause | AdminAction::Resume))
+            .count();
+        prop_assert_eq!(answered_here, completed_actions, "one action per command answered");
     }
 
     #[test]
     fn commands_parse_however_they_are_spelled(
-        index in 0..ShowWhat::ALL.len() + 3,
+        index in 0..ShowWhat::ALL.len() + 7,
         masks in any::<(u64, u64)>(),
         gap in prop::sample::select(vec![" ", "\t", "\n  ", " /* c */ ", " -- c\n"]),
         end in prop::sample::select(vec!["", ";", " ; ", ";;", " -- bye"]),
@@ -190,9 +233,23 @@ proptest! {
                 format!("{}{gap}{}{end}", spell("show", masks.0), spell(keyword, masks.1)),
             ),
             None => {
-                let command = [AdminCommand::Pause, AdminCommand::Resume, AdminCommand::Reload]
-                    [index - ShowWhat::ALL.len()];
-                (command, format!("{gap}{}{end}", spell(command.tag(), masks.0)))
+                let node = || NodeId::new("db2");
+                let command = [
+                    AdminCommand::Pause,
+                    AdminCommand::Resume,
+                    AdminCommand::Reload,
+                    AdminCommand::Cluster(Command::Promote { node: node() }),
+                    AdminCommand::Cluster(Command::Switchover { target: None }),
+                    AdminCommand::Cluster(Command::Switchover { target: Some(node()) }),
+                    AdminCommand::Cluster(Command::Detach { node: node() }),
+                ][index - ShowWhat::ALL.len()]
+                .clone();
+                // Keywords in any case; the node's name as written.
+                let words = command.to_string();
+                let (keyword, name) = words.split_once(' ').unwrap_or((&words, ""));
+                let name = if name.is_empty() { String::new() } else { format!("{gap}{name}") };
+                let sql = format!("{gap}{}{name}{end}", spell(keyword, masks.0));
+                (command, sql)
             }
         };
         prop_assert_eq!(parse(&sql), Ok(command), "{:?}", sql);
