@@ -13,7 +13,7 @@ use anyhow::Context;
 use pgha_core::{Coordinator, TermLedger};
 use pgha_vip::{AddressMover, CommandMover, NetlinkMover, VipKeeper};
 use pgha_watchdog::network::tcp::{serve, TcpNetwork};
-use pgha_watchdog::{Member, MemberConfig, SharedSecret};
+use pgha_watchdog::{Member, MemberConfig, MemberId, SharedSecret};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -27,6 +27,9 @@ pub struct Watchdog {
     pub ledger: Arc<dyn TermLedger>,
     /// The local lease (`Some(valid_until)` while leading).
     pub lease: watch::Receiver<Option<Instant>>,
+    id: MemberId,
+    members: std::collections::BTreeMap<MemberId, String>,
+    metrics: watch::Receiver<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -75,15 +78,36 @@ impl Watchdog {
                 runtime.block_on(run_member(config, listen, secret, ready_tx, stopped));
             })
             .context("starting the watchdog thread")?;
-        let (coordinator, ledger, lease) = ready
+        let (coordinator, ledger, lease, metrics) = ready
             .await
             .context("the watchdog thread ended while starting")??;
         Ok(Watchdog {
             coordinator,
             ledger,
             lease,
+            id: settings.id,
+            members: settings.members.clone(),
+            metrics,
             stop: Some(stop),
             thread: Some(thread),
+        })
+    }
+
+    /// What the admin console's commands reach on this member: the
+    /// monitor while it leads, a refusal naming the leader otherwise; and
+    /// who leads and holds the VIP for `SHOW STATUS`.
+    pub fn control(
+        &self,
+        monitor: pgha_core::MonitorHandle,
+        vip: Option<watch::Receiver<pgha_vip::KeeperStatus>>,
+    ) -> Arc<dyn pgha_proxy::ClusterControl> {
+        Arc::new(GroupControl {
+            monitor,
+            id: self.id,
+            members: self.members.clone(),
+            metrics: self.metrics.clone(),
+            lease: self.lease.clone(),
+            vip,
         })
     }
 
@@ -108,10 +132,13 @@ impl Drop for Watchdog {
     }
 }
 
+type Metrics = openraft::RaftMetrics<MemberId, openraft::BasicNode>;
+
 type Started = (
     Arc<dyn Coordinator>,
     Arc<dyn TermLedger>,
     watch::Receiver<Option<Instant>>,
+    watch::Receiver<Metrics>,
 );
 
 async fn run_member(
@@ -147,6 +174,7 @@ async fn run_member(
         Arc::new(member.coordinator()),
         Arc::new(member.ledger()),
         member.lease(),
+        member.raft().metrics(),
     );
     let _ = ready.send(Ok(started));
     let log_leases = tokio::spawn(log_lease_changes(config.id, member.lease()));
@@ -199,7 +227,10 @@ pub fn start_vip(
     settings: &VipSettings,
     lease: watch::Receiver<Option<Instant>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<()>,
+    watch::Receiver<pgha_vip::KeeperStatus>,
+)> {
     let mover: Arc<dyn AddressMover> = match &settings.mover {
         Mover::Netlink => Arc::new(NetlinkMover::new().context("[vip]: netlink")?),
         Mover::Commands(config) => {
@@ -208,9 +239,10 @@ pub fn start_vip(
     };
     let keeper =
         VipKeeper::new(mover, settings.address.clone()).with_config(settings.keeper.clone());
+    let status = keeper.status();
     let address_lease = pgha_vip::follow_leader_lease(lease, settings.handover.clone());
     tracing::info!(address = %settings.address, "VIP keeper running");
-    Ok(tokio::spawn(keeper.run(address_lease, shutdown)))
+    Ok((tokio::spawn(keeper.run(address_lease, shutdown)), status))
 }
 
 /// The controller the local agent rejoins this host's server through.
@@ -240,4 +272,62 @@ pub fn local_controller(
         service,
         config,
     ))
+}
+
+/// The console's [`pgha_proxy::ClusterControl`] on a watchdog member.
+struct GroupControl {
+    monitor: pgha_core::MonitorHandle,
+    id: MemberId,
+    members: std::collections::BTreeMap<MemberId, String>,
+    metrics: watch::Receiver<Metrics>,
+    lease: watch::Receiver<Option<Instant>>,
+    vip: Option<watch::Receiver<pgha_vip::KeeperStatus>>,
+}
+
+impl GroupControl {
+    fn leader(&self) -> String {
+        match self.metrics.borrow().current_leader {
+            Some(id) if id == self.id => format!("member {id} (this node)"),
+            Some(id) => format!(
+                "member {id} at {}",
+                self.members.get(&id).map_or("?", String::as_str)
+            ),
+            None => "unknown (an election is running)".into(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl pgha_proxy::ClusterControl for GroupControl {
+    async fn command(
+        &self,
+        command: pgha_core::Command,
+    ) -> Result<Vec<pgha_proxy::admin::Acted>, pgha_core::Error> {
+        if self.lease.borrow().is_none() {
+            return Err(pgha_core::Error::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        pgha_proxy::ClusterControl::command(&self.monitor, command).await
+    }
+
+    fn membership(&self) -> pgha_proxy::admin::Membership {
+        let lease = match *self.lease.borrow() {
+            Some(until) => format!(
+                "held by this node, {} ms left",
+                until.saturating_duration_since(Instant::now()).as_millis()
+            ),
+            None => "not held by this node".into(),
+        };
+        let vip_holder = match &self.vip {
+            None => "no [vip]".into(),
+            Some(status) if status.borrow().held => format!("member {} (this node)", self.id),
+            Some(_) => "not this node".into(),
+        };
+        pgha_proxy::admin::Membership {
+            leader: self.leader(),
+            lease,
+            vip_holder,
+        }
+    }
 }

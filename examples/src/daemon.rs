@@ -21,7 +21,10 @@ pub struct Group {
 #[derive(Debug, Default)]
 struct GroupParts {
     watchdog: Option<crate::cluster::Watchdog>,
-    vip: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    vip: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Group {
@@ -108,12 +111,14 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<Daemon> {
         ));
         tracing::info!(node = %local.node, data_dir = %local.data_dir.display(), "local agent running");
     }
+    let mut vip_status = None;
     let vip = match (&config.vip, &watchdog) {
         (Some(vip), Some(w)) => {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let keeper = crate::cluster::start_vip(vip, w.lease.clone(), async {
+            let (keeper, status) = crate::cluster::start_vip(vip, w.lease.clone(), async {
                 let _ = stopped.await;
             })?;
+            vip_status = Some(status);
             Some((stop, keeper))
         }
         _ => None,
@@ -125,6 +130,9 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<Daemon> {
         Extras {
             http: config.http,
             unix_socket_dir: config.unix_socket_dir.clone(),
+            control: watchdog
+                .as_ref()
+                .map(|w| w.control(handle.clone(), vip_status.clone())),
         },
         gate,
     )
@@ -166,7 +174,12 @@ pub async fn serve_proxy(
         hints.hint(node, sqlstate)
     })
     .with_pause_gate(gate)
-    .with_control(Arc::new(handle.clone()));
+    .with_control(
+        extras
+            .control
+            .clone()
+            .unwrap_or_else(|| Arc::new(handle.clone())),
+    );
     let proxy_handle = proxy.handle();
     if let Some(http) = http {
         let http_listener = TcpListener::bind(http)
@@ -193,10 +206,22 @@ pub async fn serve_proxy(
 }
 
 /// Listeners beside the proxy's TCP address.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Extras {
     /// The HTTP monitoring port (/metrics, /status).
     pub http: Option<SocketAddr>,
     /// A directory for the proxy's Unix socket.
     pub unix_socket_dir: Option<std::path::PathBuf>,
+    /// What the console's acting commands reach (default: the monitor).
+    pub control: Option<Arc<dyn pgha_proxy::ClusterControl>>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras")
+            .field("http", &self.http)
+            .field("unix_socket_dir", &self.unix_socket_dir)
+            .field("control", &self.control.is_some())
+            .finish()
+    }
 }

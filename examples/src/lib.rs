@@ -7,6 +7,6 @@ pub mod ctl;
 pub mod daemon;
 pub mod demo;
 pub mod import;
-pub mod notify;
 pub mod lifecycle;
+pub mod notify;
 pub mod reload;

@@ -93,3 +93,84 @@ async fn a_frozen_vip_holder_loses_the_address_before_another_takes_it_and_never
     d.nothing_acknowledged_is_missing().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn pgha_ctl_reads_the_group_through_the_vip_and_a_switchover_under_load_costs_clients_nothing(
+) -> R {
+    if !require_root_or_skip(
+        "pgha_ctl_reads_the_group_through_the_vip_and_a_switchover_under_load_costs_clients_nothing",
+    ) {
+        return Ok(());
+    }
+    let d = Deployment::start().await?;
+    let vip = d.lab.vip(0).to_string();
+    let (code, status) = group::ctl(&d.lab, &vip, &["status"]);
+    assert_eq!(code, 0, "{status}");
+    // The VIP reaches the leader, which holds the lease and the address.
+    for field in ["leader", "vip_holder"] {
+        assert!(
+            status[field]
+                .as_str()
+                .is_some_and(|s| s.contains("this node")),
+            "{field}: {status}"
+        );
+    }
+    assert!(
+        status["lease"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("held")),
+        "{status}"
+    );
+    // A follower answers status and names the leader, and refuses to act.
+    let follower = group::MEMBERS
+        .iter()
+        .map(|(h, _)| *h)
+        .find(|h| *h != d.holder)
+        .unwrap();
+    let follower_ip = d.lab.ip(follower).to_string();
+    let (code, status) = group::ctl(&d.lab, &follower_ip, &["status"]);
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status["leader"]
+            .as_str()
+            .is_some_and(|s| s.contains(&d.lab.ip(d.holder).to_string())),
+        "{status}"
+    );
+    let (code, refused) = group::ctl(&d.lab, &follower_ip, &["switchover", "--to", "node1"]);
+    assert_eq!(code, 1, "a follower refuses: {refused}");
+    assert!(refused.to_string().contains("leader"), "{refused}");
+    assert!(!d.cluster.nodes()[0].is_in_recovery().await?, "nothing ran");
+
+    let started = Instant::now();
+    let (code, done) = group::ctl(&d.lab, &vip, &["switchover", "--to", "node1"]);
+    assert_eq!(code, 0, "{done}\n{}", d.logs());
+    assert!(
+        !d.cluster.nodes()[1].is_in_recovery().await?,
+        "node1 is the primary"
+    );
+    d.writer
+        .wait_acknowledged_after(Instant::now(), 10, Duration::from_secs(30))
+        .await;
+    let errors: Vec<_> = d
+        .writer
+        .attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.at >= started && !a.ok)
+        .cloned()
+        .collect();
+    eprintln!(
+        "switchover under load: {:?}; writes paused {:?}; {} client errors",
+        started.elapsed(),
+        d.writer.outage_around(started),
+        errors.len()
+    );
+    assert!(
+        errors.is_empty(),
+        "client errors during the switchover: {errors:?}\n{}",
+        d.logs()
+    );
+    d.nothing_acknowledged_is_missing_on(1).await?;
+    Ok(())
+}

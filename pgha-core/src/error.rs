@@ -85,6 +85,14 @@ pub enum Error {
         /// The ledger's name.
         ledger: String,
     },
+    /// An operator command reached a pgha node that does not lead its
+    /// group: only the leader acts.
+    #[error("this pgha node does not lead its group: send the command to the leader ({leader})")]
+    NotLeader {
+        /// The leader as far as this node knows (`"unknown"` during an
+        /// election).
+        leader: String,
+    },
     /// A shared ledger could not record a decision (no quorum in time, a
     /// storage fault): it must not be acted on.
     #[error("{ledger}: {problem}")]
@@ -136,7 +144,9 @@ impl Error {
             }
             Error::Command { .. } | Error::UnexpectedReply { .. } => ErrorKind::Failed,
             Error::StateFile { .. } => ErrorKind::Local,
-            Error::NotLeading { .. } | Error::Ledger { .. } => ErrorKind::Unavailable,
+            Error::NotLeading { .. } | Error::Ledger { .. } | Error::NotLeader { .. } => {
+                ErrorKind::Unavailable
+            }
         }
     }
 }

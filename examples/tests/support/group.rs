@@ -72,6 +72,7 @@ pub fn config(lab: &NetLab, cluster: &PgCluster, host: &str, id: u64, dir: &Path
 listen = "0.0.0.0:{PORT}"
 pool_mode = "transaction"
 no_primary_wait = "20s"
+admin_users = ["postgres"]
 
 [server]
 user = "postgres"
@@ -424,10 +425,13 @@ impl Deployment {
 
     /// Every acknowledged write is in the table.
     pub async fn nothing_acknowledged_is_missing(&self) -> R {
+        self.nothing_acknowledged_is_missing_on(0).await
+    }
+
+    /// Every acknowledged write is in the table on node `index`.
+    pub async fn nothing_acknowledged_is_missing_on(&self, index: usize) -> R {
         let acknowledged = self.writer.acknowledged();
-        let present = self
-            .cluster
-            .primary()
+        let present = self.cluster.nodes()[index]
             .query_one_text("SELECT string_agg(id::text, ',') FROM writes")
             .await?
             .unwrap_or_default();
@@ -440,4 +444,31 @@ impl Deployment {
         assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
         Ok(())
     }
+}
+
+/// Runs `pgha-ctl ARGS --json` from the client host against `host:PORT`;
+/// its exit status and parsed answer.
+pub fn ctl(lab: &NetLab, at: &str, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = lab
+        .command(CLIENT, env!("CARGO_BIN_EXE_pgha-ctl"))
+        .args([
+            "--host",
+            at,
+            "--port",
+            &PORT.to_string(),
+            "--user",
+            "postgres",
+            "--json",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "pgha-ctl {args:?}: not JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), value)
 }

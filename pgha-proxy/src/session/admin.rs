@@ -145,6 +145,10 @@ async fn run_cluster_command(shared: &Shared, command: Command) -> Result<Outcom
     let actions = control
         .command(command.clone())
         .await
-        .map_err(|e| ControlError::Failed(e.to_string()))?;
+        .map_err(|e| match e {
+            // Nothing ran: a follower refuses and names the leader.
+            pgha_core::Error::NotLeader { .. } => ControlError::Refused(e.to_string()),
+            e => ControlError::Failed(e.to_string()),
+        })?;
     judge(command, actions)
 }
