@@ -127,3 +127,31 @@ fn vip_mistakes_are_named_at_their_lines() {
     let e = errors(&format!("[[node]]\nname = \"a\"\nhost = \"h\"\n{alone}"));
     assert!(e.contains("[vip] needs [watchdog]"), "{e}");
 }
+
+#[test]
+fn the_two_host_example_files_are_valid_and_differ_only_in_member_and_local_node() {
+    let env = |name: &str| match name {
+        "PGHA_WATCHDOG_SECRET" => Some("an example secret of 32 bytes...".to_string()),
+        "PGHA_SERVER_PASSWORD" | "PGHA_REPLICATION_PASSWORD" => Some("pw".to_string()),
+        _ => None,
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("two-host");
+    let mut seen = Vec::new();
+    for (file, id, node) in [("pgha-a.toml", 1, "node0"), ("pgha-b.toml", 2, "node1")] {
+        let path = dir.join(file);
+        // Every host here has a root user; the files name postgres.
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("run_as = \"postgres\"", "run_as = \"root\"");
+        let c = parse(&text, &path, &env).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let w = c.watchdog.as_ref().unwrap();
+        assert_eq!(w.id, id, "{file}");
+        assert_eq!(w.members.len(), 3);
+        assert_eq!(w.witnesses.len(), 1);
+        assert!(c.remarks().is_empty(), "{file}: {:?}", c.remarks());
+        assert_eq!(c.local.as_ref().unwrap().node.as_str(), node);
+        assert_eq!(c.vip.as_ref().unwrap().address.to_string(), "192.168.20.50/24 on ens33");
+        seen.push(c.nodes.len());
+    }
+    assert_eq!(seen, [2, 2]);
+}
