@@ -174,3 +174,70 @@ async fn pgha_ctl_reads_the_group_through_the_vip_and_a_switchover_under_load_co
     d.nothing_acknowledged_is_missing_on(1).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_member_restarted_with_an_empty_state_directory_routes_no_write_before_it_hears_the_group(
+) -> R {
+    if !require_root_or_skip(
+        "a_member_restarted_with_an_empty_state_directory_routes_no_write_before_it_hears_the_group",
+    ) {
+        return Ok(());
+    }
+    let mut d = Deployment::start().await?;
+    // The whole group goes down; w comes back alone, its state gone.
+    for daemon in &d.daemons {
+        daemon.signal("KILL");
+    }
+    d.daemons.clear();
+    std::fs::remove_dir_all(d.dir.path().join("watchdog-w"))?;
+    let w = group::start(&d.lab, &d.cluster, "w", 3, d.dir.path());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A client writes through w's own address (not the VIP).
+    let w_ip = d.lab.ip("w");
+    let write = d
+        .lab
+        .spawn(pgha_core::testing::CLIENT, move || async move {
+            let conninfo = format!(
+                "host={w_ip} port={} user=postgres dbname=postgres",
+                group::PORT
+            );
+            let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            client
+                .execute("INSERT INTO writes (id) VALUES (-1)", &[])
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<Instant, String>(Instant::now())
+        })?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let present = d
+        .cluster
+        .primary()
+        .query_one_text("SELECT count(*) FROM writes WHERE id = -1")
+        .await?;
+    assert_eq!(
+        present.as_deref(),
+        Some("0"),
+        "routed before the term was known\n{}",
+        w.log_text()
+    );
+    let others_back = Instant::now();
+    d.daemons.push(w);
+    d.daemons
+        .push(group::start(&d.lab, &d.cluster, "a", 1, d.dir.path()));
+    d.daemons
+        .push(group::start(&d.lab, &d.cluster, "b", 2, d.dir.path()));
+    let acked = write
+        .join()
+        .await
+        .expect("the client task ends")
+        .map_err(|e| format!("{e}\n{}", d.logs()))?;
+    assert!(acked > others_back);
+    eprintln!(
+        "a member with an empty state directory held a write until the group was back; acknowledged {:?} after",
+        acked - others_back
+    );
+    Ok(())
+}

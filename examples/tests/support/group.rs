@@ -359,7 +359,8 @@ pub struct Deployment {
     pub daemons: Vec<Daemon>,
     pub writer: Writer,
     pub holder: &'static str,
-    _dir: tempfile::TempDir,
+    /// Where the configuration files, logs and watchdog state live.
+    pub dir: tempfile::TempDir,
 }
 
 impl Deployment {
@@ -392,7 +393,7 @@ impl Deployment {
             daemons,
             writer,
             holder,
-            _dir: dir,
+            dir,
         };
         deployment
             .writer

@@ -150,7 +150,10 @@ fn the_two_host_example_files_are_valid_and_differ_only_in_member_and_local_node
         assert_eq!(w.witnesses.len(), 1);
         assert!(c.remarks().is_empty(), "{file}: {:?}", c.remarks());
         assert_eq!(c.local.as_ref().unwrap().node.as_str(), node);
-        assert_eq!(c.vip.as_ref().unwrap().address.to_string(), "192.168.20.50/24 on ens33");
+        assert_eq!(
+            c.vip.as_ref().unwrap().address.to_string(),
+            "192.168.20.50/24 on ens33"
+        );
         seen.push(c.nodes.len());
     }
     assert_eq!(seen, [2, 2]);
