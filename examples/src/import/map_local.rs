@@ -66,8 +66,9 @@ pub(super) fn local(
     out.key(
         "run_as",
         "postgres",
-        "pgpool's failover and recovery scripts ran as postgres; pgha, started as root, \
-         runs pg_ctl and pg_rewind as the data directory's owner.",
+        "pgpool's failover and recovery scripts ran as postgres, the data directory's \
+         owner; pgha runs pg_ctl and pg_rewind as this user (switching to it needs pgha \
+         started as root).",
     );
     match pgdg_version(dir) {
         Some(version) => {
