@@ -332,3 +332,34 @@ fn existing_files_are_replaced_only_with_force() {
     let forced = pgha(&["import-pgpool", path(&conf), "-o", path(&out), "--force"]);
     assert!(forced.status.success(), "{}", text(&forced.stderr));
 }
+
+#[test]
+fn pgpool_42s_node_id_file_beside_pgpool_conf_names_this_host() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let conf = dir.path().join("pgpool.conf");
+    std::fs::write(
+        &conf,
+        "use_watchdog = on\nhostname0 = '10.0.0.1'\nwd_port0 = 9000\n\
+         hostname1 = '10.0.0.2'\nwd_port1 = 9000\nbackend_hostname0 = '10.0.0.1'\n\
+         backend_port0 = 5432\nbackend_hostname1 = '10.0.0.2'\nbackend_port1 = 5432\n\
+         backend_data_directory1 = '/pg/data'\n",
+    )
+    .expect("write pgpool.conf");
+    std::fs::write(dir.path().join("pgpool_node_id"), "1\n").expect("write pgpool_node_id");
+    let printed = pgha(&["import-pgpool", path(&conf)]);
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let table: toml::Table = toml::from_str(&text(&printed.stdout)).expect("valid TOML");
+    assert_eq!(table["watchdog"]["id"].as_integer(), Some(2));
+    assert_eq!(table["local"]["node"].as_str(), Some("node1"));
+    assert_eq!(table["local"]["data_dir"].as_str(), Some("/pg/data"));
+
+    // A file that holds no number stops the import at its line.
+    std::fs::write(dir.path().join("pgpool_node_id"), "# this host\nB\n").expect("rewrite it");
+    let refused = pgha(&["import-pgpool", path(&conf)]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("pgpool_node_id:2: \"B\" is not a pgpool node id"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

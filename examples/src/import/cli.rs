@@ -11,7 +11,8 @@ use super::{import, Input, Request};
 /// `pgha import-pgpool`'s command line.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
-    /// pgpool-II's pgpool.conf.
+    /// pgpool-II's pgpool.conf, of the host the output is for (pgpool
+    /// 4.2+: the pgpool_node_id file beside it is read too).
     #[arg(value_name = "PGPOOL_CONF")]
     pub pgpool_conf: PathBuf,
     /// Its pool_hba.conf: converted into hba.conf next to the output.
