@@ -63,6 +63,26 @@ fn the_seeds_pgpool_config_imports_into_a_file_check_config_accepts() {
     );
 
     let config = dir.path().join("pgha.toml");
+    // The seed had no wd_authkey: check-config names the key file the
+    // import's comment says to create, and the import warned about it.
+    assert!(stderr.contains("create /etc/pgha/watchdog.key"), "{stderr}");
+    let refused = pgha(&["check-config", "--config", path(&config)]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("secret_file /etc/pgha/watchdog.key"),
+        "{}",
+        text(&refused.stderr)
+    );
+    // The operator creates it as told (here beside the file, not in /etc).
+    let key = dir.path().join("watchdog.key");
+    std::fs::write(&key, "c2VjcmV0LXNoYXJlZC1ieS1ldmVyeS1tZW1iZXI=\n").expect("write the key");
+    let imported_text = std::fs::read_to_string(&config).expect("the import wrote pgha.toml");
+    std::fs::write(
+        &config,
+        runnable_here(&imported_text.replace("/etc/pgha/watchdog.key", path(&key))),
+    )
+    .expect("rewrite pgha.toml");
+
     let checked = pgha(&["check-config", "--config", path(&config)]);
     let shown = text(&checked.stdout);
     assert!(
@@ -70,6 +90,12 @@ fn the_seeds_pgpool_config_imports_into_a_file_check_config_accepts() {
         "check-config refused the import:\n{}\n{}",
         text(&checked.stderr),
         std::fs::read_to_string(&config).unwrap_or_default()
+    );
+    // Two members and no witness: valid, and what that costs is said.
+    assert!(
+        text(&checked.stderr).contains("note: 2 watchdog members and no third"),
+        "{}",
+        text(&checked.stderr)
     );
 
     // The effective settings are the seed's.
@@ -136,6 +162,101 @@ fn the_seeds_pgpool_config_imports_into_a_file_check_config_accepts() {
         shown.contains("# [monitor] password: set (not shown)"),
         "{shown}"
     );
+
+    // The seed's watchdog, VIP and this host's server, as pgha runs them.
+    let members: Vec<(i64, String)> = value("watchdog", "member")
+        .as_array()
+        .expect("[[watchdog.member]]s")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_integer().unwrap_or_default(),
+                m["address"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        members,
+        vec![
+            (1, "192.168.20.16:7400".into()),
+            (2, "192.168.20.17:7400".into()),
+        ]
+    );
+    for (section, key, expected) in [
+        ("watchdog", "id", toml::Value::from(1)),
+        (
+            "watchdog",
+            "listen",
+            toml::Value::from("192.168.20.16:7400"),
+        ),
+        ("vip", "address", toml::Value::from("192.168.20.50/24")),
+        ("vip", "interface", toml::Value::from("ens33")),
+        ("local", "node", toml::Value::from("node0")),
+        (
+            "local",
+            "data_dir",
+            toml::Value::from("/var/lib/pgsql/10/data"),
+        ),
+    ] {
+        assert_eq!(value(section, key), expected, "[{section}] {key}");
+    }
+    // Netlink: pgpool's commands are not used.
+    assert!(effective["vip"].get("if_up_cmd").is_none(), "{shown}");
+}
+
+/// `run_as = "postgres"` names a user check-config looks up: on a machine
+/// without one the line goes (the test is about the import, not the
+/// machine).
+fn runnable_here(config: &str) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if passwd.lines().any(|l| l.starts_with("postgres:")) {
+        config.to_owned()
+    } else {
+        config.replace("run_as = \"postgres\"", "")
+    }
+}
+
+#[test]
+fn pgpools_wd_authkey_is_written_beside_the_output_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let conf = dir.path().join("pgpool.conf");
+    let seed = std::fs::read_to_string(fixture("pgpool.conf")).expect("the seed's pgpool.conf");
+    let authkey = "the-seeds-watchdog-key-1234";
+    std::fs::write(
+        &conf,
+        seed.replace("wd_authkey = ''", &format!("wd_authkey = '{authkey}'")),
+    )
+    .expect("write pgpool.conf");
+    let out = dir.path().join("pgha.toml");
+    let imported = pgha(&["import-pgpool", path(&conf), "-o", path(&out)]);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+
+    let key = dir.path().join("watchdog.key");
+    assert_eq!(
+        std::fs::read_to_string(&key).expect("watchdog.key written"),
+        format!("{authkey}\n")
+    );
+    let mode = std::fs::metadata(&key)
+        .expect("its metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let toml_text = std::fs::read_to_string(&out).expect("pgha.toml written");
+    assert!(
+        !toml_text.contains(authkey),
+        "the key is never in pgha.toml"
+    );
+    std::fs::write(&out, runnable_here(&toml_text)).expect("rewrite pgha.toml");
+
+    // No step left for the operator: check-config accepts it as written.
+    let checked = pgha(&["check-config", "--config", path(&out)]);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+
+    // A second import does not replace the key without --force.
+    let again = pgha(&["import-pgpool", path(&conf), "-o", path(&out)]);
+    assert_eq!(again.status.code(), Some(2));
 }
 
 #[test]
@@ -210,4 +331,35 @@ fn existing_files_are_replaced_only_with_force() {
     let (conf, out) = (fixture("pgpool.conf"), dir.path().join("pgha.toml"));
     let forced = pgha(&["import-pgpool", path(&conf), "-o", path(&out), "--force"]);
     assert!(forced.status.success(), "{}", text(&forced.stderr));
+}
+
+#[test]
+fn pgpool_42s_node_id_file_beside_pgpool_conf_names_this_host() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let conf = dir.path().join("pgpool.conf");
+    std::fs::write(
+        &conf,
+        "use_watchdog = on\nhostname0 = '10.0.0.1'\nwd_port0 = 9000\n\
+         hostname1 = '10.0.0.2'\nwd_port1 = 9000\nbackend_hostname0 = '10.0.0.1'\n\
+         backend_port0 = 5432\nbackend_hostname1 = '10.0.0.2'\nbackend_port1 = 5432\n\
+         backend_data_directory1 = '/pg/data'\n",
+    )
+    .expect("write pgpool.conf");
+    std::fs::write(dir.path().join("pgpool_node_id"), "1\n").expect("write pgpool_node_id");
+    let printed = pgha(&["import-pgpool", path(&conf)]);
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let table: toml::Table = toml::from_str(&text(&printed.stdout)).expect("valid TOML");
+    assert_eq!(table["watchdog"]["id"].as_integer(), Some(2));
+    assert_eq!(table["local"]["node"].as_str(), Some("node1"));
+    assert_eq!(table["local"]["data_dir"].as_str(), Some("/pg/data"));
+
+    // A file that holds no number stops the import at its line.
+    std::fs::write(dir.path().join("pgpool_node_id"), "# this host\nB\n").expect("rewrite it");
+    let refused = pgha(&["import-pgpool", path(&conf)]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("pgpool_node_id:2: \"B\" is not a pgpool node id"),
+        "{}",
+        text(&refused.stderr)
+    );
 }

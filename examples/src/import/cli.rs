@@ -11,7 +11,8 @@ use super::{import, Input, Request};
 /// `pgha import-pgpool`'s command line.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
-    /// pgpool-II's pgpool.conf.
+    /// pgpool-II's pgpool.conf, of the host the output is for (pgpool
+    /// 4.2+: the pgpool_node_id file beside it is read too).
     #[arg(value_name = "PGPOOL_CONF")]
     pub pgpool_conf: PathBuf,
     /// Its pool_hba.conf: converted into hba.conf next to the output.
@@ -20,8 +21,9 @@ pub struct ImportArgs {
     /// Its pool_passwd: converted into userlist.txt next to the output.
     #[arg(value_name = "POOL_PASSWD")]
     pub pool_passwd: Option<PathBuf>,
-    /// Write pgha.toml here (and hba.conf, userlist.txt beside it) instead
-    /// of printing it; the files are created readable by their owner only.
+    /// Write pgha.toml here (and hba.conf, userlist.txt, watchdog.key
+    /// beside it) instead of printing it; the files are created readable
+    /// by their owner only.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
     /// Replace files that already exist.
@@ -62,6 +64,19 @@ impl ImportArgs {
         let hba = self.pool_hba.as_deref().map(read).transpose()?;
         let passwd_name = self.pool_passwd.as_ref().map(|p| p.display().to_string());
         let passwd = self.pool_passwd.as_deref().map(read).transpose()?;
+        // pgpool 4.2+ reads this host's watchdog id from this file beside
+        // pgpool.conf; older versions have none.
+        let node_id_path = self
+            .pgpool_conf
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("pgpool_node_id");
+        let node_id_name = node_id_path.display().to_string();
+        let node_id = if node_id_path.exists() {
+            Some(read(&node_id_path)?)
+        } else {
+            None
+        };
         let request = Request {
             pool_hba: hba_name
                 .as_deref()
@@ -71,6 +86,8 @@ impl ImportArgs {
                 .as_deref()
                 .zip(passwd.as_deref())
                 .map(|(n, t)| Input::new(n, t)),
+            pgpool_node_id: node_id.as_deref().map(|t| Input::new(&node_id_name, t)),
+            secret_name: self.output.as_ref().map(|_| "watchdog.key"),
             ..Request::new(Input::new(&conf_name, &conf))
         };
         let imported = import(&request).map_err(|e| e.to_string())?;
@@ -88,6 +105,9 @@ impl ImportArgs {
         }
         if let Some(text) = imported.auth_file {
             files.push((dir.join(request.auth_name), text));
+        }
+        if let (Some(text), Some(name)) = (imported.watchdog_key, request.secret_name) {
+            files.push((dir.join(name), text));
         }
         let inputs: Vec<&Path> = [
             Some(&self.pgpool_conf),

@@ -172,8 +172,24 @@ impl Toml {
 
     /// A comment, wrapped at 78 columns; blank input lines are kept.
     pub fn comment(&mut self, text: &str) {
-        // "(line 12)" stays on one line, so it can be searched for.
+        // "(line 12)" stays on one line, so it can be searched for; so does
+        // a `command`, so it can be copied.
         let text = text.replace("(line ", "(line\u{a0}");
+        let parts: Vec<&str> = text.split('`').collect();
+        let mut joined = String::new();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                joined.push('`');
+            }
+            // An odd part is inside backticks, unless it is an unclosed
+            // last one.
+            if i % 2 == 1 && i + 1 < parts.len() {
+                joined.push_str(&part.replace(' ', "\u{a0}"));
+            } else {
+                joined.push_str(part);
+            }
+        }
+        let text = joined;
         for paragraph in text.lines() {
             let mut line = String::from("#");
             for word in paragraph.split_ascii_whitespace() {

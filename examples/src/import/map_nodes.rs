@@ -12,6 +12,9 @@ pub(super) struct Node {
     pub index: u32,
     /// Its pgha name, `node<N>`.
     pub name: String,
+    /// backend_hostnameN, if not empty (the watchdog's hosts are matched
+    /// against it to find the node on this host).
+    pub host: Option<String>,
     /// backend_data_directoryN, if given.
     pub data_dir: Option<String>,
 }
@@ -69,8 +72,10 @@ pub(super) fn nodes(ctx: &mut Ctx<'_>, out: &mut Toml) -> Vec<Node> {
             }
         ));
         out.key("name", name.clone(), "");
+        let mut host = None;
         match fields.get("hostname") {
             Some(e) if !is_empty(&e.value) => {
+                host = Some(e.value.text().trim().to_owned());
                 out.key(
                     "host",
                     e.value.text().trim(),
@@ -120,6 +125,7 @@ pub(super) fn nodes(ctx: &mut Ctx<'_>, out: &mut Toml) -> Vec<Node> {
         nodes.push(Node {
             index: *index,
             name,
+            host,
             data_dir,
         });
     }

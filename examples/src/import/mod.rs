@@ -24,9 +24,12 @@ mod cli;
 mod context;
 mod hba;
 mod map_ha;
+mod map_local;
 mod map_monitor;
 mod map_nodes;
 mod map_proxy;
+mod map_vip;
+mod map_watchdog;
 mod passwd;
 pub mod pgpool_conf;
 mod unmapped;
@@ -67,11 +70,18 @@ pub struct Request<'a> {
     pub hba_name: &'a str,
     /// The name the converted auth file gets, relative to the TOML.
     pub auth_name: &'a str,
+    /// The name the watchdog's secret file gets, relative to the TOML
+    /// (pgpool's `wd_authkey` goes there); `None` when the TOML is not
+    /// written to a file, so nothing can be written beside it.
+    pub secret_name: Option<&'a str>,
+    /// pgpool 4.2+'s `pgpool_node_id` file (this host's number among
+    /// `hostnameN`), if there is one.
+    pub pgpool_node_id: Option<Input<'a>>,
 }
 
 impl<'a> Request<'a> {
-    /// `pgpool.conf` alone; the converted files would be `hba.conf` and
-    /// `userlist.txt`.
+    /// `pgpool.conf` alone; the converted files would be `hba.conf`,
+    /// `userlist.txt` and `watchdog.key`.
     pub fn new(pgpool_conf: Input<'a>) -> Self {
         Request {
             pgpool_conf,
@@ -79,6 +89,8 @@ impl<'a> Request<'a> {
             pool_passwd: None,
             hba_name: "hba.conf",
             auth_name: "userlist.txt",
+            secret_name: Some("watchdog.key"),
+            pgpool_node_id: None,
         }
     }
 }
@@ -92,6 +104,9 @@ pub struct Imported {
     pub hba: Option<String>,
     /// The auth file, converted from `pool_passwd`.
     pub auth_file: Option<String>,
+    /// The watchdog's secret file (pgpool's `wd_authkey`), to be written
+    /// readable by its owner only.
+    pub watchdog_key: Option<String>,
     /// What the operator must look at, one `file:line: what` each.
     pub warnings: Vec<String>,
 }
@@ -136,6 +151,7 @@ pub fn import(request: &Request<'_>) -> Result<Imported, ImportError> {
             })
         })
         .transpose()?;
+    let node_id = request.pgpool_node_id.map(node_id).transpose()?;
     let hba = request
         .pool_hba
         .map(|input| hba::convert(input.text, input.name));
@@ -145,16 +161,23 @@ pub fn import(request: &Request<'_>) -> Result<Imported, ImportError> {
     out.comment(&format!(
         "pgha.toml, imported from {source} by `pgha import-pgpool`.\n\
          Check it with `pgha check-config --config FILE` (it prints every effective setting).\n\
-         Each key names the pgpool setting (and line) it came from. Proposals for what pgha \
-         run does not read yet, and every pgpool setting not carried over with the reason, \
-         follow the [[node]] sections."
+         This file is for the host whose pgpool.conf was read: [watchdog] id and [local] \
+         name this host. pgpool kept one pgpool.conf per host; import each host's own on \
+         that host (the [[watchdog.member]] ids come out the same on every host).\n\
+         Each key names the pgpool setting (and line) it came from. The proposed \
+         [commands], which pgha run does not read yet, and every pgpool setting not carried \
+         over with the reason, follow the [[node]], [watchdog], [vip] and [local] sections."
     ));
     map_proxy::proxy(&mut ctx, &mut out);
     server(&mut out);
     auth(&mut ctx, request, hba.as_ref(), passwd.as_ref(), &mut out);
     map_monitor::monitor(&mut ctx, &mut out);
     let nodes = map_nodes::nodes(&mut ctx, &mut out);
-    map_ha::proposals(&mut ctx, &nodes, &mut out);
+    let options = map_watchdog::Options {
+        key_name: request.secret_name,
+        node_id,
+    };
+    let watchdog = map_ha::ha(&mut ctx, &nodes, options, &mut out);
     let rest: Vec<_> = ctx.rest().collect();
     unmapped::render(&rest, &mut out);
     if !ctx.problems.is_empty() {
@@ -192,7 +215,26 @@ pub fn import(request: &Request<'_>) -> Result<Imported, ImportError> {
         toml: out.into_string(),
         hba: hba.map(|h| h.text),
         auth_file: passwd.map(|p| p.text),
+        watchdog_key: watchdog.key_file,
         warnings,
+    })
+}
+
+/// The number in pgpool 4.2+'s `pgpool_node_id` file.
+fn node_id(input: Input<'_>) -> Result<u32, ImportError> {
+    let (line, text) = input
+        .text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .find(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or((1, ""));
+    text.parse().map_err(|_| ImportError {
+        file: input.name.to_owned(),
+        errors: vec![LineError {
+            line,
+            message: format!("{text:?} is not a pgpool node id (0, 1, …)"),
+        }],
     })
 }
 
@@ -341,3 +383,6 @@ fn auth(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests_ha;

@@ -2,20 +2,20 @@
 
 use super::*;
 
-const SEED_CONF: &str = include_str!("../../tests/fixtures/seed/pgpool.conf");
+pub(super) const SEED_CONF: &str = include_str!("../../tests/fixtures/seed/pgpool.conf");
 const SEED_HBA: &str = include_str!("../../tests/fixtures/seed/pool_hba.conf");
 const SEED_PASSWD: &str = include_str!("../../tests/fixtures/seed/pool_passwd");
 
-fn run(conf: &str) -> Imported {
+pub(super) fn run(conf: &str) -> Imported {
     import(&Request::new(Input::new("pgpool.conf", conf))).unwrap()
 }
 
 /// The output as TOML: it must always be valid.
-fn table(imported: &Imported) -> toml::Table {
+pub(super) fn table(imported: &Imported) -> toml::Table {
     toml::from_str(&imported.toml).unwrap_or_else(|e| panic!("{e}\n{}", imported.toml))
 }
 
-fn get<'t>(table: &'t toml::Table, path: &str) -> Option<&'t toml::Value> {
+pub(super) fn get<'t>(table: &'t toml::Table, path: &str) -> Option<&'t toml::Value> {
     let mut parts = path.split('.');
     let mut value = table.get(parts.next()?)?;
     for part in parts {
@@ -24,7 +24,7 @@ fn get<'t>(table: &'t toml::Table, path: &str) -> Option<&'t toml::Value> {
     Some(value)
 }
 
-fn warned(imported: &Imported, text: &str) -> bool {
+pub(super) fn warned(imported: &Imported, text: &str) -> bool {
     imported.warnings.iter().any(|w| w.contains(text))
 }
 
@@ -315,43 +315,6 @@ fn failover_commands_are_proposed_not_configured() {
 }
 
 #[test]
-fn watchdog_and_vip_are_proposed_as_comments() {
-    let imported = run(SEED_CONF);
-    let t = table(&imported);
-    assert!(t.get("watchdog").is_none() && t.get("vip").is_none());
-    for line in [
-        "# members = [\"192.168.20.16:9000\", \"192.168.20.17:9000\"]",
-        "# address = \"192.168.20.50/24\"",
-        "# interface = \"ens33\"",
-        "# if_up_cmd = \"ip addr add $_IP_$/24 dev ens33 label ens33:0\"",
-        "# arping_cmd = \"arping -U $_IP_$ -w 1 -I ens33\"",
-    ] {
-        assert!(
-            imported.toml.contains(line),
-            "{line} missing:\n{}",
-            imported.toml
-        );
-    }
-    assert!(imported.toml.contains("not yet read by `pgha run`"));
-
-    // No watchdog: nothing proposed, its settings listed as not carried over.
-    let imported = run(
-        "use_watchdog = off\nwd_hostname = ''\nwd_port = 9000\ndelegate_IP = ''\n\
-                        if_up_cmd = 'ip addr add $_IP_$/24 dev eth0'\n",
-    );
-    assert!(!imported.toml.contains("[watchdog]"), "{}", imported.toml);
-    assert!(!imported.toml.contains("[vip]"), "{}", imported.toml);
-    assert!(
-        imported.toml.contains("# wd_port = 9000 (line 3)"),
-        "{}",
-        imported.toml
-    );
-    assert!(imported
-        .toml
-        .contains("if_up_cmd = 'ip addr add $_IP_$/24 dev eth0' (line 5)"));
-}
-
-#[test]
 fn unmapped_settings_are_listed_under_their_reason() {
     let imported = run("replication_mode = on\nmemory_cache_enabled = on\nmy_own_setting = 1\n");
     let text = &imported.toml;
@@ -425,34 +388,6 @@ fn values_pgpool_would_refuse_fail_the_import_with_their_line() {
     assert_eq!(
         error.to_string(),
         "pgpool.conf:2: port has no value (write port = 'value')"
-    );
-}
-
-#[test]
-fn pgpool_42_watchdog_settings_are_proposed_too() {
-    // 4.2+ lists every member, this one included, as hostnameN/wd_portN.
-    let imported = run("use_watchdog = on\nhostname0 = 'a.example'\nwd_port0 = 9000\n\
-                        pgpool_port0 = 9999\nhostname1 = 'b.example'\nwd_port1 = 9001\n\
-                        pgpool_port1 = 9999\nheartbeat_hostname0 = 'a.example'\n\
-                        heartbeat_port0 = 9694\nbackend_clustering_mode = 'streaming_replication'\n");
-    assert!(
-        imported
-            .toml
-            .contains("# members = [\"a.example:9000\", \"b.example:9001\"]"),
-        "{}",
-        imported.toml
-    );
-    for line in 1..=10 {
-        assert!(
-            imported.toml.contains(&format!("(line {line})")),
-            "line {line}:\n{}",
-            imported.toml
-        );
-    }
-    assert!(
-        !warned(&imported, "streaming replication only"),
-        "{:?}",
-        imported.warnings
     );
 }
 

@@ -255,8 +255,8 @@ const FAMILIES: &[Family] = &[
     Family {
         keys: &["delegate_IP", "if_up_cmd", "if_down_cmd", "arping_cmd"],
         prefixes: &[],
-        why: "Virtual IP commands without a delegate_IP: pgpool brought no virtual IP up, so \
-              there is none to carry over.",
+        why: "Virtual IP settings without a delegate_IP or without a watchdog: pgpool brought \
+              no virtual IP up, so there is none to carry over.",
     },
     Family {
         keys: &[
