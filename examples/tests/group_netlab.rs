@@ -241,3 +241,85 @@ async fn a_member_restarted_with_an_empty_state_directory_routes_no_write_before
     );
     Ok(())
 }
+
+/// Seconds since midnight UTC of a log line's leading RFC 3339 timestamp.
+fn log_time(line: &str) -> Option<f64> {
+    let time = line.split_whitespace().next()?.split('T').nth(1)?;
+    let time = time.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn now_of_day() -> f64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    since % 86_400.0
+}
+
+/// Leader loss → another member's lease → the VIP on its host → writes
+/// back, for the VIP holder's pgha killed, frozen, and its host cut off
+/// (`PGHA_RUNS` runs each, default 5; medians printed). Run by hand:
+/// `cargo test -p pgha --test group_netlab -- --ignored --nocapture measure_handover`.
+#[tokio::test]
+#[ignore = "a measurement: run by hand"]
+async fn measure_handover_times() -> R {
+    if !require_root_or_skip("measure_handover_times") {
+        return Ok(());
+    }
+    let runs: usize = std::env::var("PGHA_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    for fault in ["kill", "stop", "cut"] {
+        let (mut lease, mut vip, mut writes) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let d = Deployment::start().await?;
+            let at = Instant::now();
+            let at_day = now_of_day();
+            match fault {
+                "kill" => d.daemon(d.holder).signal("KILL"),
+                "stop" => d.daemon(d.holder).signal("STOP"),
+                _ => d.lab.isolate(d.holder)?,
+            }
+            group::wait_holder(&d.lab, Some(d.holder), Duration::from_secs(30)).await;
+            vip.push(at.elapsed().as_secs_f64());
+            d.writer
+                .wait_acknowledged_after(at, 3, Duration::from_secs(60))
+                .await;
+            writes.push(d.writer.outage_around(at).unwrap_or_default().as_secs_f64());
+            let acquired = d
+                .daemons
+                .iter()
+                .filter(|x| x.host != d.holder)
+                .flat_map(|x| {
+                    x.log_text()
+                        .lines()
+                        .filter(|l| l.contains("lease acquired"))
+                        .filter_map(log_time)
+                        .collect::<Vec<_>>()
+                })
+                .filter(|t| *t > at_day)
+                .fold(f64::MAX, f64::min);
+            lease.push(acquired - at_day);
+            if fault == "stop" {
+                d.daemon(d.holder).signal("CONT");
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        eprintln!(
+            "{fault} the VIP holder's pgha ({runs} runs): new lease median {:.2} s {lease:.2?}; VIP moved median {:.2} s {vip:.2?}; writes back (longest gap) median {:.2} s {writes:.2?}",
+            median(&mut lease.clone()),
+            median(&mut vip.clone()),
+            median(&mut writes.clone())
+        );
+    }
+    Ok(())
+}

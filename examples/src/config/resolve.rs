@@ -51,12 +51,14 @@ pub(super) fn resolve(
     auth(file.auth, &mut cfg, &mut ctx);
     monitor(file.monitor, &mut cfg, &mut ctx);
     cfg.nodes = nodes(file.nodes, &mut ctx);
+    // A [watchdog] with mistakes is reported as such, not again as missing.
+    let has_watchdog = file.watchdog.is_some();
     cfg.watchdog = file
         .watchdog
         .and_then(|w| super::cluster::watchdog(w, &mut ctx));
     cfg.vip = file
         .vip
-        .and_then(|v| super::cluster::vip(v, cfg.watchdog.is_some(), &mut ctx));
+        .and_then(|v| super::cluster::vip(v, has_watchdog, &mut ctx));
     cfg.local = file
         .local
         .and_then(|l| super::local::local(l, &cfg.nodes, &mut ctx));
