@@ -110,11 +110,14 @@ fn leading_in(metrics: &Metrics) -> Option<u64> {
 /// Renews the lease every `renew` while leading and publishes it into
 /// `lease`, and the permission (`lease` is `Some`) into `permission`,
 /// until the member shuts down, when both fall back to `None` / `false`.
+/// While `allowed` is `false` (a witness; no trusted server answers) it
+/// publishes `None`: withholding only ever shortens a lease.
 pub(crate) async fn run(
     me: MemberId,
     raft: Raft,
     renew: Duration,
     mut tracker: LeaseTracker,
+    mut allowed: watch::Receiver<bool>,
     lease: watch::Sender<Option<Instant>>,
     permission: watch::Sender<bool>,
 ) {
@@ -139,6 +142,7 @@ pub(crate) async fn run(
             quorum_acked,
             now,
         });
+        let current = current.filter(|_| *allowed.borrow_and_update());
         publish(me, &lease, &permission, current);
         // Next: a renewal while leading; a change of state at once; the
         // lease's end or the wait's end even if nothing else happens.
@@ -150,9 +154,13 @@ pub(crate) async fn run(
         let alive = match wake {
             Some(at) => tokio::select! {
                 r = metrics.changed() => r.is_ok(),
+                r = allowed.changed() => r.is_ok(),
                 () = tokio::time::sleep_until(at) => true,
             },
-            None => metrics.changed().await.is_ok(),
+            None => tokio::select! {
+                r = metrics.changed() => r.is_ok(),
+                r = allowed.changed() => r.is_ok(),
+            },
         };
         if !alive {
             publish(me, &lease, &permission, None);

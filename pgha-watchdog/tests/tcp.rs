@@ -10,7 +10,7 @@ use openraft::Vote;
 use pgha_watchdog::network::frame::{self, Direction, Envelope};
 use pgha_watchdog::network::tcp::{self, TcpNetwork};
 use pgha_watchdog::network::{Rpc, RpcReply};
-use pgha_watchdog::{Member, MemberConfig, MemberId, RecordChange, SharedSecret, Timing};
+use pgha_watchdog::{Member, MemberConfig, MemberId, RecordChange, SharedSecret};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,17 +41,12 @@ async fn start(secrets: &[&str]) -> Cluster {
     let mut dirs = Vec::new();
     for (listener, (i, s)) in listeners.into_iter().zip((1..).zip(secrets)) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = MemberConfig {
-            id: i,
-            members: addrs.clone(),
-            state_dir: dir.path().to_path_buf(),
-            timing: Timing::default(),
-        };
+        let config = MemberConfig::new(i, addrs.clone(), dir.path().to_path_buf());
         let network = TcpNetwork::new(i, secret(s), config.timing.rpc_timeout);
         let member = Member::start(&config, network).await.expect("start");
         tokio::spawn(tcp::serve(
             listener,
-            member.raft().clone(),
+            member.inbox(),
             i,
             secret(s),
             Duration::from_secs(60),
@@ -209,4 +204,57 @@ async fn forged_or_misaddressed_frames_are_dropped_unanswered() {
         .current_term;
     assert_eq!(term_after, term_before, "a dropped frame reached openraft");
     assert!(term_after < 1000);
+}
+
+#[tokio::test]
+async fn probe_views_travel_over_tcp_and_outvote_one_broken_link() {
+    use std::sync::Arc;
+
+    use pgha_core::{FailureReason, Health, HealthProbe, Lsn, NodeState, Observation, Role};
+    use pgha_watchdog::testing::ScriptedProbe;
+
+    let cluster = start(&["s3cret", "s3cret", "s3cret"]).await;
+    let node = NodeState::new("pg0", Role::Primary, "198.18.0.10", 5432);
+    let failed = Observation::Failed {
+        reason: FailureReason::Timeout,
+    };
+    let healthy = Observation::Healthy(Health::primary(Lsn(42)));
+    let scripts: Vec<ScriptedProbe> = (0..3).map(|_| ScriptedProbe::default()).collect();
+    scripts[0].set(&node.id, failed.clone());
+    scripts[1].set(&node.id, healthy.clone());
+    scripts[2].set(&node.id, healthy.clone());
+    let window = Duration::from_secs(5);
+    let probes: Vec<_> = (0..3)
+        .map(|i| cluster.members[i].quorum_probe(Arc::new(scripts[i].clone()), window))
+        .collect();
+    let timeout = Duration::from_millis(500);
+    // Member 1's link to the primary is broken; once its peers' views
+    // have arrived over TCP, its monitor sees the primary healthy.
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            probes[1].probe(&node, timeout).await;
+            probes[2].probe(&node, timeout).await;
+            if probes[0].probe(&node, timeout).await == healthy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("member 1 sees its peers' healthy view");
+    // A second member loses the primary: now it is failed everywhere,
+    // also for the member that still reaches it.
+    scripts[1].set(&node.id, failed.clone());
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            probes[0].probe(&node, timeout).await;
+            probes[1].probe(&node, timeout).await;
+            if probes[2].probe(&node, timeout).await == failed {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("member 3 is outvoted");
 }

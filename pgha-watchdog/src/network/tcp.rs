@@ -12,8 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::frame::{self, Direction, Envelope};
-use super::{dispatch, Peer, Rpc, RpcReply, SharedSecret, Transport, TransportError};
-use crate::types::{MemberId, Raft, TypeConfig};
+use super::{
+    dispatch, Connect, Inbox, Peer, Rpc, RpcReply, SharedSecret, Transport, TransportError,
+};
+use crate::types::{MemberId, TypeConfig};
 
 /// Makes openraft's peer clients: TCP to each member's `BasicNode::addr`.
 #[derive(Debug, Clone)]
@@ -39,15 +41,22 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     type Network = Peer<TcpPeer>;
 
     async fn new_client(&mut self, target: MemberId, node: &BasicNode) -> Self::Network {
-        let transport = TcpPeer {
+        Peer::new(target, self.connect(target, &node.addr), self.timeout)
+    }
+}
+
+impl Connect for TcpNetwork {
+    type Transport = TcpPeer;
+
+    fn connect(&self, target: MemberId, addr: &str) -> TcpPeer {
+        TcpPeer {
             me: self.me,
             target,
-            addr: node.addr.clone(),
+            addr: addr.to_string(),
             secret: self.secret.clone(),
             conn: None,
             next_id: 0,
-        };
-        Peer::new(target, transport, self.timeout)
+        }
     }
 }
 
@@ -124,10 +133,10 @@ async fn read_frame<T: DeserializeOwned>(
 /// Answers peers' calls to member `me` on `listener` until `shutdown`
 /// completes. A connection that sends a frame not tagged with `secret`, or
 /// addressed to another member, is closed unanswered: it never reaches
-/// openraft. Idle connections are closed after `idle`.
+/// openraft or the probe views. Idle connections are closed after `idle`.
 pub async fn serve(
     listener: TcpListener,
-    raft: Raft,
+    inbox: Inbox,
     me: MemberId,
     secret: SharedSecret,
     idle: Duration,
@@ -142,10 +151,10 @@ pub async fn serve(
         };
         match accepted {
             Ok((conn, peer)) => {
-                let raft = raft.clone();
+                let inbox = inbox.clone();
                 let secret = secret.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = answer_calls(conn, &raft, me, &secret, idle).await {
+                    if let Err(e) = answer_calls(conn, &inbox, me, &secret, idle).await {
                         tracing::warn!(%peer, error = %e, "peer connection closed");
                     }
                 });
@@ -161,7 +170,7 @@ pub async fn serve(
 
 async fn answer_calls(
     mut conn: TcpStream,
-    raft: &Raft,
+    inbox: &Inbox,
     me: MemberId,
     secret: &SharedSecret,
     idle: Duration,
@@ -182,7 +191,7 @@ async fn answer_calls(
                 call.to, call.direction
             )));
         }
-        let body = dispatch(raft, call.body).await;
+        let body = dispatch(inbox, call.from, call.body).await;
         let frame = frame::seal(
             secret,
             &Envelope {

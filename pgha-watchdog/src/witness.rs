@@ -1,0 +1,114 @@
+//! The witness: a third member for two-host deployments. It votes, so two
+//! hosts + a witness keep a Raft majority when one host is lost, and it
+//! probes the PostgreSQL nodes and sends its views, so a failover is
+//! decided on two independent views. It never campaigns (openraft's
+//! `enable_elect = false`, and it never initializes the membership, which
+//! would start a campaign), so it never leads and never holds a lease; it
+//! runs no proxy, no PostgreSQL and no VIP.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgha_core::{HealthProbe, NodeState};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::network::tcp::{self, TcpNetwork};
+use crate::{Error, Member, MemberConfig, SharedSecret};
+
+/// What a witness probes and how often.
+#[derive(Debug, Clone)]
+pub struct Probing {
+    /// The PostgreSQL nodes.
+    pub nodes: Vec<NodeState>,
+    /// Time between probe rounds (use the monitors' `probe_interval`).
+    pub interval: Duration,
+    /// Deadline of one probe.
+    pub timeout: Duration,
+}
+
+impl Probing {
+    /// The contact window a member probing like this should be judged
+    /// with: three rounds and a probe, so one late message does not put it
+    /// out of contact.
+    pub fn contact_window(&self) -> Duration {
+        self.interval * 3 + self.timeout
+    }
+}
+
+/// Runs a witness over TCP until `shutdown` completes: listens on its own
+/// address from `config.members`, follows the cluster, probes
+/// `probing.nodes` with `probe` and sends its views to the other members.
+/// `config.witness` is forced on.
+pub async fn run(
+    mut config: MemberConfig,
+    secret: SharedSecret,
+    probe: Arc<dyn HealthProbe>,
+    probing: Probing,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    config.witness = true;
+    let addr = config
+        .members
+        .get(&config.id)
+        .ok_or_else(|| Error::Config(format!("member {} is not in `members`", config.id)))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("listen on {addr}: {e}")))?;
+    let network = TcpNetwork::new(config.id, secret.clone(), config.timing.rpc_timeout);
+    let member = Member::start(&config, network).await?;
+    let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tcp::serve(
+        listener,
+        member.inbox(),
+        config.id,
+        secret,
+        Duration::from_secs(60),
+        async move {
+            let _ = stop.await;
+        },
+    ));
+    tracing::info!(member = config.id, "witness running");
+    probe_loop(&member, probe, probing, shutdown).await;
+    let _ = stop_tx.send(());
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "witness RPC server");
+    }
+    member.shutdown().await;
+    tracing::info!(member = config.id, "witness stopped");
+    Ok(())
+}
+
+/// Probes every node each `probing.interval` (and a node again at once
+/// when the probe or a peer's changed view asks for it) through
+/// `member`'s [`QuorumProbe`](crate::QuorumProbe), so the views reach the
+/// peers, until `shutdown` completes.
+pub async fn probe_loop(
+    member: &Member,
+    probe: Arc<dyn HealthProbe>,
+    probing: Probing,
+    shutdown: impl Future<Output = ()>,
+) {
+    let quorum = member.quorum_probe(probe, probing.contact_window());
+    let (wake_tx, mut wake) = mpsc::unbounded_channel();
+    quorum.set_wake(wake_tx);
+    let mut tick = tokio::time::interval(probing.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let nodes: Vec<NodeState> = tokio::select! {
+            () = &mut shutdown => return,
+            _ = tick.tick() => probing.nodes.clone(),
+            Some(id) = wake.recv() => probing.nodes.iter().filter(|n| n.id == id).cloned().collect(),
+        };
+        let mut probes = JoinSet::new();
+        for node in nodes {
+            let quorum = quorum.clone();
+            let timeout = probing.timeout;
+            probes.spawn(async move { quorum.probe(&node, timeout).await });
+        }
+        while probes.join_next().await.is_some() {}
+    }
+}
