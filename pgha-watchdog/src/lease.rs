@@ -126,7 +126,10 @@ pub(crate) async fn run(
         metrics.borrow_and_update();
         let before = leading_in(&metrics);
         let mut quorum_acked = None;
-        if before.is_some() {
+        // A withheld lease needs no rounds; and a witness that leads only
+        // to hand its log over must not send them (they would keep the
+        // followers from campaigning).
+        if before.is_some() && *allowed.borrow() {
             let round_start = Instant::now();
             // One heartbeat round to every voter, each call under the peer
             // deadline; bounded again here so a stuck round cannot stall

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
@@ -23,7 +23,7 @@ use crate::timing::{Timing, TimingError};
 use crate::trusted::{self, TrustedServers};
 use crate::types::{ChangeOutcome, MemberId, Raft, TypeConfig};
 use crate::views::{self, ViewBook};
-use crate::{store, Error};
+use crate::{store, witness, Error};
 
 /// What a member needs to start.
 #[derive(Debug, Clone)]
@@ -70,6 +70,7 @@ pub struct Member {
     lease_task: JoinHandle<()>,
     witness: bool,
     views: Arc<ViewBook>,
+    leader_heard: Arc<Mutex<Instant>>,
     upstream: watch::Receiver<bool>,
     /// Keeps the lease task's gate open (a witness's stays `false`).
     _allowed: Arc<watch::Sender<bool>>,
@@ -94,8 +95,11 @@ impl Member {
     {
         let mut raft_config = config.timing.raft_config()?;
         // openraft 0.9: a follower with elections disabled never becomes a
-        // candidate on its own; it still votes and follows.
+        // candidate on its own; it still votes and follows. A witness
+        // sends no heartbeats either, so if it ever leads (to hand over a
+        // log the hosts lack: `witness::rescue`) the hosts soon campaign.
         raft_config.enable_elect = !config.witness;
+        raft_config.enable_heartbeat = !config.witness;
         let (log, sm) = store::open(&config.state_dir).map_err(Error::Storage)?;
         let record = sm.record();
         let views = Arc::new(ViewBook::new(
@@ -127,6 +131,17 @@ impl Member {
             Ok(()) => tracing::info!(member = config.id, "membership initialized"),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(Error::Raft(e.to_string())),
+        }
+        let leader_heard = Arc::new(Mutex::new(Instant::now()));
+        if config.witness {
+            let after = config.timing.election_timeout_max * 4;
+            let heard = leader_heard.clone();
+            helpers.push(tokio::spawn(witness::rescue(
+                config.id,
+                raft.clone(),
+                heard,
+                after,
+            )));
         }
         let allowed = Arc::new(watch::channel(!config.witness).0);
         let upstream = match (config.witness, config.trusted.addrs.is_empty()) {
@@ -163,6 +178,7 @@ impl Member {
             lease_task,
             witness: config.witness,
             views,
+            leader_heard,
             upstream,
             _allowed: allowed,
             helpers,
@@ -185,6 +201,7 @@ impl Member {
         Inbox {
             raft: self.raft.clone(),
             views: self.views.clone(),
+            leader_heard: self.leader_heard.clone(),
         }
     }
 

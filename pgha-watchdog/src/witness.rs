@@ -1,21 +1,31 @@
 //! The witness: a third member for two-host deployments. It votes, so two
 //! hosts + a witness keep a Raft majority when one host is lost, and it
 //! probes the PostgreSQL nodes and sends its views, so a failover is
-//! decided on two independent views. It never campaigns (openraft's
-//! `enable_elect = false`, and it never initializes the membership, which
-//! would start a campaign), so it never leads and never holds a lease; it
-//! runs no proxy, no PostgreSQL and no VIP.
+//! decided on two independent views. It runs no proxy, no PostgreSQL and
+//! no VIP, and never holds a lease.
+//!
+//! It does not campaign (openraft's `enable_elect = false`; it never
+//! initializes the membership, which would start a campaign) — with one
+//! exception, [`rescue`]: a host that comes back while the other is down
+//! may lack entries the other host and the witness committed. Raft
+//! rightly refuses to elect it (it would lose them), and only the witness
+//! holds them. After a long time without any leader the witness campaigns,
+//! leads only to replicate its log, holds no lease (so nothing acts), and
+//! sends no heartbeats, so the host soon campaigns and takes over.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::ServerState;
 use pgha_core::{HealthProbe, NodeState};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::network::tcp::{self, TcpNetwork};
+use crate::types::{MemberId, Raft};
 use crate::{Error, Member, MemberConfig, SharedSecret};
 
 /// What a witness probes and how often.
@@ -110,5 +120,35 @@ pub async fn probe_loop(
             probes.spawn(async move { quorum.probe(&node, timeout).await });
         }
         while probes.join_next().await.is_some() {}
+    }
+}
+
+/// Campaigns once no append from a leader has arrived for `after` (see
+/// the module docs; `leader_heard` is set by [`dispatch`](crate::network::dispatch)),
+/// and again every `after` while none arrives. Runs until aborted.
+pub(crate) async fn rescue(
+    me: MemberId,
+    raft: Raft,
+    leader_heard: Arc<Mutex<Instant>>,
+    after: Duration,
+) {
+    let metrics = raft.metrics();
+    let mut tick = tokio::time::interval(after / 8);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let heard = *leader_heard.lock().unwrap_or_else(|p| p.into_inner());
+        if heard.elapsed() < after || metrics.borrow().state == ServerState::Leader {
+            continue;
+        }
+        tracing::info!(
+            member = me,
+            "no leader heard for {after:?}: the witness campaigns to hand its log to a host"
+        );
+        if raft.trigger().elect().await.is_err() {
+            return;
+        }
+        // The next campaign only after another `after` without a leader.
+        *leader_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 }

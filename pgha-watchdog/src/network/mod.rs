@@ -6,7 +6,7 @@ pub mod frame;
 pub mod tcp;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -20,6 +20,7 @@ use openraft::raft::{
 use openraft::BasicNode;
 use pgha_core::{NodeId, Observation};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 pub use frame::{FrameError, SharedSecret};
 
@@ -111,6 +112,8 @@ pub trait Connect {
 pub struct Inbox {
     pub(crate) raft: Raft,
     pub(crate) views: Arc<ViewBook>,
+    /// When an append from the current leader last arrived.
+    pub(crate) leader_heard: Arc<Mutex<Instant>>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -124,7 +127,13 @@ impl std::fmt::Debug for Inbox {
 pub async fn dispatch(inbox: &Inbox, from: MemberId, rpc: Rpc) -> RpcReply {
     let raft = &inbox.raft;
     match rpc {
-        Rpc::Append(req) => RpcReply::Append(raft.append_entries(req).await),
+        Rpc::Append(req) => {
+            let answer = raft.append_entries(req).await;
+            if matches!(answer, Ok(ref a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                *inbox.leader_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            }
+            RpcReply::Append(answer)
+        }
         Rpc::Vote(req) => RpcReply::Vote(raft.vote(req).await),
         Rpc::Snapshot(req) => RpcReply::Snapshot(raft.install_snapshot(req).await),
         Rpc::Views { observations } => {
