@@ -258,3 +258,91 @@ async fn probe_views_travel_over_tcp_and_outvote_one_broken_link() {
     .await
     .expect("member 3 is outvoted");
 }
+
+#[tokio::test]
+async fn a_witness_over_tcp_votes_and_sends_its_views() {
+    use std::sync::Arc;
+
+    use pgha_core::{FailureReason, Health, HealthProbe, Lsn, NodeState, Observation, Role};
+    use pgha_watchdog::testing::ScriptedProbe;
+    use pgha_watchdog::witness::{self, Probing};
+
+    let mut listeners = Vec::new();
+    let mut addrs = BTreeMap::new();
+    for i in 1..=3 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        addrs.insert(i, listener.local_addr().expect("addr").to_string());
+        listeners.push(listener);
+    }
+    // witness::run listens itself: free its port (nothing else takes a
+    // just-released loopback port in the meantime).
+    drop(listeners.pop());
+    let dirs: Vec<TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut hosts = Vec::new();
+    for (i, listener) in (1..).zip(listeners) {
+        let config = MemberConfig::new(i, addrs.clone(), dirs[i as usize - 1].path().into());
+        let network = TcpNetwork::new(i, secret("s"), config.timing.rpc_timeout);
+        let member = Member::start(&config, network).await.expect("start");
+        tokio::spawn(tcp::serve(
+            listener,
+            member.inbox(),
+            i,
+            secret("s"),
+            Duration::from_secs(60),
+            std::future::pending(),
+        ));
+        hosts.push(member);
+    }
+    let node = NodeState::new("pg0", Role::Primary, "198.18.0.10", 5432);
+    let healthy = Observation::Healthy(Health::primary(Lsn(7)));
+    let seen_by_witness = ScriptedProbe::default();
+    seen_by_witness.set(&node.id, healthy.clone());
+    let probing = Probing {
+        nodes: vec![node.clone()],
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(100),
+    };
+    let config = MemberConfig::new(3, addrs.clone(), dirs[2].path().into());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let witness = tokio::spawn(witness::run(
+        config,
+        secret("s"),
+        Arc::new(seen_by_witness),
+        probing,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let leader = lease_holder(&hosts).await;
+    let survivor = hosts.remove(1 - leader);
+    hosts.remove(0).shutdown().await;
+    // Two of three: the survivor leads only with the witness's vote.
+    lease_holder(std::slice::from_ref(&survivor)).await;
+    // Its own link to the primary is broken; the witness sees it healthy:
+    // a tie, so its monitor sees the witness's healthy view.
+    let broken = ScriptedProbe::default();
+    broken.set(
+        &node.id,
+        Observation::Failed {
+            reason: FailureReason::ConnectRefused,
+        },
+    );
+    let probe = survivor.quorum_probe(Arc::new(broken), Duration::from_secs(2));
+    tokio::time::timeout(PATIENCE, async {
+        while probe.probe(&node, Duration::from_millis(100)).await != healthy {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the witness's view reaches the survivor");
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, witness)
+        .await
+        .expect("the witness stops")
+        .expect("witness task")
+        .expect("witness ran");
+    survivor.shutdown().await;
+}
