@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use pgha_core::Observation;
+use pgha_core::{FailureReason, Observation};
 use tokio::time::Instant;
 
 use crate::types::MemberId;
@@ -44,7 +44,9 @@ pub struct Agreement<'a> {
     pub failed: bool,
     /// The latest-arrived in-contact peer report that sees it healthy.
     pub freshest_healthy: Option<&'a Observation>,
-    /// The latest-arrived in-contact peer report that sees it failed.
+    /// The in-contact peer report that sees it failed: one that saw it
+    /// crash ([`FailureReason::Crashed`](pgha_core::FailureReason)) if
+    /// any, else the latest-arrived.
     pub freshest_failed: Option<&'a Observation>,
 }
 
@@ -99,7 +101,8 @@ pub fn agree<'a>(
         } else {
             &mut freshest_healthy
         };
-        if freshest.is_none_or(|(at, _)| report.arrived >= at) {
+        let rank = (is_crash(report.observation), report.arrived);
+        if freshest.is_none_or(|(at, o)| rank >= (is_crash(o), at)) {
             *freshest = Some((report.arrived, report.observation));
         }
     }
@@ -118,9 +121,20 @@ pub fn is_failed(observation: &Observation) -> bool {
     matches!(observation, Observation::Failed { .. })
 }
 
+/// Whether an observation saw the server process gone (enough for
+/// pgha-core's policy to act on at once).
+pub fn is_crash(observation: &Observation) -> bool {
+    matches!(
+        observation,
+        Observation::Failed {
+            reason: FailureReason::Crashed
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use pgha_core::{FailureReason, Health, Lsn};
+    use pgha_core::{Health, Lsn};
 
     use super::*;
 
@@ -265,6 +279,11 @@ mod tests {
         assert_eq!(a.freshest_healthy, Some(&new));
         assert_eq!(a.freshest_failed, Some(&f));
         assert!(!a.failed);
+        // A crash report wins over a fresher plain failure.
+        let refused = failed();
+        let peers = [report(2, &f, now - ms(300)), report(3, &refused, now)];
+        let a = agree(Some(&old), peers, now, RULE);
+        assert_eq!(a.freshest_failed, Some(&f));
     }
 
     #[test]

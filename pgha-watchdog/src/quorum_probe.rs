@@ -25,9 +25,9 @@ const OVERRUN: Duration = Duration::from_millis(40);
 /// | local probe | cluster (see [`agreement::agree`]) | the monitor sees |
 /// |---|---|---|
 /// | healthy | not failed | the local observation |
-/// | failed | failed | the local observation |
+/// | failed | failed | the local observation — or a peer's `Crashed`, so pgha-core's policy acts at once on a crash one member saw while it was still outvoted |
 /// | failed | not failed | the `Healthy` observation of the in-contact peer whose views arrived last (its LSNs and lag, at most one contact window old); with no such peer (this member's peers' views are late), the latest healthy observation of the node anyone reported; only a node nobody has seen healthy since the member started is reported failed |
-/// | healthy | failed | `Failed`, with the reason of the freshest peer that sees it failed |
+/// | healthy | failed | `Failed`, with the reason of the freshest peer that sees it failed (`Crashed` first) |
 ///
 /// The cluster counts a node failed when more than half of the members in
 /// contact (views received within `contact_window`) that probe it report
@@ -100,6 +100,19 @@ impl HealthProbe for QuorumProbe {
             .record_mine(&node.id, local.clone(), self.contact_window);
         let verdict = self.views.verdict(&node.id, self.contact_window);
         let local_failed = agreement::is_failed(&local);
+        if local_failed && verdict.failed && !agreement::is_crash(&local) {
+            // Agreed, and a peer saw the crash signature (the monitoring
+            // connection vanished and a reconnect was refused) that this
+            // member's probe may have consumed on an earlier, outvoted
+            // probe: pass it on, so the policy acts at once.
+            if let Some(crash) = verdict
+                .freshest_failed
+                .as_ref()
+                .filter(|o| agreement::is_crash(o))
+            {
+                return crash.clone();
+            }
+        }
         if local_failed == verdict.failed {
             return local;
         }

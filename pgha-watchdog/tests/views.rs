@@ -111,7 +111,7 @@ async fn two_failed_views_fail_the_node_even_where_it_looks_healthy() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_peers_changed_view_wakes_the_other_monitors_at_once() {
+async fn a_crash_one_member_sees_wakes_the_others_and_is_agreed_at_once() {
     let s = setup([healthy(1), healthy(2), healthy(3)]).await;
     let mut wakes = BTreeMap::new();
     for id in [1, 3] {
@@ -123,10 +123,15 @@ async fn a_peers_changed_view_wakes_the_other_monitors_at_once() {
     for wake in wakes.values_mut() {
         while wake.try_recv().is_ok() {}
     }
-    // The primary crashes; member 2's probe notices first.
-    for script in s.scripts.values() {
-        script.set(&pg0().id, failed());
-    }
+    // The primary crashes; member 2's probe notices first, by its
+    // monitoring connection ending (the crash signature); the others
+    // will only find the port closed.
+    let crashed = Observation::Failed {
+        reason: FailureReason::Crashed,
+    };
+    s.scripts[&2].set(&pg0().id, crashed.clone());
+    s.scripts[&1].set(&pg0().id, failed());
+    s.scripts[&3].set(&pg0().id, failed());
     let noticed = Instant::now();
     // Alone, it is told its peers' healthy view.
     let seen = s.probes[&2].probe(&pg0(), TIMEOUT).await;
@@ -140,8 +145,10 @@ async fn a_peers_changed_view_wakes_the_other_monitors_at_once() {
     // Two network hops of 1 ms: woken in milliseconds, not at the next
     // probe round.
     assert!(noticed.elapsed() <= Duration::from_millis(5));
-    // The woken member probes, sees it failed too: agreed at once.
-    assert_eq!(s.probes[&1].probe(&pg0(), TIMEOUT).await, failed());
+    // The woken member probes, sees it failed too: agreed at once, and
+    // its monitor gets the crash signature, on which pgha-core's policy
+    // acts without waiting for a second failure.
+    assert_eq!(s.probes[&1].probe(&pg0(), TIMEOUT).await, crashed);
     s.cluster.shutdown().await;
 }
 
