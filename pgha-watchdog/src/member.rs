@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::coordinator::LeaseCoordinator;
 use crate::lease::{self, LeaseTracker};
-use crate::network::{Connect, Inbox};
+use crate::network::{Connect, Heard, Inbox};
 use crate::quorum_probe::QuorumProbe;
 use crate::record::{ClusterRecord, RecordChange};
 use crate::timing::{Timing, TimingError};
@@ -70,7 +70,7 @@ pub struct Member {
     lease_task: JoinHandle<()>,
     witness: bool,
     views: Arc<ViewBook>,
-    leader_heard: Arc<Mutex<Instant>>,
+    heard: Arc<Mutex<Heard>>,
     upstream: watch::Receiver<bool>,
     /// Keeps the lease task's gate open (a witness's stays `false`).
     _allowed: Arc<watch::Sender<bool>>,
@@ -132,15 +132,15 @@ impl Member {
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(Error::Raft(e.to_string())),
         }
-        let leader_heard = Arc::new(Mutex::new(Instant::now()));
+        let heard = Heard::new();
         if config.witness {
-            let after = config.timing.election_timeout_max * 4;
-            let heard = leader_heard.clone();
+            let t = &config.timing;
             helpers.push(tokio::spawn(witness::rescue(
                 config.id,
                 raft.clone(),
-                heard,
-                after,
+                heard.clone(),
+                t.election_timeout_max * 4,
+                t.election_timeout_min / 2,
             )));
         }
         let allowed = Arc::new(watch::channel(!config.witness).0);
@@ -178,7 +178,7 @@ impl Member {
             lease_task,
             witness: config.witness,
             views,
-            leader_heard,
+            heard,
             upstream,
             _allowed: allowed,
             helpers,
@@ -201,7 +201,7 @@ impl Member {
         Inbox {
             raft: self.raft.clone(),
             views: self.views.clone(),
-            leader_heard: self.leader_heard.clone(),
+            heard: self.heard.clone(),
         }
     }
 

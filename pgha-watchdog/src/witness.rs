@@ -9,9 +9,10 @@
 //! exception, [`rescue`]: a host that comes back while the other is down
 //! may lack entries the other host and the witness committed. Raft
 //! rightly refuses to elect it (it would lose them), and only the witness
-//! holds them. After a long time without any leader the witness campaigns,
-//! leads only to replicate its log, holds no lease (so nothing acts), and
-//! sends no heartbeats, so the host soon campaigns and takes over.
+//! holds them. When no leader has been heard for a while but a host is
+//! campaigning, the witness campaigns, leads only to replicate its log,
+//! holds no lease (so nothing acts) and sends no heartbeats, so the host
+//! soon campaigns again and takes over.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -22,9 +23,9 @@ use pgha_core::{HealthProbe, NodeState};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 use crate::network::tcp::{self, TcpNetwork};
+use crate::network::Heard;
 use crate::types::{MemberId, Raft};
 use crate::{Error, Member, MemberConfig, SharedSecret};
 
@@ -123,32 +124,44 @@ pub async fn probe_loop(
     }
 }
 
-/// Campaigns once no append from a leader has arrived for `after` (see
-/// the module docs; `leader_heard` is set by [`dispatch`](crate::network::dispatch)),
-/// and again every `after` while none arrives. Runs until aborted.
+/// Campaigns while no append from a leader has arrived for `after` but a
+/// vote request has (a host is back and campaigning, but nobody can win:
+/// see the module docs), every `every`. A witness that hears nobody (cut
+/// off) does not campaign, so its return does not depose a leader.
+/// `every` is below the election timeout: the host raises the term with
+/// each of its refused campaigns, the witness learns that term from the
+/// host's refusal and must ask again before the host's next campaign.
+/// Runs until aborted.
 pub(crate) async fn rescue(
     me: MemberId,
     raft: Raft,
-    leader_heard: Arc<Mutex<Instant>>,
+    heard: Arc<Mutex<Heard>>,
     after: Duration,
+    every: Duration,
 ) {
     let metrics = raft.metrics();
-    let mut tick = tokio::time::interval(after / 8);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rescuing = false;
     loop {
         tick.tick().await;
-        let heard = *leader_heard.lock().unwrap_or_else(|p| p.into_inner());
-        if heard.elapsed() < after || metrics.borrow().state == ServerState::Leader {
+        let heard = *heard.lock().unwrap_or_else(|p| p.into_inner());
+        let stuck = heard.leader.elapsed() >= after
+            && heard.candidate.is_some_and(|at| at.elapsed() < after)
+            && metrics.borrow().state != ServerState::Leader;
+        if !stuck {
+            rescuing = false;
             continue;
         }
-        tracing::info!(
-            member = me,
-            "no leader heard for {after:?}: the witness campaigns to hand its log to a host"
-        );
+        if !rescuing {
+            tracing::info!(
+                member = me,
+                "no leader for {after:?} while a host campaigns: the witness campaigns to hand its log over"
+            );
+            rescuing = true;
+        }
         if raft.trigger().elect().await.is_err() {
             return;
         }
-        // The next campaign only after another `after` without a leader.
-        *leader_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 }

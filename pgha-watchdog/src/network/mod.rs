@@ -112,8 +112,33 @@ pub trait Connect {
 pub struct Inbox {
     pub(crate) raft: Raft,
     pub(crate) views: Arc<ViewBook>,
-    /// When an append from the current leader last arrived.
-    pub(crate) leader_heard: Arc<Mutex<Instant>>,
+    /// When a leader and a candidate were last heard from.
+    pub(crate) heard: Arc<Mutex<Heard>>,
+}
+
+/// When this member last heard from a leader and from a candidate (what a
+/// witness needs to know whether to step in, see `witness::rescue`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heard {
+    /// An append this member accepted as coming from the current leader.
+    pub leader: Instant,
+    /// A vote request.
+    pub candidate: Option<Instant>,
+}
+
+impl Heard {
+    pub fn new() -> Arc<Mutex<Heard>> {
+        Arc::new(Mutex::new(Heard {
+            leader: Instant::now(),
+            candidate: None,
+        }))
+    }
+}
+
+impl Inbox {
+    fn heard(&self) -> std::sync::MutexGuard<'_, Heard> {
+        self.heard.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl std::fmt::Debug for Inbox {
@@ -130,11 +155,14 @@ pub async fn dispatch(inbox: &Inbox, from: MemberId, rpc: Rpc) -> RpcReply {
         Rpc::Append(req) => {
             let answer = raft.append_entries(req).await;
             if matches!(answer, Ok(ref a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
-                *inbox.leader_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                inbox.heard().leader = Instant::now();
             }
             RpcReply::Append(answer)
         }
-        Rpc::Vote(req) => RpcReply::Vote(raft.vote(req).await),
+        Rpc::Vote(req) => {
+            inbox.heard().candidate = Some(Instant::now());
+            RpcReply::Vote(raft.vote(req).await)
+        }
         Rpc::Snapshot(req) => RpcReply::Snapshot(raft.install_snapshot(req).await),
         Rpc::Views { observations } => {
             inbox.views.receive(from, observations);
