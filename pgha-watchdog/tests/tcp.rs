@@ -346,3 +346,88 @@ async fn a_witness_over_tcp_votes_and_sends_its_views() {
         .expect("witness ran");
     survivor.shutdown().await;
 }
+
+/// A TCP relay to `target` that counts the connections it accepts and can
+/// cut them all.
+struct Relay {
+    addr: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, tasks) = (accepted.clone(), links.clone());
+        let acceptor = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().expect("links").push(link);
+            }
+        });
+        Relay {
+            addr,
+            accepted,
+            links,
+            acceptor,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Closes every relayed connection (both ends).
+    fn cut_all(&self) {
+        for link in self.links.lock().expect("links").drain(..) {
+            link.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut_all();
+        self.acceptor.abort();
+    }
+}
+
+#[tokio::test]
+async fn clients_reuse_one_connection_and_reconnect_when_it_was_closed() {
+    use pgha_watchdog::network::{Connect, Transport};
+
+    let cluster = start(&["s3cret"]).await;
+    let relay = Relay::start(cluster.addrs[&1].clone()).await;
+    // Member 2's network; like openraft's quorum check, a new client per
+    // call, each dropped after it.
+    let network = TcpNetwork::new(2, secret("s3cret"), Duration::from_secs(5));
+    let views = || Rpc::Views {
+        observations: Vec::new(),
+    };
+    for _ in 0..5 {
+        let mut client = network.connect(1, &relay.addr);
+        let reply = client.call(views(), PATIENCE).await.expect("answered");
+        assert!(matches!(reply, RpcReply::Views));
+    }
+    assert_eq!(relay.accepted(), 1, "one connection for five clients");
+    // The peer side closes it (an idle timeout, a restart): the next call
+    // notices and connects again, without failing.
+    relay.cut_all();
+    let mut client = network.connect(1, &relay.addr);
+    let reply = client
+        .call(views(), PATIENCE)
+        .await
+        .expect("answered after reconnecting");
+    assert!(matches!(reply, RpcReply::Views));
+    assert_eq!(relay.accepted(), 2);
+}

@@ -1,8 +1,11 @@
-//! Peer RPCs over TCP: one connection per peer, reused, every call under a
-//! deadline, every frame tagged with the [`SharedSecret`].
+//! Peer RPCs over TCP: connections per peer reused across calls and
+//! clients, every call under a deadline, every frame tagged with the
+//! [`SharedSecret`].
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::network::RaftNetworkFactory;
@@ -17,12 +20,24 @@ use super::{
 };
 use crate::types::{MemberId, TypeConfig};
 
+/// Idle connections kept per peer for the next client (openraft opens a
+/// client per quorum check and per election; the replication streams keep
+/// theirs).
+const IDLE_PER_PEER: usize = 4;
+
+type Pool = Arc<Mutex<HashMap<MemberId, Vec<TcpStream>>>>;
+
 /// Makes openraft's peer clients: TCP to each member's `BasicNode::addr`.
+/// Clones share one pool of idle connections, so a client openraft makes
+/// for one call (its quorum check, every lease renewal) reuses the
+/// connection of the last one instead of connecting again.
 #[derive(Debug, Clone)]
 pub struct TcpNetwork {
     me: MemberId,
     secret: Arc<SharedSecret>,
     timeout: Duration,
+    pool: Pool,
+    next_id: Arc<AtomicU64>,
 }
 
 impl TcpNetwork {
@@ -33,6 +48,8 @@ impl TcpNetwork {
             me,
             secret: Arc::new(secret),
             timeout,
+            pool: Pool::default(),
+            next_id: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -55,7 +72,8 @@ impl Connect for TcpNetwork {
             addr: addr.to_string(),
             secret: self.secret.clone(),
             conn: None,
-            next_id: 0,
+            pool: self.pool.clone(),
+            next_id: self.next_id.clone(),
         }
     }
 }
@@ -67,14 +85,52 @@ pub struct TcpPeer {
     target: MemberId,
     addr: String,
     secret: Arc<SharedSecret>,
+    /// Only ever between whole exchanges: a call in flight holds it.
     conn: Option<TcpStream>,
-    next_id: u64,
+    pool: Pool,
+    next_id: Arc<AtomicU64>,
 }
 
 impl TcpPeer {
+    fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<MemberId, Vec<TcpStream>>> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `rpc` on a kept connection, else on an idle one from the
+    /// pool, else on a new one. A kept or pooled connection the peer has
+    /// meanwhile closed (idle timeout, restart) fails at once: the call is
+    /// then sent once more on a new connection (peer calls may be
+    /// repeated: Raft's are, and views are replaced wholesale).
     async fn exchange(&mut self, rpc: Rpc) -> Result<RpcReply, TransportError> {
-        self.next_id += 1;
-        let id = self.next_id;
+        let reused = self
+            .conn
+            .take()
+            .or_else(|| self.pool().get_mut(&self.target)?.pop());
+        if let Some(mut conn) = reused {
+            match self.exchange_on(&mut conn, rpc.clone()).await {
+                Ok(reply) => {
+                    self.conn = Some(conn);
+                    return Ok(reply);
+                }
+                Err(TransportError::Io(e)) => {
+                    tracing::debug!(target_member = self.target, error = %e, "reused connection failed: reconnecting");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut conn = TcpStream::connect(&self.addr).await?;
+        conn.set_nodelay(true)?;
+        let reply = self.exchange_on(&mut conn, rpc).await?;
+        self.conn = Some(conn);
+        Ok(reply)
+    }
+
+    async fn exchange_on(
+        &self,
+        conn: &mut TcpStream,
+        rpc: Rpc,
+    ) -> Result<RpcReply, TransportError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = frame::seal(
             &self.secret,
             &Envelope {
@@ -85,14 +141,6 @@ impl TcpPeer {
                 body: rpc,
             },
         )?;
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            none => {
-                let conn = TcpStream::connect(&self.addr).await?;
-                conn.set_nodelay(true)?;
-                none.insert(conn)
-            }
-        };
         conn.write_all(&frame).await?;
         let answer: Envelope<RpcReply> = read_frame(conn, &self.secret).await?;
         let expected = (self.target, self.me, Direction::Answer, id);
@@ -106,17 +154,26 @@ impl TcpPeer {
     }
 }
 
+impl Drop for TcpPeer {
+    fn drop(&mut self) {
+        // Whole exchanges only (a cancelled call dropped its connection).
+        if let Some(conn) = self.conn.take() {
+            let target = self.target;
+            let mut pool = self.pool();
+            let idle = pool.entry(target).or_default();
+            if idle.len() < IDLE_PER_PEER {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
 impl Transport for TcpPeer {
     async fn call(&mut self, rpc: Rpc, deadline: Duration) -> Result<RpcReply, TransportError> {
-        let result = match tokio::time::timeout(deadline, self.exchange(rpc)).await {
+        match tokio::time::timeout(deadline, self.exchange(rpc)).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Deadline(deadline)),
-        };
-        if result.is_err() {
-            // The stream may hold half a frame or a late answer: start over.
-            self.conn = None;
         }
-        result
     }
 }
 
