@@ -223,3 +223,86 @@ pub(crate) async fn send_to<T: Transport>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pgha_core::{FailureReason, Health, Lsn};
+
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_millis(1000);
+
+    fn book() -> (ViewBook, mpsc::UnboundedReceiver<NodeId>) {
+        let book = ViewBook::new(1, vec![1, 2, 3]);
+        let (tx, rx) = mpsc::unbounded_channel();
+        book.set_waker(tx, WINDOW);
+        (book, rx)
+    }
+
+    fn pg0() -> NodeId {
+        NodeId::new("pg0")
+    }
+
+    fn failed() -> Observation {
+        Observation::Failed {
+            reason: FailureReason::Timeout,
+        }
+    }
+
+    fn healthy() -> Observation {
+        Observation::Healthy(Health::primary(Lsn(1)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_flips_and_agreement_changes_wake_the_monitor() {
+        let (book, mut wake) = book();
+        book.record_mine(&pg0(), failed(), WINDOW);
+        book.receive(2, vec![(pg0(), healthy())]);
+        assert!(wake.try_recv().is_err(), "a first view is no change");
+        book.receive(2, vec![(pg0(), healthy())]);
+        assert!(wake.try_recv().is_err(), "the same view again");
+        // Member 2 now sees it failed too: agreed (and a flip).
+        book.receive(2, vec![(pg0(), failed())]);
+        assert_eq!(wake.try_recv().ok(), Some(pg0()));
+        assert!(book.verdict(&pg0(), WINDOW).failed);
+        // Member 3's first view, healthy: 2 of 3 still agree, no wake.
+        book.receive(3, vec![(pg0(), healthy())]);
+        assert!(wake.try_recv().is_err());
+        assert!(book.verdict(&pg0(), WINDOW).failed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn views_from_non_members_and_from_myself_are_ignored() {
+        let (book, mut wake) = book();
+        book.record_mine(&pg0(), failed(), WINDOW);
+        book.receive(9, vec![(pg0(), failed())]);
+        book.receive(1, vec![(pg0(), failed())]);
+        assert!(wake.try_recv().is_err());
+        let verdict = book.verdict(&pg0(), WINDOW);
+        assert_eq!((verdict.probers, verdict.failed), (1, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn my_views_not_refreshed_within_the_window_are_not_sent() {
+        let (book, _wake) = book();
+        let outbox = book.outbox();
+        book.record_mine(&pg0(), healthy(), WINDOW);
+        assert_eq!(outbox.borrow().len(), 1);
+        tokio::time::advance(WINDOW + Duration::from_millis(1)).await;
+        let other = NodeId::new("pg1");
+        book.record_mine(&other, healthy(), WINDOW);
+        let sent: Vec<NodeId> = outbox.borrow().iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(sent, [other]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_latest_healthy_view_outlives_the_contact_window() {
+        let (book, _wake) = book();
+        book.receive(2, vec![(pg0(), healthy())]);
+        tokio::time::advance(WINDOW * 3).await;
+        book.record_mine(&pg0(), failed(), WINDOW);
+        let verdict = book.verdict(&pg0(), WINDOW);
+        assert_eq!(verdict.freshest_healthy, None, "member 2 is out of contact");
+        assert_eq!(verdict.last_healthy, Some(healthy()));
+    }
+}
