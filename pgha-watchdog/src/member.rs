@@ -149,6 +149,7 @@ impl Member {
                 let (reachable_tx, reachable) = watch::channel(true);
                 helpers.push(tokio::spawn(trusted::run(
                     config.id,
+                    raft.clone(),
                     config.trusted.clone(),
                     reachable_tx,
                     allowed.clone(),

@@ -1,7 +1,8 @@
 //! pgpool's `trusted_servers`: a member that can reach none of the
 //! configured upstream addresses (a router, a gateway, the application
-//! servers) holds no lease. An isolated host is no use to clients, so it
-//! should neither hold the VIP nor fail over.
+//! servers) holds no lease and steps aside for one that can. An isolated
+//! host is no use to clients, so it should neither hold the VIP nor fail
+//! over.
 //!
 //! The decision ([`withhold`]) is pure; [`run`] is the shell that connects.
 
@@ -12,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::types::MemberId;
+use crate::types::{MemberId, Raft};
 
 /// Which upstream addresses to check, how often and how patiently.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,9 +72,13 @@ pub async fn count_answering(addrs: &[String], deadline: Duration) -> usize {
 
 /// Checks `config.addrs` every `config.every` and publishes whether any
 /// answers into `reachable`, and into `allowed` (the lease task's gate).
-/// Logs at WARN when withholding starts and stops. Runs until aborted.
+/// While none answers the member also steps aside: it sends no heartbeats
+/// (a leader's followers soon elect a member that may reach the
+/// upstream; it grants them its vote) and never campaigns. Logs at WARN
+/// when withholding starts and stops. Runs until aborted.
 pub(crate) async fn run(
     me: MemberId,
+    raft: Raft,
     config: TrustedServers,
     reachable: watch::Sender<bool>,
     allowed: Arc<watch::Sender<bool>>,
@@ -100,6 +105,8 @@ pub(crate) async fn run(
                 );
             }
             withholding = now_withholding;
+            raft.runtime_config().heartbeat(!withholding);
+            raft.runtime_config().elect(!withholding);
         }
         for gate in [&reachable, &*allowed] {
             gate.send_if_modified(|open| {

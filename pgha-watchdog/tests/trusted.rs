@@ -77,3 +77,90 @@ async fn a_leader_that_reaches_no_trusted_server_holds_no_lease_until_one_answer
     drop(listener);
     member.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_leader_cut_off_from_its_upstream_steps_aside_for_one_that_is_not() {
+    use std::collections::BTreeMap;
+
+    use pgha_watchdog::network::tcp;
+
+    // Each member's own upstream, open for now.
+    let mut upstreams = Vec::new();
+    let mut peers = Vec::new();
+    let mut addrs = BTreeMap::new();
+    for i in 1..=3u64 {
+        upstreams.push(Some(TcpListener::bind("127.0.0.1:0").await.expect("bind")));
+        let peer = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        addrs.insert(i, peer.local_addr().expect("addr").to_string());
+        peers.push(peer);
+    }
+    let secret = || SharedSecret::new(*b"a secret all members share......");
+    let mut members = Vec::new();
+    let mut dirs = Vec::new();
+    for ((i, peer), upstream) in (1..).zip(peers).zip(&upstreams) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = MemberConfig::new(i, addrs.clone(), dir.path().into());
+        let upstream = upstream.as_ref().expect("open").local_addr().expect("addr");
+        config.trusted = TrustedServers {
+            addrs: vec![upstream.to_string()],
+            every: Duration::from_millis(100),
+            deadline: Duration::from_millis(500),
+        };
+        let network = TcpNetwork::new(i, secret(), config.timing.rpc_timeout);
+        let member = Member::start(&config, network).await.expect("start");
+        tokio::spawn(tcp::serve(
+            peer,
+            member.inbox(),
+            i,
+            secret(),
+            Duration::from_secs(60),
+            std::future::pending(),
+        ));
+        members.push(member);
+        dirs.push(dir);
+    }
+    let holder = |members: &[Member]| members.iter().position(|m| m.lease().borrow().is_some());
+    let first = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(i) = holder(&members) {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a lease holder");
+
+    // The leader's upstream goes away: another member leads and holds the
+    // lease; the cut-off member holds none meanwhile and does not lead.
+    upstreams[first] = None;
+    let mut lease = members[first].lease();
+    wait_for(&mut lease, "the cut-off leader's lease withheld", |l| {
+        l.is_none()
+    })
+    .await;
+    let next = tokio::time::timeout(PATIENCE, async {
+        loop {
+            assert!(
+                members[first].lease().borrow().is_none(),
+                "lease while cut off"
+            );
+            if let Some(i) = holder(&members) {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("another member takes over");
+    assert_ne!(next, first);
+    let leader = members[next].raft().metrics().borrow().current_leader;
+    assert_eq!(leader, Some(members[next].id()));
+    assert_ne!(
+        members[first].raft().metrics().borrow().state,
+        openraft::ServerState::Leader
+    );
+    for member in members {
+        member.shutdown().await;
+    }
+}
