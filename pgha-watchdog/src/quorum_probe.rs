@@ -47,9 +47,10 @@ const OVERRUN: Duration = Duration::from_millis(40);
 /// `set_wake`, `timeline_ancestors`, `release` and `name` go to the
 /// wrapped probe (the wake channel is also kept for peers' changes).
 ///
-/// `contact_window` should cover a few probe intervals of every member
-/// (e.g. 3 × `probe_interval`), so one late message does not put a peer
-/// out of contact.
+/// `contact_window` should cover a few probe rounds of every member
+/// (3 × `probe_interval` + `probe_timeout`, as
+/// [`Probing::contact_window`](crate::witness::Probing::contact_window)),
+/// so one late or lost message does not put a peer out of contact.
 #[derive(Clone)]
 pub struct QuorumProbe {
     inner: Arc<dyn HealthProbe>,
