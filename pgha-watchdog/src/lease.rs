@@ -110,11 +110,14 @@ fn leading_in(metrics: &Metrics) -> Option<u64> {
 /// Renews the lease every `renew` while leading and publishes it into
 /// `lease`, and the permission (`lease` is `Some`) into `permission`,
 /// until the member shuts down, when both fall back to `None` / `false`.
+/// While `allowed` is `false` (a witness; no trusted server answers) it
+/// publishes `None`: withholding only ever shortens a lease.
 pub(crate) async fn run(
     me: MemberId,
     raft: Raft,
     renew: Duration,
     mut tracker: LeaseTracker,
+    mut allowed: watch::Receiver<bool>,
     lease: watch::Sender<Option<Instant>>,
     permission: watch::Sender<bool>,
 ) {
@@ -123,7 +126,10 @@ pub(crate) async fn run(
         metrics.borrow_and_update();
         let before = leading_in(&metrics);
         let mut quorum_acked = None;
-        if before.is_some() {
+        // A withheld lease needs no rounds; and a witness that leads only
+        // to hand its log over must not send them (they would keep the
+        // followers from campaigning).
+        if before.is_some() && *allowed.borrow() {
             let round_start = Instant::now();
             // One heartbeat round to every voter, each call under the peer
             // deadline; bounded again here so a stuck round cannot stall
@@ -139,6 +145,7 @@ pub(crate) async fn run(
             quorum_acked,
             now,
         });
+        let current = current.filter(|_| *allowed.borrow_and_update());
         publish(me, &lease, &permission, current);
         // Next: a renewal while leading; a change of state at once; the
         // lease's end or the wait's end even if nothing else happens.
@@ -150,9 +157,13 @@ pub(crate) async fn run(
         let alive = match wake {
             Some(at) => tokio::select! {
                 r = metrics.changed() => r.is_ok(),
+                r = allowed.changed() => r.is_ok(),
                 () = tokio::time::sleep_until(at) => true,
             },
-            None => metrics.changed().await.is_ok(),
+            None => tokio::select! {
+                r = metrics.changed() => r.is_ok(),
+                r = allowed.changed() => r.is_ok(),
+            },
         };
         if !alive {
             publish(me, &lease, &permission, None);

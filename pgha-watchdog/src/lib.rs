@@ -4,8 +4,10 @@
 //! replicates the log; this crate supplies what sits around it — the
 //! replicated [`ClusterRecord`] (the state machine), file storage
 //! ([`store`]), the authenticated peer transport ([`network`]), the leader
-//! lease ([`Member::lease`]) and pgha-core's `Coordinator`
-//! ([`LeaseCoordinator`]).
+//! lease ([`Member::lease`]), pgha-core's `Coordinator`
+//! ([`LeaseCoordinator`]), and pgha-core's `HealthProbe` that fails a
+//! node only when the members agree ([`QuorumProbe`]). A [`witness`] votes
+//! and probes but never leads.
 //!
 //! ```
 //! use pgha_watchdog::{ClusterRecord, RecordChange};
@@ -23,15 +25,10 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use pgha_watchdog::network::tcp::TcpNetwork;
-//! use pgha_watchdog::{Member, MemberConfig, RecordChange, SharedSecret, Timing};
+//! use pgha_watchdog::{Member, MemberConfig, RecordChange, SharedSecret};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let config = MemberConfig {
-//!     id: 1,
-//!     members: [(1, "127.0.0.1:1".to_string())].into(),
-//!     state_dir: dir.path().to_path_buf(),
-//!     timing: Timing::default(),
-//! };
+//! let config = MemberConfig::new(1, [(1, "127.0.0.1:1".to_string())].into(), dir.path().into());
 //! let secret = SharedSecret::new(*b"a secret all members share......");
 //! let member = Member::start(&config, TcpNetwork::new(1, secret, Duration::from_millis(150))).await?;
 //! let mut lease = member.lease();
@@ -43,24 +40,31 @@
 //! # }
 //! ```
 
+pub mod agreement;
 mod coordinator;
 pub mod lease;
 mod ledger;
 mod member;
 pub mod network;
+mod quorum_probe;
 mod record;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod timing;
+pub mod trusted;
 mod types;
+mod views;
+pub mod witness;
 
 pub use coordinator::LeaseCoordinator;
 pub use ledger::WatchdogLedger;
 pub use member::{Member, MemberConfig};
 pub use network::SharedSecret;
+pub use quorum_probe::QuorumProbe;
 pub use record::{ClusterRecord, RecordChange, Refusal};
 pub use timing::{Timing, TimingError};
+pub use trusted::TrustedServers;
 pub use types::{ChangeOutcome, MemberId, Raft, TypeConfig};
 
 /// Everything that can go wrong in the watchdog.
@@ -90,4 +94,8 @@ pub enum Error {
     /// openraft reported an error.
     #[error("raft: {0}")]
     Raft(String),
+    /// The configuration cannot work (a member missing from `members`, an
+    /// address that cannot be listened on).
+    #[error("configuration: {0}")]
+    Config(String),
 }

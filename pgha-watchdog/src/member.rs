@@ -3,21 +3,27 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::network::RaftNetworkFactory;
 use openraft::BasicNode;
+use pgha_core::HealthProbe;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::coordinator::LeaseCoordinator;
 use crate::lease::{self, LeaseTracker};
+use crate::network::{Connect, Heard, Inbox};
+use crate::quorum_probe::QuorumProbe;
 use crate::record::{ClusterRecord, RecordChange};
 use crate::timing::{Timing, TimingError};
+use crate::trusted::{self, TrustedServers};
 use crate::types::{ChangeOutcome, MemberId, Raft, TypeConfig};
-use crate::{store, Error};
+use crate::views::{self, ViewBook};
+use crate::{store, witness, Error};
 
 /// What a member needs to start.
 #[derive(Debug, Clone)]
@@ -31,6 +37,27 @@ pub struct MemberConfig {
     pub state_dir: PathBuf,
     /// The cluster's timers.
     pub timing: Timing,
+    /// A witness votes and sends probe views but never campaigns, so it
+    /// never leads and never holds a lease (see `docs/watchdog.md`).
+    pub witness: bool,
+    /// Upstream addresses this member must reach to hold a lease
+    /// (pgpool's `trusted_servers`); none by default.
+    pub trusted: TrustedServers,
+}
+
+impl MemberConfig {
+    /// A voting, campaigning member with the default timers and no
+    /// trusted servers.
+    pub fn new(id: MemberId, members: BTreeMap<MemberId, String>, state_dir: PathBuf) -> Self {
+        MemberConfig {
+            id,
+            members,
+            state_dir,
+            timing: Timing::default(),
+            witness: false,
+            trusted: TrustedServers::default(),
+        }
+    }
 }
 
 /// A running member.
@@ -41,6 +68,14 @@ pub struct Member {
     permission: watch::Receiver<bool>,
     record: watch::Receiver<ClusterRecord>,
     lease_task: JoinHandle<()>,
+    witness: bool,
+    views: Arc<ViewBook>,
+    heard: Arc<Mutex<Heard>>,
+    upstream: watch::Receiver<bool>,
+    /// Keeps the lease task's gate open (a witness's stays `false`).
+    _allowed: Arc<watch::Sender<bool>>,
+    /// Probe-view senders and the trusted-server check.
+    helpers: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Member {
@@ -52,14 +87,34 @@ impl std::fmt::Debug for Member {
 impl Member {
     /// Opens the state directory, starts openraft over `network` and, on a
     /// fresh state directory, initializes the static membership (every
-    /// member may do so; openraft keeps the first).
+    /// member but a witness may do so; openraft keeps the first: a
+    /// witness's initialization would start a campaign).
     pub async fn start<N>(config: &MemberConfig, network: N) -> Result<Member, Error>
     where
-        N: RaftNetworkFactory<TypeConfig>,
+        N: RaftNetworkFactory<TypeConfig> + Connect,
     {
-        let raft_config = config.timing.raft_config()?;
+        let mut raft_config = config.timing.raft_config()?;
+        // openraft 0.9: a follower with elections disabled never becomes a
+        // candidate on its own; it still votes and follows. A witness
+        // sends no heartbeats either, so if it ever leads (to hand over a
+        // log the hosts lack: `witness::rescue`) the hosts soon campaign.
+        raft_config.enable_elect = !config.witness;
+        raft_config.enable_heartbeat = !config.witness;
         let (log, sm) = store::open(&config.state_dir).map_err(Error::Storage)?;
         let record = sm.record();
+        let views = Arc::new(ViewBook::new(
+            config.id,
+            config.members.keys().copied().collect(),
+        ));
+        let mut helpers = Vec::new();
+        for (&peer, addr) in config.members.iter().filter(|(id, _)| **id != config.id) {
+            helpers.push(tokio::spawn(views::send_to(
+                peer,
+                network.connect(peer, addr),
+                views.outbox(),
+                config.timing.rpc_timeout,
+            )));
+        }
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
@@ -68,11 +123,41 @@ impl Member {
             .iter()
             .map(|(id, addr)| (*id, BasicNode::new(addr)))
             .collect();
-        match raft.initialize(members).await {
+        let initialized = match config.witness {
+            true => Ok(()),
+            false => raft.initialize(members).await,
+        };
+        match initialized {
             Ok(()) => tracing::info!(member = config.id, "membership initialized"),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(Error::Raft(e.to_string())),
         }
+        let heard = Heard::new();
+        if config.witness {
+            let t = &config.timing;
+            helpers.push(tokio::spawn(witness::rescue(
+                config.id,
+                raft.clone(),
+                heard.clone(),
+                t.election_timeout_max * 4,
+                t.election_timeout_min / 2,
+            )));
+        }
+        let allowed = Arc::new(watch::channel(!config.witness).0);
+        let upstream = match (config.witness, config.trusted.addrs.is_empty()) {
+            (false, false) => {
+                let (reachable_tx, reachable) = watch::channel(true);
+                helpers.push(tokio::spawn(trusted::run(
+                    config.id,
+                    raft.clone(),
+                    config.trusted.clone(),
+                    reachable_tx,
+                    allowed.clone(),
+                )));
+                reachable
+            }
+            _ => watch::channel(true).1,
+        };
         let (lease_tx, lease) = watch::channel(None);
         let (permission_tx, permission) = watch::channel(false);
         let tracker = LeaseTracker::new(config.timing.lease, config.timing.new_leader_wait());
@@ -81,6 +166,7 @@ impl Member {
             raft.clone(),
             config.timing.heartbeat,
             tracker,
+            allowed.subscribe(),
             lease_tx,
             permission_tx,
         ));
@@ -91,6 +177,12 @@ impl Member {
             permission,
             record,
             lease_task,
+            witness: config.witness,
+            views,
+            heard,
+            upstream,
+            _allowed: allowed,
+            helpers,
         })
     }
 
@@ -99,9 +191,42 @@ impl Member {
         self.id
     }
 
-    /// The openraft handle (for an RPC server, metrics, …).
+    /// The openraft handle (for metrics, …).
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Where peers' calls go: hand it to the RPC server
+    /// ([`tcp::serve`](crate::network::tcp::serve)).
+    pub fn inbox(&self) -> Inbox {
+        Inbox {
+            raft: self.raft.clone(),
+            views: self.views.clone(),
+            heard: self.heard.clone(),
+        }
+    }
+
+    /// Whether this member is a witness (it never leads or holds a lease).
+    pub fn is_witness(&self) -> bool {
+        self.witness
+    }
+
+    /// `true` while some configured trusted server answers (always, when
+    /// none are configured); while `false` this member holds no lease.
+    pub fn upstream_reachable(&self) -> watch::Receiver<bool> {
+        self.upstream.clone()
+    }
+
+    /// pgha-core's probe for this member's monitor: wraps the local
+    /// `inner` probe, shares its results with the peers and reports the
+    /// cluster's agreed view (see [`QuorumProbe`]). Peers whose views
+    /// arrived longer than `contact_window` ago do not count.
+    pub fn quorum_probe(
+        &self,
+        inner: Arc<dyn HealthProbe>,
+        contact_window: Duration,
+    ) -> QuorumProbe {
+        QuorumProbe::new(inner, self.views.clone(), contact_window)
     }
 
     /// The local lease: `Some(valid_until)` while this member leads and a
@@ -157,8 +282,12 @@ impl Member {
             .collect()
     }
 
-    /// Stops openraft and the lease (which falls to `None`).
+    /// Stops openraft, the probe views, the trusted-server check and the
+    /// lease (which falls to `None`).
     pub async fn shutdown(self) {
+        for helper in &self.helpers {
+            helper.abort();
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(member = self.id, error = %e, "raft shutdown");
         }

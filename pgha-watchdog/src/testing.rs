@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use pgha_core::{FailureReason, HealthProbe, NodeId, NodeState, Observation};
+
 use openraft::network::RaftNetworkFactory;
 use openraft::BasicNode;
 use rand::rngs::StdRng;
@@ -20,8 +23,8 @@ use rand::{RngExt, SeedableRng};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use crate::network::{dispatch, Peer, Rpc, RpcReply, Transport, TransportError};
-use crate::types::{MemberId, Raft, TypeConfig};
+use crate::network::{dispatch, Connect, Inbox, Peer, Rpc, RpcReply, Transport, TransportError};
+use crate::types::{MemberId, TypeConfig};
 use crate::{Error, Member, MemberConfig, Timing};
 
 /// One way latency of a simulated call.
@@ -34,7 +37,7 @@ pub struct SimNet {
 }
 
 struct NetState {
-    up: BTreeMap<MemberId, Raft>,
+    up: BTreeMap<MemberId, Inbox>,
     cut: BTreeSet<(MemberId, MemberId)>,
     drop_chance: f64,
     rng: StdRng,
@@ -92,7 +95,7 @@ impl SimNet {
         !self.state().cut.contains(&link(a, b))
     }
 
-    fn target(&self, from: MemberId, to: MemberId) -> Option<Raft> {
+    fn target(&self, from: MemberId, to: MemberId) -> Option<Inbox> {
         let mut state = self.state();
         let chance = state.drop_chance;
         if state.cut.contains(&link(from, to)) || state.rng.random_bool(chance) {
@@ -101,8 +104,8 @@ impl SimNet {
         state.up.get(&to).cloned()
     }
 
-    fn attach(&self, id: MemberId, raft: Raft) {
-        self.state().up.insert(id, raft);
+    fn attach(&self, id: MemberId, inbox: Inbox) {
+        self.state().up.insert(id, inbox);
     }
 
     fn detach(&self, id: MemberId) {
@@ -121,13 +124,20 @@ pub struct SimClients {
 impl RaftNetworkFactory<TypeConfig> for SimClients {
     type Network = Peer<SimPeer>;
 
-    async fn new_client(&mut self, target: MemberId, _node: &BasicNode) -> Self::Network {
-        let transport = SimPeer {
+    async fn new_client(&mut self, target: MemberId, node: &BasicNode) -> Self::Network {
+        Peer::new(target, self.connect(target, &node.addr), self.timeout)
+    }
+}
+
+impl Connect for SimClients {
+    type Transport = SimPeer;
+
+    fn connect(&self, target: MemberId, _addr: &str) -> SimPeer {
+        SimPeer {
             me: self.me,
             target,
             net: self.net.clone(),
-        };
-        Peer::new(target, transport, self.timeout)
+        }
     }
 }
 
@@ -142,12 +152,12 @@ impl Transport for SimPeer {
     async fn call(&mut self, rpc: Rpc, deadline: Duration) -> Result<RpcReply, TransportError> {
         let exchange = async {
             tokio::time::sleep(LATENCY).await;
-            let Some(raft) = self.net.target(self.me, self.target) else {
+            let Some(inbox) = self.net.target(self.me, self.target) else {
                 // A black hole: the caller learns nothing until its deadline.
                 std::future::pending::<()>().await;
                 return Err(TransportError::Unreachable);
             };
-            let reply = dispatch(&raft, rpc).await;
+            let reply = dispatch(&inbox, self.me, rpc).await;
             tokio::time::sleep(LATENCY).await;
             match self.net.target(self.target, self.me) {
                 Some(_) => Ok(reply),
@@ -164,7 +174,8 @@ impl Transport for SimPeer {
     }
 }
 
-/// Members `1..=n` on a [`SimNet`], each with its own state directory.
+/// Members `1..=n` on a [`SimNet`], each with its own state directory;
+/// the last `witnesses` of them are witnesses.
 pub struct SimCluster {
     /// The network between them.
     pub net: SimNet,
@@ -176,21 +187,27 @@ pub struct SimCluster {
 impl SimCluster {
     /// Starts `n` members with `timing`.
     pub async fn start(n: u64, timing: Timing, seed: u64) -> Result<SimCluster, Error> {
+        Self::start_with_witnesses(n, 0, timing, seed).await
+    }
+
+    /// Starts `n` members with `timing`, the last `witnesses` of them
+    /// witnesses.
+    pub async fn start_with_witnesses(
+        n: u64,
+        witnesses: u64,
+        timing: Timing,
+        seed: u64,
+    ) -> Result<SimCluster, Error> {
         let net = SimNet::new(seed);
         let addrs: BTreeMap<MemberId, String> = (1..=n).map(|i| (i, format!("sim-{i}"))).collect();
         let mut configs = BTreeMap::new();
         let mut dirs = Vec::new();
         for id in 1..=n {
             let dir = tempfile::tempdir().map_err(Error::Storage)?;
-            configs.insert(
-                id,
-                MemberConfig {
-                    id,
-                    members: addrs.clone(),
-                    state_dir: dir.path().to_path_buf(),
-                    timing: timing.clone(),
-                },
-            );
+            let mut config = MemberConfig::new(id, addrs.clone(), dir.path().to_path_buf());
+            config.timing = timing.clone();
+            config.witness = id + witnesses > n;
+            configs.insert(id, config);
             dirs.push(dir);
         }
         let mut cluster = SimCluster {
@@ -241,7 +258,7 @@ impl SimCluster {
             timeout: config.timing.rpc_timeout,
         };
         let member = Member::start(config, clients).await?;
-        self.net.attach(id, member.raft().clone());
+        self.net.attach(id, member.inbox());
         self.members.insert(id, member);
         Ok(())
     }
@@ -260,5 +277,57 @@ impl SimCluster {
         for id in self.ids() {
             self.crash(id).await;
         }
+    }
+}
+
+/// A [`HealthProbe`] that reports what the test scripted for each node
+/// (`Failed { ConnectRefused }` for a node never scripted), and remembers
+/// when it last reported each node failed.
+#[derive(Clone, Default)]
+pub struct ScriptedProbe {
+    state: Arc<Mutex<Scripted>>,
+}
+
+#[derive(Default)]
+struct Scripted {
+    views: BTreeMap<NodeId, Observation>,
+    last_failed: BTreeMap<NodeId, Instant>,
+}
+
+impl ScriptedProbe {
+    fn state(&self) -> MutexGuard<'_, Scripted> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on, probing `node` reports `observation`.
+    pub fn set(&self, node: &NodeId, observation: Observation) {
+        self.state().views.insert(node.clone(), observation);
+    }
+
+    /// When a probe of `node` last reported it failed.
+    pub fn last_failed(&self, node: &NodeId) -> Option<Instant> {
+        self.state().last_failed.get(node).copied()
+    }
+}
+
+#[async_trait]
+impl HealthProbe for ScriptedProbe {
+    async fn probe(&self, node: &NodeState, _timeout: Duration) -> Observation {
+        let mut state = self.state();
+        let seen = state
+            .views
+            .get(&node.id)
+            .cloned()
+            .unwrap_or(Observation::Failed {
+                reason: FailureReason::ConnectRefused,
+            });
+        if matches!(seen, Observation::Failed { .. }) {
+            state.last_failed.insert(node.id.clone(), Instant::now());
+        }
+        seen
+    }
+
+    fn name(&self) -> &str {
+        "scripted probe"
     }
 }

@@ -7,14 +7,21 @@
 //!   across its crash and restart (a stale primary is never routed to
 //!   again);
 //! * a member cut off from a quorum for longer than the lease holds no
-//!   lease (a minority side never acts);
-//! * after the network heals, every member publishes the same record.
+//!   lease and no permission to act (a minority side never acts);
+//! * a witness never holds a lease or permission;
+//! * after the network heals, every member publishes the same record;
+//! * a lease holder's monitor sees a PostgreSQL node failed only when at
+//!   least two members' own probes reported it failed within the contact
+//!   window — with one member's link to the primary broken and the others
+//!   seeing it healthy, never (histories with scripted probe views).
 //!
 //! `PGHA_SIM_SEEDS=n` runs more histories; `PGHA_SIM_SEED=s` replays one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use openraft::ServerState;
+use pgha_core::Coordinator;
 use pgha_watchdog::testing::SimCluster;
 use pgha_watchdog::{MemberId, RecordChange, Timing};
 use rand::rngs::StdRng;
@@ -23,6 +30,9 @@ use tokio::time::Instant;
 
 const MEMBERS: u64 = 3;
 const STEPS: usize = 12;
+
+#[path = "simulation/probe_views.rs"]
+mod probe_views;
 
 fn seeds() -> Vec<u64> {
     if let Some(seed) = std::env::var("PGHA_SIM_SEED")
@@ -46,6 +56,14 @@ struct Checker {
 }
 
 impl Checker {
+    fn new(timing: Timing) -> Self {
+        Checker {
+            timing,
+            terms: BTreeMap::new(),
+            minority_since: BTreeMap::new(),
+        }
+    }
+
     fn check(&mut self, cluster: &SimCluster, seed: u64) {
         let now = Instant::now();
         let holders = cluster.lease_holders(now);
@@ -53,6 +71,17 @@ impl Checker {
             holders.len() <= 1,
             "seed {seed}: two valid leases at once: {holders:?}"
         );
+        for member in cluster.running().filter(|m| m.is_witness()) {
+            let id = member.id();
+            assert!(
+                !holders.contains(&id),
+                "seed {seed}: witness {id} holds a lease"
+            );
+            assert!(
+                !*member.coordinator().permission().borrow(),
+                "seed {seed}: witness {id} may act"
+            );
+        }
         for member in cluster.running() {
             let term = member.record().borrow().term;
             let seen = self.terms.entry(member.id()).or_insert(0);
@@ -80,6 +109,14 @@ impl Checker {
                     "seed {seed}: member {id} cut off since {:?} still holds a lease",
                     now - since
                 );
+                let acts = cluster
+                    .member(id)
+                    .is_some_and(|m| *m.coordinator().permission().borrow());
+                assert!(
+                    !acts,
+                    "seed {seed}: member {id} cut off since {:?} may act",
+                    now - since
+                );
             }
         }
     }
@@ -94,17 +131,13 @@ impl Checker {
     }
 }
 
-async fn history(seed: u64) {
+async fn history(seed: u64, witnesses: u64) {
     let timing = Timing::default();
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut cluster = SimCluster::start(MEMBERS, timing.clone(), seed)
+    let mut cluster = SimCluster::start_with_witnesses(MEMBERS, witnesses, timing.clone(), seed)
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: start: {e}"));
-    let mut checker = Checker {
-        timing,
-        terms: BTreeMap::new(),
-        minority_since: BTreeMap::new(),
-    };
+    let mut checker = Checker::new(timing);
     let ids = cluster.ids();
     for _ in 0..STEPS {
         let who = ids[rng.random_range(0..ids.len())];
@@ -167,7 +200,14 @@ async fn history(seed: u64) {
 #[tokio::test(start_paused = true)]
 async fn seeded_fault_histories_keep_one_lease_and_a_rising_term() {
     for seed in seeds() {
-        history(seed).await;
+        history(seed, 0).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_hosts_and_a_witness_keep_one_lease_and_the_witness_never_holds_it() {
+    for seed in seeds() {
+        history(seed, 1).await;
     }
 }
 
@@ -177,11 +217,7 @@ async fn an_isolated_leader_loses_its_lease_before_a_new_one_begins() {
     let mut cluster = SimCluster::start(3, timing.clone(), 0)
         .await
         .expect("start");
-    let mut checker = Checker {
-        timing: timing.clone(),
-        terms: BTreeMap::new(),
-        minority_since: BTreeMap::new(),
-    };
+    let mut checker = Checker::new(timing.clone());
     checker.run_for(&cluster, Duration::from_secs(3), 0).await;
     let old = cluster.lease_holders(Instant::now());
     assert_eq!(old.len(), 1, "a lease holder after 3 s");
@@ -227,5 +263,86 @@ async fn an_isolated_leader_loses_its_lease_before_a_new_one_begins() {
         "new lease only {new:?} after the cut"
     );
     cluster.crash(old).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_witness_the_other_host_takes_over_and_the_witness_never_holds_a_lease() {
+    let timing = Timing::default();
+    let mut cluster = SimCluster::start_with_witnesses(3, 1, timing.clone(), 0)
+        .await
+        .expect("start");
+    let mut checker = Checker::new(timing);
+    checker.run_for(&cluster, Duration::from_secs(3), 0).await;
+    let first = cluster.lease_holders(Instant::now());
+    assert!(first == [1] || first == [2], "a host leads: {first:?}");
+    let (host, other) = (first[0], 3 - first[0]);
+    // The leading host's pgha dies: the other host and the witness are a
+    // majority, and only the host may lead it.
+    cluster.crash(host).await;
+    checker.run_for(&cluster, Duration::from_secs(3), 0).await;
+    assert_eq!(cluster.lease_holders(Instant::now()), [other]);
+    // Both hosts down: the witness alone never leads.
+    cluster.crash(other).await;
+    checker.run_for(&cluster, Duration::from_secs(5), 0).await;
+    assert!(cluster.lease_holders(Instant::now()).is_empty());
+    assert_ne!(state(&cluster, 3), Some(ServerState::Leader));
+    // The first host comes back without the entries the other committed
+    // with the witness: only the witness can hand them over, then the host
+    // leads.
+    cluster.restart(host).await.expect("restart");
+    let restarted = Instant::now();
+    while cluster.lease_holders(Instant::now()) != [host] {
+        checker.check(&cluster, 0);
+        assert!(
+            restarted.elapsed() < Duration::from_secs(8),
+            "the returning host never led"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // On the paused clock: the witness's next campaign (≤ 4 × 600 ms),
+    // the host's election timeout, the new leader's wait.
+    eprintln!("returning host leads after {:?}", restarted.elapsed());
+    assert_eq!(state(&cluster, host), Some(ServerState::Leader));
+    cluster.shutdown().await;
+}
+
+fn state(cluster: &SimCluster, id: MemberId) -> Option<ServerState> {
+    let member = cluster.member(id)?;
+    let state = member.raft().metrics().borrow().state;
+    Some(state)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_witness_cut_off_and_back_does_not_depose_the_leader() {
+    let timing = Timing::default();
+    let cluster = SimCluster::start_with_witnesses(3, 1, timing.clone(), 0)
+        .await
+        .expect("start");
+    let mut checker = Checker::new(timing);
+    checker.run_for(&cluster, Duration::from_secs(3), 0).await;
+    let holder = cluster.lease_holders(Instant::now());
+    assert_eq!(holder.len(), 1);
+    let raft_term = |id| {
+        let member = cluster.member(id).expect("running");
+        let term = member.raft().metrics().borrow().current_term;
+        term
+    };
+    let term = raft_term(holder[0]);
+    cluster.net.isolate(3, cluster.ids());
+    checker.run_for(&cluster, Duration::from_secs(10), 0).await;
+    cluster.net.heal();
+    let healed = Instant::now();
+    while healed.elapsed() < Duration::from_secs(3) {
+        checker.check(&cluster, 0);
+        assert_eq!(
+            cluster.lease_holders(Instant::now()),
+            holder,
+            "the lease moved"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(raft_term(holder[0]), term, "the leader was deposed");
+    assert_eq!(raft_term(3), term, "the witness campaigned");
     cluster.shutdown().await;
 }

@@ -10,7 +10,7 @@ use openraft::Vote;
 use pgha_watchdog::network::frame::{self, Direction, Envelope};
 use pgha_watchdog::network::tcp::{self, TcpNetwork};
 use pgha_watchdog::network::{Rpc, RpcReply};
-use pgha_watchdog::{Member, MemberConfig, MemberId, RecordChange, SharedSecret, Timing};
+use pgha_watchdog::{Member, MemberConfig, MemberId, RecordChange, SharedSecret};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,17 +41,12 @@ async fn start(secrets: &[&str]) -> Cluster {
     let mut dirs = Vec::new();
     for (listener, (i, s)) in listeners.into_iter().zip((1..).zip(secrets)) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = MemberConfig {
-            id: i,
-            members: addrs.clone(),
-            state_dir: dir.path().to_path_buf(),
-            timing: Timing::default(),
-        };
+        let config = MemberConfig::new(i, addrs.clone(), dir.path().to_path_buf());
         let network = TcpNetwork::new(i, secret(s), config.timing.rpc_timeout);
         let member = Member::start(&config, network).await.expect("start");
         tokio::spawn(tcp::serve(
             listener,
-            member.raft().clone(),
+            member.inbox(),
             i,
             secret(s),
             Duration::from_secs(60),
@@ -209,4 +204,230 @@ async fn forged_or_misaddressed_frames_are_dropped_unanswered() {
         .current_term;
     assert_eq!(term_after, term_before, "a dropped frame reached openraft");
     assert!(term_after < 1000);
+}
+
+#[tokio::test]
+async fn probe_views_travel_over_tcp_and_outvote_one_broken_link() {
+    use std::sync::Arc;
+
+    use pgha_core::{FailureReason, Health, HealthProbe, Lsn, NodeState, Observation, Role};
+    use pgha_watchdog::testing::ScriptedProbe;
+
+    let cluster = start(&["s3cret", "s3cret", "s3cret"]).await;
+    let node = NodeState::new("pg0", Role::Primary, "198.18.0.10", 5432);
+    let failed = Observation::Failed {
+        reason: FailureReason::Timeout,
+    };
+    let healthy = Observation::Healthy(Health::primary(Lsn(42)));
+    let scripts: Vec<ScriptedProbe> = (0..3).map(|_| ScriptedProbe::default()).collect();
+    scripts[0].set(&node.id, failed.clone());
+    scripts[1].set(&node.id, healthy.clone());
+    scripts[2].set(&node.id, healthy.clone());
+    let window = Duration::from_secs(5);
+    let probes: Vec<_> = (0..3)
+        .map(|i| cluster.members[i].quorum_probe(Arc::new(scripts[i].clone()), window))
+        .collect();
+    let timeout = Duration::from_millis(500);
+    // Member 1's link to the primary is broken; once its peers' views
+    // have arrived over TCP, its monitor sees the primary healthy.
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            probes[1].probe(&node, timeout).await;
+            probes[2].probe(&node, timeout).await;
+            if probes[0].probe(&node, timeout).await == healthy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("member 1 sees its peers' healthy view");
+    // A second member loses the primary: now it is failed everywhere,
+    // also for the member that still reaches it.
+    scripts[1].set(&node.id, failed.clone());
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            probes[0].probe(&node, timeout).await;
+            probes[1].probe(&node, timeout).await;
+            if probes[2].probe(&node, timeout).await == failed {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("member 3 is outvoted");
+}
+
+#[tokio::test]
+async fn a_witness_over_tcp_votes_and_sends_its_views() {
+    use std::sync::Arc;
+
+    use pgha_core::{FailureReason, Health, HealthProbe, Lsn, NodeState, Observation, Role};
+    use pgha_watchdog::testing::ScriptedProbe;
+    use pgha_watchdog::witness::{self, Probing};
+
+    let mut listeners = Vec::new();
+    let mut addrs = BTreeMap::new();
+    for i in 1..=3 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        addrs.insert(i, listener.local_addr().expect("addr").to_string());
+        listeners.push(listener);
+    }
+    // witness::run listens itself: free its port (nothing else takes a
+    // just-released loopback port in the meantime).
+    drop(listeners.pop());
+    let dirs: Vec<TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut hosts = Vec::new();
+    for (i, listener) in (1..).zip(listeners) {
+        let config = MemberConfig::new(i, addrs.clone(), dirs[i as usize - 1].path().into());
+        let network = TcpNetwork::new(i, secret("s"), config.timing.rpc_timeout);
+        let member = Member::start(&config, network).await.expect("start");
+        tokio::spawn(tcp::serve(
+            listener,
+            member.inbox(),
+            i,
+            secret("s"),
+            Duration::from_secs(60),
+            std::future::pending(),
+        ));
+        hosts.push(member);
+    }
+    let node = NodeState::new("pg0", Role::Primary, "198.18.0.10", 5432);
+    let healthy = Observation::Healthy(Health::primary(Lsn(7)));
+    let seen_by_witness = ScriptedProbe::default();
+    seen_by_witness.set(&node.id, healthy.clone());
+    let probing = Probing {
+        nodes: vec![node.clone()],
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(100),
+    };
+    let config = MemberConfig::new(3, addrs.clone(), dirs[2].path().into());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let witness = tokio::spawn(witness::run(
+        config,
+        secret("s"),
+        Arc::new(seen_by_witness),
+        probing,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let leader = lease_holder(&hosts).await;
+    let survivor = hosts.remove(1 - leader);
+    hosts.remove(0).shutdown().await;
+    // Two of three: the survivor leads only with the witness's vote.
+    lease_holder(std::slice::from_ref(&survivor)).await;
+    // Its own link to the primary is broken; the witness sees it healthy:
+    // a tie, so its monitor sees the witness's healthy view.
+    let broken = ScriptedProbe::default();
+    broken.set(
+        &node.id,
+        Observation::Failed {
+            reason: FailureReason::ConnectRefused,
+        },
+    );
+    let probe = survivor.quorum_probe(Arc::new(broken), Duration::from_secs(2));
+    tokio::time::timeout(PATIENCE, async {
+        while probe.probe(&node, Duration::from_millis(100)).await != healthy {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the witness's view reaches the survivor");
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, witness)
+        .await
+        .expect("the witness stops")
+        .expect("witness task")
+        .expect("witness ran");
+    survivor.shutdown().await;
+}
+
+/// A TCP relay to `target` that counts the connections it accepts and can
+/// cut them all.
+struct Relay {
+    addr: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, tasks) = (accepted.clone(), links.clone());
+        let acceptor = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().expect("links").push(link);
+            }
+        });
+        Relay {
+            addr,
+            accepted,
+            links,
+            acceptor,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Closes every relayed connection (both ends).
+    fn cut_all(&self) {
+        for link in self.links.lock().expect("links").drain(..) {
+            link.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut_all();
+        self.acceptor.abort();
+    }
+}
+
+#[tokio::test]
+async fn clients_reuse_one_connection_and_reconnect_when_it_was_closed() {
+    use pgha_watchdog::network::{Connect, Transport};
+
+    let cluster = start(&["s3cret"]).await;
+    let relay = Relay::start(cluster.addrs[&1].clone()).await;
+    // Member 2's network; like openraft's quorum check, a new client per
+    // call, each dropped after it.
+    let network = TcpNetwork::new(2, secret("s3cret"), Duration::from_secs(5));
+    let views = || Rpc::Views {
+        observations: Vec::new(),
+    };
+    for _ in 0..5 {
+        let mut client = network.connect(1, &relay.addr);
+        let reply = client.call(views(), PATIENCE).await.expect("answered");
+        assert!(matches!(reply, RpcReply::Views));
+    }
+    assert_eq!(relay.accepted(), 1, "one connection for five clients");
+    // The peer side closes it (an idle timeout, a restart): the next call
+    // notices and connects again, without failing.
+    relay.cut_all();
+    let mut client = network.connect(1, &relay.addr);
+    let reply = client
+        .call(views(), PATIENCE)
+        .await
+        .expect("answered after reconnecting");
+    assert!(matches!(reply, RpcReply::Views));
+    assert_eq!(relay.accepted(), 2);
 }

@@ -1,11 +1,12 @@
-//! Peer RPCs: what openraft sends between members, over any [`Transport`]
-//! (TCP with HMAC-tagged frames in [`tcp`], an in-memory network in
-//! [`crate::testing`]).
+//! Peer RPCs: what openraft sends between members, and the members' probe
+//! views, over any [`Transport`] (TCP with HMAC-tagged frames in [`tcp`],
+//! an in-memory network in [`crate::testing`]).
 
 pub mod frame;
 pub mod tcp;
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -17,13 +18,16 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use pgha_core::{NodeId, Observation};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 pub use frame::{FrameError, SharedSecret};
 
 use crate::types::{MemberId, Raft, TypeConfig};
+use crate::views::ViewBook;
 
-/// A call from one member's openraft to another's.
+/// A call from one member to another: openraft's, or probe views.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[allow(clippy::large_enum_variant)]
 pub enum Rpc {
@@ -33,6 +37,12 @@ pub enum Rpc {
     Vote(VoteRequest<MemberId>),
     /// A chunk of a snapshot.
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// The sender's latest probe observation of each PostgreSQL node it
+    /// probes (see [`crate::QuorumProbe`]).
+    Views {
+        /// Node and what the sender's probe last saw of it.
+        observations: Vec<(NodeId, Observation)>,
+    },
 }
 
 /// The answer to an [`Rpc`].
@@ -44,6 +54,8 @@ pub enum RpcReply {
     Vote(Result<VoteResponse<MemberId>, RaftError<MemberId>>),
     /// To [`Rpc::Snapshot`].
     Snapshot(Result<InstallSnapshotResponse<MemberId>, RaftError<MemberId, InstallSnapshotError>>),
+    /// To [`Rpc::Views`]: received.
+    Views,
 }
 
 /// Why a call got no answer.
@@ -82,12 +94,80 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<RpcReply, TransportError>> + Send;
 }
 
-/// Hands an incoming call to the local openraft and returns its answer.
-pub async fn dispatch(raft: &Raft, rpc: Rpc) -> RpcReply {
+/// Opens [`Transport`]s for a member's own calls (its probe views);
+/// openraft's clients come from the same network's
+/// [`RaftNetworkFactory`](openraft::network::RaftNetworkFactory) side.
+pub trait Connect {
+    /// The transport to one peer.
+    type Transport: Transport;
+
+    /// A transport from this member to `target` at `addr` (`host:port`).
+    /// Connects lazily: never fails here.
+    fn connect(&self, target: MemberId, addr: &str) -> Self::Transport;
+}
+
+/// Where a member's incoming calls go: its openraft and its probe views.
+/// Cheap to clone; from [`crate::Member::inbox`].
+#[derive(Clone)]
+pub struct Inbox {
+    pub(crate) raft: Raft,
+    pub(crate) views: Arc<ViewBook>,
+    /// When a leader and a candidate were last heard from.
+    pub(crate) heard: Arc<Mutex<Heard>>,
+}
+
+/// When this member last heard from a leader and from a candidate (what a
+/// witness needs to know whether to step in, see `witness::rescue`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heard {
+    /// An append this member accepted as coming from the current leader.
+    pub leader: Instant,
+    /// A vote request.
+    pub candidate: Option<Instant>,
+}
+
+impl Heard {
+    pub fn new() -> Arc<Mutex<Heard>> {
+        Arc::new(Mutex::new(Heard {
+            leader: Instant::now(),
+            candidate: None,
+        }))
+    }
+}
+
+impl Inbox {
+    fn heard(&self) -> std::sync::MutexGuard<'_, Heard> {
+        self.heard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox").finish_non_exhaustive()
+    }
+}
+
+/// Hands a call from member `from` (as its authenticated frame names it)
+/// to the local openraft or view book and returns the answer.
+pub async fn dispatch(inbox: &Inbox, from: MemberId, rpc: Rpc) -> RpcReply {
+    let raft = &inbox.raft;
     match rpc {
-        Rpc::Append(req) => RpcReply::Append(raft.append_entries(req).await),
-        Rpc::Vote(req) => RpcReply::Vote(raft.vote(req).await),
+        Rpc::Append(req) => {
+            let answer = raft.append_entries(req).await;
+            if matches!(answer, Ok(ref a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                inbox.heard().leader = Instant::now();
+            }
+            RpcReply::Append(answer)
+        }
+        Rpc::Vote(req) => {
+            inbox.heard().candidate = Some(Instant::now());
+            RpcReply::Vote(raft.vote(req).await)
+        }
         Rpc::Snapshot(req) => RpcReply::Snapshot(raft.install_snapshot(req).await),
+        Rpc::Views { observations } => {
+            inbox.views.receive(from, observations);
+            RpcReply::Views
+        }
     }
 }
 
