@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pgha_core::{Coordinator, TermLedger};
+use pgha_core::{Coordinator, HealthProbe, TermLedger};
 use pgha_vip::{AddressMover, CommandMover, NetlinkMover, VipKeeper};
 use pgha_watchdog::network::tcp::{serve, TcpNetwork};
 use pgha_watchdog::{Member, MemberConfig, MemberId, SharedSecret};
@@ -25,6 +25,8 @@ pub struct Watchdog {
     pub coordinator: Arc<dyn Coordinator>,
     /// The replicated record as the monitor's ledger.
     pub ledger: Arc<dyn TermLedger>,
+    /// The monitor's probe, judged by the group (`QuorumProbe`).
+    pub probe: Arc<dyn HealthProbe>,
     /// The local lease (`Some(valid_until)` while leading).
     pub lease: watch::Receiver<Option<Instant>>,
     id: MemberId,
@@ -45,13 +47,17 @@ impl std::fmt::Debug for Watchdog {
 impl Watchdog {
     /// Starts the member described by `settings` (peers' calls answered on
     /// `settings.listen`) and returns once it runs.
-    pub async fn start(settings: &WatchdogSettings) -> anyhow::Result<Watchdog> {
-        let config = MemberConfig {
-            id: settings.id,
-            members: settings.members.clone(),
-            state_dir: settings.state_dir.clone(),
-            timing: settings.timing.clone(),
-        };
+    ///
+    /// `probe` is the monitor's own probe: the member wraps it so that the
+    /// monitor sees the group's view of each node (a node counts as failed
+    /// only when a majority of the members in contact that probe it say so;
+    /// `contact_window`: how recent a member's views must be to count).
+    pub async fn start(
+        settings: &WatchdogSettings,
+        probe: Arc<dyn HealthProbe>,
+        contact_window: Duration,
+    ) -> anyhow::Result<Watchdog> {
+        let config = settings.member_config();
         std::fs::create_dir_all(&config.state_dir).with_context(|| {
             format!(
                 "creating the watchdog state_dir {}",
@@ -75,15 +81,23 @@ impl Watchdog {
                         return;
                     }
                 };
-                runtime.block_on(run_member(config, listen, secret, ready_tx, stopped));
+                runtime.block_on(run_member(
+                    config,
+                    listen,
+                    secret,
+                    (probe, contact_window),
+                    ready_tx,
+                    stopped,
+                ));
             })
             .context("starting the watchdog thread")?;
-        let (coordinator, ledger, lease, metrics) = ready
+        let (coordinator, ledger, lease, metrics, probe) = ready
             .await
             .context("the watchdog thread ended while starting")??;
         Ok(Watchdog {
             coordinator,
             ledger,
+            probe,
             lease,
             id: settings.id,
             members: settings.members.clone(),
@@ -139,12 +153,14 @@ type Started = (
     Arc<dyn TermLedger>,
     watch::Receiver<Option<Instant>>,
     watch::Receiver<Metrics>,
+    Arc<dyn HealthProbe>,
 );
 
 async fn run_member(
     config: MemberConfig,
     listen: std::net::SocketAddr,
     secret: Vec<u8>,
+    (probe, contact_window): (Arc<dyn HealthProbe>, Duration),
     ready: oneshot::Sender<anyhow::Result<Started>>,
     stopped: oneshot::Receiver<()>,
 ) {
@@ -175,13 +191,14 @@ async fn run_member(
         Arc::new(member.ledger()),
         member.lease(),
         member.raft().metrics(),
+        Arc::new(member.quorum_probe(probe, contact_window)),
     );
     let _ = ready.send(Ok(started));
     let log_leases = tokio::spawn(log_lease_changes(config.id, member.lease()));
     let (stop_serving, serving_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(serve(
         listener,
-        member.raft().clone(),
+        member.inbox(),
         config.id,
         SharedSecret::new(secret),
         Duration::from_secs(30),

@@ -80,13 +80,23 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<Daemon> {
     }
     // Planned switchovers hold new transactions in the proxy.
     let gate = PauseGate::new(std::time::Duration::from_secs(30));
-    let probe = SqlProbe::new(config.controller.connect.clone());
+    let mut probe: Arc<dyn pgha_core::HealthProbe> =
+        Arc::new(SqlProbe::new(config.controller.connect.clone()));
     let watchdog = match &config.watchdog {
-        Some(settings) => Some(crate::cluster::Watchdog::start(settings).await?),
+        Some(settings) if settings.witnesses.contains(&settings.id) => anyhow::bail!(
+            "[watchdog] member {} is a witness: run it with `pgha witness`, not `pgha run`",
+            settings.id
+        ),
+        Some(settings) => {
+            let window = crate::witness::contact_window(&config.monitor);
+            let w = crate::cluster::Watchdog::start(settings, probe.clone(), window).await?;
+            probe = w.probe.clone();
+            Some(w)
+        }
         None => None,
     };
     let mut builder = ClusterMonitor::builder(config.topology())
-        .probe(Arc::new(probe))
+        .probe(probe)
         .controller(Arc::new(SqlNodeController::new(config.controller.clone())))
         .policy(config.policy.clone())
         .switchover_hook(gate.clone())

@@ -10,3 +10,4 @@ pub mod import;
 pub mod lifecycle;
 pub mod notify;
 pub mod reload;
+pub mod witness;

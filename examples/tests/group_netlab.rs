@@ -37,7 +37,7 @@ async fn the_vip_holders_pgha_killed_another_member_takes_the_vip_and_postgres_s
     let (samples, doubles) = sampler.finish();
     let outage = d.writer.outage_around(killed_at);
     eprintln!(
-        "pgha on {} killed: VIP on {next} after {moved:?}; writes through the VIP back after {outage:?} (last ack before → first after); {samples} samples, {} with two holders",
+        "pgha on {} killed: VIP on {next} after {moved:?}; writes through the VIP back after {outage:?} (longest gap between acknowledged writes); {samples} samples, {} with two holders",
         d.holder,
         doubles.len()
     );
@@ -184,21 +184,21 @@ async fn a_member_restarted_with_an_empty_state_directory_routes_no_write_before
         return Ok(());
     }
     let mut d = Deployment::start().await?;
-    // The whole group goes down; w comes back alone, its state gone.
+    // The whole group goes down; b's pgha comes back alone, its state gone.
     for daemon in &d.daemons {
         daemon.signal("KILL");
     }
     d.daemons.clear();
-    std::fs::remove_dir_all(d.dir.path().join("watchdog-w"))?;
-    let w = group::start(&d.lab, &d.cluster, "w", 3, d.dir.path());
+    std::fs::remove_dir_all(d.dir.path().join("watchdog-b"))?;
+    let b = group::start(&d.lab, &d.cluster, "b", 2, d.dir.path());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // A client writes through w's own address (not the VIP).
-    let w_ip = d.lab.ip("w");
+    // A client writes through b's own address (not the VIP).
+    let b_ip = d.lab.ip("b");
     let write = d
         .lab
         .spawn(pgha_core::testing::CLIENT, move || async move {
             let conninfo = format!(
-                "host={w_ip} port={} user=postgres dbname=postgres",
+                "host={b_ip} port={} user=postgres dbname=postgres",
                 group::PORT
             );
             let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
@@ -221,14 +221,14 @@ async fn a_member_restarted_with_an_empty_state_directory_routes_no_write_before
         present.as_deref(),
         Some("0"),
         "routed before the term was known\n{}",
-        w.log_text()
+        b.log_text()
     );
     let others_back = Instant::now();
-    d.daemons.push(w);
+    d.daemons.push(b);
     d.daemons
         .push(group::start(&d.lab, &d.cluster, "a", 1, d.dir.path()));
     d.daemons
-        .push(group::start(&d.lab, &d.cluster, "b", 2, d.dir.path()));
+        .push(group::start(&d.lab, &d.cluster, "w", 3, d.dir.path()));
     let acked = write
         .join()
         .await

@@ -71,7 +71,7 @@ async fn a1_the_primary_killed_is_failed_over_and_comes_back_as_a_standby_by_its
     let acknowledged = d.writer.acknowledged().len();
     let missing = missing_count(&d).await?;
     eprintln!(
-        "A1 primary killed: writes back after {outage:?} (last ack before → first after); old primary streaming from the new one {rejoined:?} after the kill; {acknowledged} writes acknowledged, {missing} of them missing (asynchronous replication)"
+        "A1 primary killed: writes back after {outage:?} (longest gap between acknowledged writes); old primary streaming from the new one {rejoined:?} after the kill; {acknowledged} writes acknowledged, {missing} of them missing (asynchronous replication)"
     );
     Ok(())
 }

@@ -55,6 +55,12 @@ enum Command {
     /// wrong` when it is not valid.
     #[command(after_help = CONFIG_HELP)]
     CheckConfig(RunArgs),
+    /// Run a witness: a watchdog member that votes and probes the
+    /// PostgreSQL nodes but never leads (no proxy, no VIP) — the third
+    /// member of the two-host deployment, on any other machine. Reads the
+    /// same file as `run`; its [watchdog] id must be marked `witness = true`.
+    #[command(after_help = CONFIG_HELP)]
+    Witness(RunArgs),
     /// Write a commented pgha.toml from a pgpool-II configuration
     /// (pgpool.conf, and optionally pool_hba.conf and pool_passwd); exit
     /// status 2 and `file:line: what is wrong` when an input is malformed.
@@ -109,6 +115,22 @@ async fn main() -> anyhow::Result<()> {
             let reloader = pgha::reload::Reloader::new(args, config, &daemon.proxy);
             let status = pgha::lifecycle::run(daemon, signals, reloader).await;
             std::process::exit(status);
+        }
+        Command::Witness(args) => {
+            let config = settings(&args);
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("installing the SIGTERM handler")?;
+            pgha::notify::ready();
+            pgha::witness::run_witness(&config, async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                pgha::notify::stopping();
+            })
+            .await?;
+            return Ok(());
         }
         Command::CheckConfig(args) => {
             if args.config.is_none() {

@@ -75,6 +75,10 @@ pub struct WatchdogSection {
     /// Deadline of one peer call (default 150ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc_timeout: Option<Dur>,
+    /// pgpool's `trusted_servers`: `host:port` addresses upstream (a
+    /// router, a DNS server); a leader that can reach none steps aside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_servers: Vec<String>,
     /// Every voting member, this one included.
     #[serde(rename = "member", default)]
     pub members: Vec<MemberSection>,
@@ -137,6 +141,20 @@ pub struct WatchdogSettings {
     pub secret: Vec<u8>,
     /// The timers.
     pub timing: Timing,
+    /// Upstream addresses the leader must reach to keep leading.
+    pub trusted_servers: Vec<String>,
+}
+
+impl WatchdogSettings {
+    /// What the watchdog needs to start this member.
+    pub fn member_config(&self) -> pgha_watchdog::MemberConfig {
+        let mut config =
+            pgha_watchdog::MemberConfig::new(self.id, self.members.clone(), self.state_dir.clone());
+        config.timing = self.timing.clone();
+        config.witness = self.witnesses.contains(&self.id);
+        config.trusted.addrs = self.trusted_servers.clone();
+        config
+    }
 }
 
 impl std::fmt::Debug for WatchdogSettings {
@@ -148,6 +166,7 @@ impl std::fmt::Debug for WatchdogSettings {
             .field("listen", &self.listen)
             .field("state_dir", &self.state_dir)
             .field("timing", &self.timing)
+            .field("trusted_servers", &self.trusted_servers)
             .finish_non_exhaustive()
     }
 }
@@ -253,6 +272,7 @@ pub(super) fn watchdog(section: WatchdogSection, ctx: &mut Ctx<'_>) -> Option<Wa
         state_dir: state_dir?,
         secret: secret?,
         timing,
+        trusted_servers: section.trusted_servers.clone(),
     })
 }
 
@@ -413,6 +433,7 @@ pub(super) fn render_watchdog(w: &WatchdogSettings) -> WatchdogSection {
         lease: Some(Dur(w.timing.lease)),
         lease_margin: Some(Dur(w.timing.lease_margin)),
         rpc_timeout: Some(Dur(w.timing.rpc_timeout)),
+        trusted_servers: w.trusted_servers.clone(),
         members: w
             .members
             .iter()

@@ -15,8 +15,11 @@ use pgha_core::testing::{HarnessError, NetLab, NetnsTask, PgCluster, CLIENT};
 /// What the scenarios return.
 pub type R = Result<(), Box<dyn std::error::Error>>;
 
-/// The hosts that run `pgha run`, with their watchdog member ids.
+/// The hosts that run pgha, with their watchdog member ids: `pgha run` on
+/// `a` and `b`, `pgha witness` on `w`.
 pub const MEMBERS: [(&str, u64); 3] = [("a", 1), ("b", 2), ("w", 3)];
+/// The witness's host.
+pub const WITNESS: &str = "w";
 /// Where clients connect (on every host, and so on the VIP).
 pub const PORT: u16 = 6432;
 const PEER_PORT: u16 = 7400;
@@ -100,6 +103,9 @@ probe_timeout = "500ms"
             "\n[[watchdog.member]]\nid = {member_id}\naddress = \"{}:{PEER_PORT}\"\n",
             lab.ip(member_host)
         ));
+        if member_host == WITNESS {
+            text.push_str("witness = true\n");
+        }
     }
     text.push_str(&format!(
         "\n[vip]\naddress = \"{}/24\"\ninterface = \"eth0\"\n",
@@ -154,7 +160,7 @@ pub fn start(lab: &NetLab, cluster: &PgCluster, host: &'static str, id: u64, dir
     let out = std::fs::File::create(&log).unwrap();
     let child = lab
         .command(host, env!("CARGO_BIN_EXE_pgha"))
-        .args(["run", "--config"])
+        .args([if host == WITNESS { "witness" } else { "run" }, "--config"])
         .arg(&path)
         .env(
             "RUST_LOG",
@@ -251,7 +257,10 @@ impl Sampler {
 /// One write the client tried.
 #[derive(Debug, Clone)]
 pub struct Attempt {
+    /// When it was sent.
     pub at: Instant,
+    /// When its answer (or error) came.
+    pub done: Instant,
     pub id: i64,
     pub ok: bool,
     pub error: Option<String>,
@@ -299,6 +308,7 @@ impl Writer {
                 }
                 seen.lock().unwrap().push(Attempt {
                     at,
+                    done: Instant::now(),
                     id,
                     ok: result.is_ok(),
                     error: result.err(),
@@ -338,8 +348,9 @@ impl Writer {
         }
     }
 
-    /// The outage around `at`: from the last acknowledged write before it
-    /// to the first after it.
+    /// The outage a fault at `at` caused: the longest time between two
+    /// consecutive acknowledged writes from the last one before `at` on
+    /// (a write may still slip through just after a fault is injected).
     pub fn outage_around(&self, at: Instant) -> Option<Duration> {
         let a = self.attempts.lock().unwrap();
         let before = a
@@ -347,8 +358,14 @@ impl Writer {
             .filter(|x| x.ok && x.at <= at)
             .map(|x| x.at)
             .max()?;
-        let after = a.iter().filter(|x| x.ok && x.at > at).map(|x| x.at).min()?;
-        Some(after - before)
+        // By when the answers came: a write held through the fault and
+        // answered after it counts at its answer.
+        let acks: Vec<Instant> = a
+            .iter()
+            .filter(|x| x.ok && x.at >= before)
+            .map(|x| x.done)
+            .collect();
+        acks.windows(2).map(|w| w[1] - w[0]).max()
     }
 }
 
