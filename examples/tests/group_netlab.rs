@@ -323,3 +323,50 @@ async fn measure_handover_times() -> R {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn hosts_a_and_b_cut_from_each_other_one_member_leads_and_nothing_fails_over() -> R {
+    if !require_root_or_skip(
+        "hosts_a_and_b_cut_from_each_other_one_member_leads_and_nothing_fails_over",
+    ) {
+        return Ok(());
+    }
+    let d = Deployment::start().await?;
+    let sampler = Sampler::start(d.lab.clone());
+    // Each host now sees the other's PostgreSQL fail; the witness sees both
+    // healthy. One member's broken link must not fail a node over.
+    d.lab.partition("a", "b")?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let holders = group::holders(&d.lab);
+    d.lab.heal()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (samples, doubles) = sampler.finish();
+    let errors = d
+        .writer
+        .attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| !a.ok)
+        .count();
+    eprintln!(
+        "a↔b cut for 6 s: VIP on {holders:?} at the end; {samples} samples, {} with two holders; {errors} writes failed",
+        doubles.len()
+    );
+    assert_eq!(
+        holders.len(),
+        1,
+        "exactly one member holds the VIP: {holders:?}"
+    );
+    assert!(
+        doubles.is_empty(),
+        "two VIP holders: {doubles:?}\n{}",
+        d.logs()
+    );
+    d.postgres_unchanged().await?;
+    d.writer
+        .wait_acknowledged_after(Instant::now(), 5, Duration::from_secs(30))
+        .await;
+    d.nothing_acknowledged_is_missing().await?;
+    Ok(())
+}

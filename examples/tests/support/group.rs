@@ -285,12 +285,15 @@ impl Writer {
             for id in 0i64.. {
                 let at = Instant::now();
                 if client.as_ref().is_none_or(|c| c.is_closed()) {
-                    client = match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
-                        Ok((c, conn)) => {
+                    // connect_timeout covers the TCP connect only: a
+                    // login that is never answered must not stop the writer.
+                    let connect = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls);
+                    client = match tokio::time::timeout(Duration::from_secs(3), connect).await {
+                        Ok(Ok((c, conn))) => {
                             tokio::spawn(conn);
                             Some(c)
                         }
-                        Err(_) => None,
+                        _ => None,
                     };
                 }
                 let result = match &client {
