@@ -172,6 +172,13 @@ async fn pgha_ctl_reads_the_group_through_the_vip_and_a_switchover_under_load_co
         d.logs()
     );
     d.nothing_acknowledged_is_missing_on(1).await?;
+    // The old primary's host rewinds it as a standby of the new one.
+    let (old, new) = (&d.cluster.nodes()[0], &d.cluster.nodes()[1]);
+    group::streams_from(&d, old, new, Duration::from_secs(120)).await;
+    eprintln!(
+        "the old primary streams from the new one {:?} after the switchover began",
+        started.elapsed()
+    );
     Ok(())
 }
 

@@ -12,40 +12,8 @@ mod group;
 
 use std::time::{Duration, Instant};
 
-use group::{Deployment, R};
-use pgha_core::testing::{require_root_or_skip, PgNode};
-
-/// Waits until `node` is a standby streaming from `primary`.
-async fn streams_from(
-    d: &Deployment,
-    node: &PgNode,
-    primary: &PgNode,
-    within: Duration,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let standby = node.is_in_recovery().await.unwrap_or(false);
-        let seen = primary
-            .query_one_text(&format!(
-                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND client_addr = '{}'",
-                node.host()
-            ))
-            .await
-            .ok()
-            .flatten();
-        if standby && seen.as_deref() == Some("1") {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < within,
-            "{} not streaming from {} within {within:?}\n{}",
-            node.name(),
-            primary.name(),
-            d.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use group::{streams_from, Deployment, R};
+use pgha_core::testing::require_root_or_skip;
 
 /// A1: the primary's PostgreSQL killed → the standby is promoted, writes
 /// come back through the VIP, and the old primary is rewound and streams

@@ -493,3 +493,35 @@ pub fn ctl(lab: &NetLab, at: &str, args: &[&str]) -> (i32, serde_json::Value) {
     });
     (out.status.code().unwrap_or(-1), value)
 }
+
+/// Waits until `node` is a standby streaming from `primary`.
+pub async fn streams_from(
+    d: &Deployment,
+    node: &pgha_core::testing::PgNode,
+    primary: &pgha_core::testing::PgNode,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let standby = node.is_in_recovery().await.unwrap_or(false);
+        let seen = primary
+            .query_one_text(&format!(
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND client_addr = '{}'",
+                node.host()
+            ))
+            .await
+            .ok()
+            .flatten();
+        if standby && seen.as_deref() == Some("1") {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} not streaming from {} within {within:?}\n{}",
+            node.name(),
+            primary.name(),
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
