@@ -42,6 +42,7 @@
 
 pub mod agreement;
 mod coordinator;
+mod gate;
 pub mod lease;
 mod ledger;
 mod member;

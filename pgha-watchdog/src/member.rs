@@ -72,8 +72,8 @@ pub struct Member {
     views: Arc<ViewBook>,
     heard: Arc<Mutex<Heard>>,
     upstream: watch::Receiver<bool>,
-    /// Keeps the lease task's gate open (a witness's stays `false`).
-    _allowed: Arc<watch::Sender<bool>>,
+    /// Whether this member may lead (a witness's stays shut).
+    gate: Arc<crate::gate::Gate>,
     /// Probe-view senders and the trusted-server check.
     helpers: Vec<JoinHandle<()>>,
 }
@@ -143,16 +143,15 @@ impl Member {
                 t.election_timeout_min / 2,
             )));
         }
-        let allowed = Arc::new(watch::channel(!config.witness).0);
+        let gate = crate::gate::Gate::new(config.id, raft.clone(), config.witness);
         let upstream = match (config.witness, config.trusted.addrs.is_empty()) {
             (false, false) => {
                 let (reachable_tx, reachable) = watch::channel(true);
                 helpers.push(tokio::spawn(trusted::run(
                     config.id,
-                    raft.clone(),
                     config.trusted.clone(),
                     reachable_tx,
-                    allowed.clone(),
+                    gate.clone(),
                 )));
                 reachable
             }
@@ -166,7 +165,7 @@ impl Member {
             raft.clone(),
             config.timing.heartbeat,
             tracker,
-            allowed.subscribe(),
+            gate.subscribe(),
             lease_tx,
             permission_tx,
         ));
@@ -181,7 +180,7 @@ impl Member {
             views,
             heard,
             upstream,
-            _allowed: allowed,
+            gate,
             helpers,
         })
     }
@@ -226,7 +225,19 @@ impl Member {
         inner: Arc<dyn HealthProbe>,
         contact_window: Duration,
     ) -> QuorumProbe {
-        QuorumProbe::new(inner, self.views.clone(), contact_window)
+        // A member that cannot reach the primary the others reach steps
+        // aside after a contact window of that (crate::gate::Reach).
+        let reach = crate::quorum_probe::ReachFeed {
+            record: self.record.clone(),
+            plan: std::sync::Mutex::new(crate::gate::Reach::new(contact_window)),
+            gate: self.gate.clone(),
+        };
+        QuorumProbe::new(
+            inner,
+            self.views.clone(),
+            contact_window,
+            Some(Arc::new(reach)),
+        )
     }
 
     /// The local lease: `Some(valid_until)` while this member leads and a

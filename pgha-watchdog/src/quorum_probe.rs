@@ -56,6 +56,33 @@ pub struct QuorumProbe {
     inner: Arc<dyn HealthProbe>,
     views: Arc<ViewBook>,
     contact_window: Duration,
+    reach: Option<Arc<ReachFeed>>,
+}
+
+/// What the probe tells the member about its own reach of the committed
+/// primary (see [`crate::gate::Reach`]).
+pub(crate) struct ReachFeed {
+    pub(crate) record: tokio::sync::watch::Receiver<crate::ClusterRecord>,
+    pub(crate) plan: std::sync::Mutex<crate::gate::Reach>,
+    pub(crate) gate: Arc<crate::gate::Gate>,
+}
+
+impl ReachFeed {
+    fn observe(&self, node: &NodeId, local_failed: bool, group_failed: bool) {
+        if self.record.borrow().primary.as_ref() != Some(node) {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let change = self.plan.lock().unwrap_or_else(|p| p.into_inner()).observe(
+            now,
+            local_failed,
+            group_failed,
+        );
+        if let Some(step_aside) = change {
+            self.gate
+                .set(crate::gate::Reason::PrimaryUnreachable, step_aside);
+        }
+    }
 }
 
 impl std::fmt::Debug for QuorumProbe {
@@ -72,11 +99,13 @@ impl QuorumProbe {
         inner: Arc<dyn HealthProbe>,
         views: Arc<ViewBook>,
         contact_window: Duration,
+        reach: Option<Arc<ReachFeed>>,
     ) -> Self {
         QuorumProbe {
             inner,
             views,
             contact_window,
+            reach,
         }
     }
 
@@ -101,6 +130,9 @@ impl HealthProbe for QuorumProbe {
             .record_mine(&node.id, local.clone(), self.contact_window);
         let verdict = self.views.verdict(&node.id, self.contact_window);
         let local_failed = agreement::is_failed(&local);
+        if let Some(reach) = &self.reach {
+            reach.observe(&node.id, local_failed, verdict.failed);
+        }
         if local_failed && verdict.failed && !agreement::is_crash(&local) {
             // Agreed, and a peer saw the crash signature (the monitoring
             // connection vanished and a reconnect was refused) that this

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::types::{MemberId, Raft};
+use crate::types::MemberId;
 
 /// Which upstream addresses to check, how often and how patiently.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,10 +78,9 @@ pub async fn count_answering(addrs: &[String], deadline: Duration) -> usize {
 /// when withholding starts and stops. Runs until aborted.
 pub(crate) async fn run(
     me: MemberId,
-    raft: Raft,
     config: TrustedServers,
     reachable: watch::Sender<bool>,
-    allowed: Arc<watch::Sender<bool>>,
+    gate: Arc<crate::gate::Gate>,
 ) {
     let mut tick = tokio::time::interval(config.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -105,16 +104,13 @@ pub(crate) async fn run(
                 );
             }
             withholding = now_withholding;
-            raft.runtime_config().heartbeat(!withholding);
-            raft.runtime_config().elect(!withholding);
+            gate.set(crate::gate::Reason::NoTrustedServer, withholding);
         }
-        for gate in [&reachable, &*allowed] {
-            gate.send_if_modified(|open| {
-                let changed = *open == withholding;
-                *open = !withholding;
-                changed
-            });
-        }
+        reachable.send_if_modified(|open| {
+            let changed = *open == withholding;
+            *open = !withholding;
+            changed
+        });
     }
 }
 
