@@ -160,8 +160,17 @@ pub async fn dispatch(inbox: &Inbox, from: MemberId, rpc: Rpc) -> RpcReply {
             RpcReply::Append(answer)
         }
         Rpc::Vote(req) => {
-            inbox.heard().candidate = Some(Instant::now());
-            RpcReply::Vote(raft.vote(req).await)
+            let answer = raft.vote(req).await;
+            let mut heard = inbox.heard();
+            heard.candidate = Some(Instant::now());
+            if matches!(answer, Ok(ref v) if v.vote_granted) {
+                // A candidate this member voted for may well win: that is
+                // no time for a witness's rescue campaign, which would
+                // depose it (found in a whole-group restart: the witness
+                // and the host it had just elected took turns for 15 s).
+                heard.leader = Instant::now();
+            }
+            RpcReply::Vote(answer)
         }
         Rpc::Snapshot(req) => RpcReply::Snapshot(raft.install_snapshot(req).await),
         Rpc::Views { observations } => {
