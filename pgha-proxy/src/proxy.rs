@@ -310,12 +310,15 @@ impl Proxy {
         let tracks_lsn = self.shared.config.consistency.tracks_lsn();
         let replay = crate::replay::run(self.shared.clone());
         tokio::pin!(replay);
+        let stalls = crate::stall::run(self.shared.metrics.clone());
+        tokio::pin!(stalls);
         let mut next = 0;
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
                 () = &mut upkeep => {}
                 () = &mut replay, if tracks_lsn => {}
+                () = &mut stalls => {}
                 accepted = crate::listener::accept(&listeners, &mut next) => match accepted {
                     Ok((stream, peer)) => {
                         tokio::spawn(session::run(self.shared.clone(), stream, peer));
