@@ -26,7 +26,9 @@
 #                    from pgbench's per-transaction log (-l); p99.9/pgb and
 #                    worst/pgb against PgBouncer
 #   >20 ms           transactions slower than 20 ms (from the same log): a
-#                    stall shows as a bunch of them ending at one instant
+#                    stall shows as a bunch of them ending at one instant;
+#                    their log lines are kept in
+#                    /tmp/pgha-bench-logs/slow-TARGET-WORKLOAD-cCLIENTS.log
 #   stalls           pgha only: the proxy's runtime woke a timer more than
 #                    20 ms late during the run (pgha_runtime_stalls_total on
 #                    /metrics, pgha-proxy/src/stall.rs): every client of that
@@ -416,7 +418,7 @@ for round in $(seq "$rounds"); do
         # shellcheck disable=SC2046
         out=$(run_as "$bindir/pgbench" -h 127.0.0.1 -p "${port[$t]}" -U postgres $(workload_args "$w") \
               -c "$c" -j "$j" -T "$secs" -l --log-prefix="$logs/log-$t" postgres 2>&1) || {
-          echo "$t $w -c $c failed: $(echo "$out" | tail -3)" >&2
+          echo "$t $w -c $c failed: $(echo "$out" | grep -iE 'error|abort|fatal' | head -3 | grep . || echo "$out" | tail -3)" >&2
           rm -f "$logs"/log-"$t"*
           continue
         }
@@ -428,6 +430,8 @@ for round in $(seq "$rounds"); do
           function at(q,  i) { i = int(NR * q); if (i < 1) i = 1; return a[i] / 1000 }
           {a[NR] = $1; if ($1 > 20000) slow++}
           END {printf "%.2f %.2f %.2f %.2f %d\n", at(0.5), at(0.99), at(0.999), a[NR] / 1000, slow}')
+        # Kept for reading bunches afterwards (client id, tx, µs, script, epoch s, µs).
+        cat "$logs"/log-"$t"* | awk -v r="$round" '$3 > 20000 {print "round " r ": " $0}' >>"$work/slow-$t-$w-c$c.log"
         rm -f "$logs"/log-"$t"*
         stall=-
         if [ -n "$stalls_before" ]; then
