@@ -21,8 +21,19 @@
 #                    stime from /proc/PID/stat, all threads; pgpool: the main
 #                    process and all its children) per transaction
 #   CPU/pgb          the same against PgBouncer
-#   p99 ms, worst ms 99th percentile and slowest single transaction, from
-#                    pgbench's per-transaction log (-l); worst/pgb against PgBouncer
+#   p50/p99/p99.9 ms, worst ms
+#                    latency percentiles and the slowest single transaction,
+#                    from pgbench's per-transaction log (-l); p99.9/pgb and
+#                    worst/pgb against PgBouncer
+#   >20 ms           transactions slower than 20 ms (from the same log): a
+#                    stall shows as a bunch of them ending at one instant;
+#                    their log lines are kept in
+#                    /tmp/pgha-bench-logs/slow-TARGET-WORKLOAD-cCLIENTS.log
+#   stalls           pgha only: the proxy's runtime woke a timer more than
+#                    20 ms late during the run (pgha_runtime_stalls_total on
+#                    /metrics, pgha-proxy/src/stall.rs): every client of that
+#                    proxy waited as long. Slow transactions without stalls
+#                    were held elsewhere (the server, the client, the kernel)
 #   standby %        pgha with load balancing: share of transactions sent to
 #                    the standby (pgha's /metrics, pgha_transactions_total)
 # and, under each table, what load balancing costs pgha (lb / no lb).
@@ -89,6 +100,15 @@
 #   CARGO_TARGET_DIR   where cargo builds (default target/)
 #   MODES              older knob: "simple extended" selects select-MODE
 #                      workloads (plus mix-simple) when WORKLOADS is unset
+#
+# pgbench's per-transaction logs go to a directory on tmpfs (/dev/shm) when
+# there is one: a pgbench thread writes its log from the thread that runs
+# its clients, and on a disk busy with writeback (other builds) that
+# write() blocks for up to hundreds of ms — every client of that thread
+# then "finishes at the same instant after the same wait", which looks like
+# a proxy stall but is the client's. On this machine, under the same
+# background writes, 10 s runs of 16 clients had 3–21 transactions over
+# 50 ms with the logs on disk and 0–3 with them on tmpfs (issue 15).
 #
 # Runs as root (PostgreSQL, PgBouncer and pgpool then run as `postgres`) or
 # as a user who can run PostgreSQL; installs PostgreSQL, PgBouncer and
@@ -178,12 +198,19 @@ cleanup() {
   run_as "$bindir/pg_ctl" -D "$work/standby" -m immediate stop >/dev/null 2>&1 || true
   run_as "$bindir/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
   sleep 0.5
+  [ "${logs:-$work}" != "$work" ] && rm -rf "$logs"
   # The servers' and proxies' logs outlive the run, for a failed one.
   mkdir -p /tmp/pgha-bench-logs
   cp "$work"/*.log /tmp/pgha-bench-logs/ 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+# pgbench -l logs (see above): tmpfs when there is one.
+logs=$work
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  logs=$(mktemp -d /dev/shm/pgha-bench-XXXXXX)
+  chmod 777 "$logs"
+fi
 trap 'exit 130' INT TERM
 
 # Server connections: direct, a pool per pgha and PgBouncer instance (pgha
@@ -357,12 +384,17 @@ skipped() { # target workload → why it is not run, or nothing
   fi
 }
 
-declare -A r_tps r_us r_p99 r_max r_sb
+# pgha's runtime stalls so far (pgha_runtime_stalls_total), or nothing.
+stalls() {
+  curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '/^pgha_runtime_stalls_total/ {print $NF}'
+}
+
+declare -A r_tps r_us r_p50 r_p99 r_p999 r_max r_slow r_stall r_sb
 read -ra target_list <<<"$targets"
 n_targets=${#target_list[@]}
 declare -A noted
 echo "# $rounds round(s) of ${secs} s per run; targets: $targets" >&2
-printf "%-18s %-16s %-4s %-5s %9s %9s %9s %9s %8s\n" target workload c round tps cpu_us/tx p99_ms max_ms standby >&2
+printf "%-18s %-16s %-4s %-5s %9s %9s %7s %7s %8s %9s %6s %6s %8s\n" target workload c round tps cpu_us/tx p50_ms p99_ms p99.9_ms max_ms '>20ms' stalls standby >&2
 for round in $(seq "$rounds"); do
   for w in $workloads; do
     for c in $clients; do
@@ -380,20 +412,32 @@ for round in $(seq "$rounds"); do
         [ -n "${procs[$t]:-}" ] && proc=($(proc_tree "${procs[$t]}"))
         lb_before=
         [[ $t == pgha-*-lb ]] && lb_before=$(lb_counts "${http[$t]}")
+        stalls_before=
+        [ -n "${http[$t]:-}" ] && stalls_before=$(stalls "${http[$t]}")
         before=$(cpu_ticks "${proc[@]}")
         # shellcheck disable=SC2046
         out=$(run_as "$bindir/pgbench" -h 127.0.0.1 -p "${port[$t]}" -U postgres $(workload_args "$w") \
-              -c "$c" -j "$j" -T "$secs" -l --log-prefix="$work/log-$t" postgres 2>&1) || {
-          echo "$t $w -c $c failed: $(echo "$out" | tail -3)" >&2
-          rm -f "$work"/log-"$t"*
+              -c "$c" -j "$j" -T "$secs" -l --log-prefix="$logs/log-$t" postgres 2>&1) || {
+          echo "$t $w -c $c failed: $(echo "$out" | grep -iE 'error|abort|fatal' | head -3 | grep . || echo "$out" | tail -3)" >&2
+          rm -f "$logs"/log-"$t"*
           continue
         }
         after=$(cpu_ticks "${proc[@]}")
         tps=$(echo "$out" | awk '/^tps/ {print $3; exit}')
         tx=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
-        read -r p99 max < <(cat "$work"/log-"$t"* | awk '{print $3}' | sort -n |
-          awk '{a[NR] = $1} END {i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f %.2f\n", a[i] / 1000, a[NR] / 1000}')
-        rm -f "$work"/log-"$t"*
+        # Field 3: the transaction's latency in µs.
+        read -r p50 p99 p999 max slow < <(cat "$logs"/log-"$t"* | awk '{print $3}' | sort -n | awk '
+          function at(q,  i) { i = int(NR * q); if (i < 1) i = 1; return a[i] / 1000 }
+          {a[NR] = $1; if ($1 > 20000) slow++}
+          END {printf "%.2f %.2f %.2f %.2f %d\n", at(0.5), at(0.99), at(0.999), a[NR] / 1000, slow}')
+        # Kept for reading bunches afterwards (client id, tx, µs, script, epoch s, µs).
+        cat "$logs"/log-"$t"* | awk -v r="$round" '$3 > 20000 {print "round " r ": " $0}' >>"$work/slow-$t-$w-c$c.log"
+        rm -f "$logs"/log-"$t"*
+        stall=-
+        if [ -n "$stalls_before" ]; then
+          stall=$(( $(stalls "${http[$t]}") - stalls_before ))
+          r_stall[$w|$c|$t]+="$stall "
+        fi
         us=-
         if [ ${#proc[@]} -gt 0 ] && [ "${tx:-0}" -gt 0 ]; then
           us=$(awk -v d="$(( after - before ))" -v hz="$hz" -v tx="$tx" 'BEGIN {printf "%.1f", d / hz * 1e6 / tx}')
@@ -406,9 +450,13 @@ for round in $(seq "$rounds"); do
           [ "$sb" != - ] && r_sb[$w|$c|$t]+="$sb "
         fi
         r_tps[$w|$c|$t]+="$tps "
+        r_p50[$w|$c|$t]+="$p50 "
         r_p99[$w|$c|$t]+="$p99 "
+        r_p999[$w|$c|$t]+="$p999 "
         r_max[$w|$c|$t]+="$max "
-        printf "%-18s %-16s %-4s %-5s %9.0f %9s %9s %9s %8s\n" "$t" "$w" "$c" "$round" "$tps" "$us" "$p99" "$max" "$sb$([ "$sb" = - ] || echo %)" >&2
+        r_slow[$w|$c|$t]+="$slow "
+        printf "%-18s %-16s %-4s %-5s %9.0f %9s %7s %7s %8s %9s %6s %6s %8s\n" "$t" "$w" "$c" "$round" "$tps" "$us" \
+          "$p50" "$p99" "$p999" "$max" "$slow" "$stall" "$sb$([ "$sb" = - ] || echo %)" >&2
       done
     done
   done
@@ -432,26 +480,31 @@ fmt() { # format value: printf format or -
 
 echo
 echo "Medians of $rounds round(s), ${secs} s per run, pgbench -j min(clients, 2), pool size $pool, scale $scale."
-echo "TPS/pgb, CPU/pgb, worst/pgb: against PgBouncer in the same pool mode (pgbouncer-session for"
+echo "Latencies from pgbench -l; >20 ms: transactions slower than 20 ms; stalls: pgha's runtime woke >20 ms late."
+echo "TPS/pgb, CPU/pgb, p99.9/pgb, worst/pgb: against PgBouncer in the same pool mode (pgbouncer-session for"
 echo "*-session targets, pgbouncer-tx for the others; * = that one did not run, compared with the other)."
 for w in $workloads; do
   for c in $clients; do
     echo
     echo "### $w, $c clients (pgbench $(workload_args "$w"))"
     echo
-    echo "| target | TPS | TPS/direct | TPS/pgb | CPU µs/tx | CPU/pgb | p99 ms | worst ms | worst/pgb | standby % |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| target | TPS | TPS/direct | TPS/pgb | CPU µs/tx | CPU/pgb | p50 ms | p99 ms | p99.9 ms | p99.9/pgb | worst ms | worst/pgb | >20 ms | stalls | standby % |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     d_tps=$(median "${r_tps[$w|$c|direct]:-}")
     for t in $targets; do
       tps=$(median "${r_tps[$w|$c|$t]:-}")
       if [ -z "$tps" ]; then
         why=$(skipped "$t" "$w")
-        echo "| $t | ${why:-failed} | | | | | | | | |"
+        echo "| $t | ${why:-failed} | | | | | | | | | | | | | |"
         continue
       fi
       us=$(median "${r_us[$w|$c|$t]:-}")
+      p50=$(median "${r_p50[$w|$c|$t]:-}")
       p99=$(median "${r_p99[$w|$c|$t]:-}")
+      p999=$(median "${r_p999[$w|$c|$t]:-}")
       max=$(median "${r_max[$w|$c|$t]:-}")
+      slow=$(median "${r_slow[$w|$c|$t]:-}")
+      stall=$(median "${r_stall[$w|$c|$t]:-}")
       sb=$(median "${r_sb[$w|$c|$t]:-}")
       ref=pgbouncer-tx; other=pgbouncer-session
       [[ $t == *-session* ]] && { ref=pgbouncer-session; other=pgbouncer-tx; }
@@ -461,10 +514,12 @@ for w in $workloads; do
       b_tps=$(median "${r_tps[$w|$c|$ref]:-}")
       b_us=$(median "${r_us[$w|$c|$ref]:-}")
       b_max=$(median "${r_max[$w|$c|$ref]:-}")
-      printf "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n" \
+      b_p999=$(median "${r_p999[$w|$c|$ref]:-}")
+      printf "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" \
         "$t" "$tps" "$(ratio "$tps" "$d_tps")" "$(marked "$tps" "$b_tps")" \
-        "$(fmt %.1f "$us")" "$(marked "$us" "$b_us")" "$(fmt %.2f "$p99")" "$(fmt %.2f "$max")" \
-        "$(marked "$max" "$b_max")" "$(fmt %.1f "$sb")"
+        "$(fmt %.1f "$us")" "$(marked "$us" "$b_us")" "$(fmt %.2f "$p50")" "$(fmt %.2f "$p99")" \
+        "$(fmt %.2f "$p999")" "$(marked "$p999" "$b_p999")" "$(fmt %.2f "$max")" \
+        "$(marked "$max" "$b_max")" "$(fmt %.0f "$slow")" "$(fmt %.0f "$stall")" "$(fmt %.1f "$sb")"
     done
     for m in session tx; do
       has_target "pgha-$m" && has_target "pgha-$m-lb" || continue

@@ -44,7 +44,8 @@
 //!
 //! Monitoring: [`ProxyMetrics`] counts clients, server connections, pool
 //! waits, transactions by node and route decision, and follows the
-//! topology (term, lag, up, primary); [`http::serve_http`] serves them on
+//! topology (term, lag, up, primary) and how late the runtime runs
+//! ([`stall`]); [`http::serve_http`] serves them on
 //! `/metrics` (Prometheus) with a JSON `/status` beside them.
 //!
 //! ```no_run
@@ -98,6 +99,7 @@ pub mod route_cache;
 pub mod server;
 mod server_tls;
 mod session;
+pub mod stall;
 pub mod startup;
 pub mod stream;
 mod suspects;

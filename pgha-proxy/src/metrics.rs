@@ -24,6 +24,8 @@
 //! | `pgha_node_lag_bytes` | `node` | WAL the node has not replayed, against the most advanced position known in the cluster (what a read there would miss; what `max_standby_lag_bytes` is compared with); absent while its position is unknown |
 //! | `pgha_node_up` | `node` | 1 while the node is up, 0 otherwise (down, detached, quarantined, …) |
 //! | `pgha_node_primary` | `node` | 1 for the primary of the current term |
+//! | `pgha_runtime_stall_max_seconds` | | the longest the proxy's runtime ran a due timer late since start ([`crate::stall`]): every client waited as long |
+//! | `pgha_runtime_stalls_total` | | times the runtime ran a due timer more than 20 ms late |
 //!
 //! The `pgha_node_*` series and `pgha_term` follow the topology passed to
 //! [`ProxyMetrics::observe_topology`]; a node that leaves the topology loses
@@ -42,6 +44,7 @@ mod register;
 mod tests;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -85,6 +88,8 @@ pub struct ProxyMetrics {
     node_lag: Family<NodeLabels, Gauge>,
     node_up: Family<NodeLabels, Gauge>,
     node_primary: Family<NodeLabels, Gauge>,
+    runtime_stall_max: Gauge<f64, AtomicU64>,
+    runtime_stalls: Counter,
     /// The nodes of the last observed topology, to drop those that leave.
     observed: Mutex<BTreeSet<NodeLabel>>,
 }
@@ -185,6 +190,16 @@ impl ProxyMetrics {
     pub fn query(&self, node: &NodeLabel) {
         let labels = NodeLabels { node: node.clone() };
         self.queries.get_or_create(&labels).inc();
+    }
+
+    /// The runtime ran a due timer `longest` late, the most so far.
+    pub fn runtime_stall_max(&self, longest: Duration) {
+        self.runtime_stall_max.set(longest.as_secs_f64());
+    }
+
+    /// The runtime ran a due timer later than a stall's threshold.
+    pub fn runtime_stalled(&self) {
+        self.runtime_stalls.inc();
     }
 
     /// Every series, as OpenMetrics text (ending in `# EOF`).

@@ -347,6 +347,8 @@ impl Proxy {
         let tracks_lsn = self.shared.config.consistency.tracks_lsn();
         let replay = crate::replay::run(self.shared.clone());
         tokio::pin!(replay);
+        let stalls = crate::stall::run(self.shared.metrics.clone());
+        tokio::pin!(stalls);
         let mut next = 0;
         let drain = self.shared.drain.clone();
         let closing = drain.closing();
@@ -366,6 +368,7 @@ impl Proxy {
                     tracing::info!(sessions = drain.sessions(), "listeners closed: no new clients");
                 }
                 () = &mut gone, if !open => return,
+                () = &mut stalls => {}
                 accepted = crate::listener::accept(&listeners, &mut next), if open => match accepted {
                     Ok((stream, peer)) => {
                         tokio::spawn(session::run(self.shared.clone(), stream, peer));

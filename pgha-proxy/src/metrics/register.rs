@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use super::labels::{AuthLabels, RouteLabels};
@@ -125,6 +126,19 @@ impl ProxyMetrics {
             "1 for the primary of the current term",
             node_primary.clone(),
         );
+        let runtime_stall_max = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "runtime_stall_max",
+            "The longest the runtime ran a due timer late",
+            Unit::Seconds,
+            runtime_stall_max.clone(),
+        );
+        let runtime_stalls = Counter::default();
+        registry.register(
+            "runtime_stalls",
+            "Times the runtime ran a due timer more than 20 ms late",
+            runtime_stalls.clone(),
+        );
         ProxyMetrics {
             registry,
             clients,
@@ -143,6 +157,8 @@ impl ProxyMetrics {
             node_lag,
             node_up,
             node_primary,
+            runtime_stall_max,
+            runtime_stalls,
             observed: Mutex::new(BTreeSet::new()),
         }
     }

@@ -294,3 +294,28 @@ fn a_recorder_adds_to_the_same_series_as_the_proxy_metrics() {
     let all_standby = r#"pgha_transaction_duration_seconds_count{route="standby"}"#;
     assert_eq!(get(all_standby).as_deref(), Some("1"));
 }
+
+#[test]
+fn runtime_stalls_start_at_zero_and_keep_the_longest_reported() {
+    let m = ProxyMetrics::new();
+    let text = m.encode();
+    assert_eq!(
+        value(&text, "pgha_runtime_stalls_total").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        value(&text, "pgha_runtime_stall_max_seconds").as_deref(),
+        Some("0.0")
+    );
+    m.runtime_stall_max(Duration::from_millis(250));
+    m.runtime_stalled();
+    let text = m.encode();
+    assert_eq!(
+        value(&text, "pgha_runtime_stalls_total").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&text, "pgha_runtime_stall_max_seconds").as_deref(),
+        Some("0.25")
+    );
+}
