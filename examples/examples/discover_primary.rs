@@ -30,24 +30,18 @@ use tokio_postgres::NoTls;
 /// Any error, sendable across tasks.
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
-/// Follows the writable primary among `addrs` (`host:port`): calls
-/// `found(node, term)` each time a new one takes writes, until `found`
-/// returns `false`.
+/// Follows the writable primary among `nodes` (host, port): calls
+/// `found("host:port", term)` each time a new one takes writes, until
+/// `found` returns `false`.
 pub async fn run(
-    addrs: &[String],
+    nodes: &[(String, u16)],
     mut found: impl FnMut(&str, u64) -> bool,
 ) -> Result<(), BoxError> {
-    let nodes = addrs.iter().map(|addr| {
-        let (host, port) = addr.rsplit_once(':').ok_or("expected host:port")?;
-        // All standbys to start with: the monitor asks each node which it is.
-        Ok::<_, BoxError>(NodeState::new(
-            addr.as_str(),
-            Role::Standby,
-            host,
-            port.parse()?,
-        ))
-    });
-    let topology = Topology::new(nodes.collect::<Result<Vec<_>, _>>()?);
+    // All standbys to start with: the monitor asks each node which it is.
+    let topology =
+        Topology::new(nodes.iter().map(|(host, port)| {
+            NodeState::new(format!("{host}:{port}"), Role::Standby, host, *port)
+        }));
     let (monitor, handle) = ClusterMonitor::builder(topology).build()?;
     let follow = async move {
         let (mut topology, mut last) = (handle.topology(), None);
@@ -77,10 +71,14 @@ pub async fn run(
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let mut addrs: Vec<String> = std::env::args().skip(1).collect();
-    let once = addrs.iter().any(|a| a == "--once");
-    addrs.retain(|a| a != "--once");
-    if addrs.is_empty() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let once = args.iter().any(|a| a == "--once");
+    let nodes = args.iter().filter(|a| *a != "--once").map(|addr| {
+        let (host, port) = addr.rsplit_once(':').ok_or("expected HOST:PORT")?;
+        Ok::<_, BoxError>((host.to_owned(), port.parse()?))
+    });
+    let nodes = nodes.collect::<Result<Vec<_>, _>>()?;
+    if nodes.is_empty() {
         eprintln!("usage: discover_primary [--once] HOST:PORT [HOST:PORT ...]");
         std::process::exit(2);
     }
@@ -89,7 +87,7 @@ async fn main() -> Result<(), BoxError> {
         !once
     };
     tokio::select! {
-        result = run(&addrs, found) => result,
+        result = run(&nodes, found) => result,
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
 }

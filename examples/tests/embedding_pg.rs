@@ -34,11 +34,15 @@ async fn discover_primary_finds_the_primary_and_follows_a_failover() -> R {
         let node = &cluster.nodes()[i];
         format!("{}:{}", node.host(), node.port())
     };
+    let node = |i: usize| {
+        let node = &cluster.nodes()[i];
+        (node.host().to_string(), node.port())
+    };
     // Given standby first: discovery must not take the order on trust.
-    let addrs = vec![addr(1), addr(0)];
+    let nodes = vec![node(1), node(0)];
     let (found, mut reports) = mpsc::unbounded_channel();
     let discovery = tokio::spawn(async move {
-        discover_primary::run(&addrs, |node, term| {
+        discover_primary::run(&nodes, |node, term| {
             found.send((node.to_owned(), term)).is_ok()
         })
         .await
