@@ -276,3 +276,27 @@ fn a_policy_fencing_a_healthy_primary_on_a_hint_is_reported() {
     violated(&report, "a_session_hint_only_probes");
     assert!(report.passed().contains(&"actions_are_valid"), "{report}");
 }
+
+/// Cannot handle a switchover.
+struct PanicsOnSwitchover;
+
+impl FailoverPolicy for PanicsOnSwitchover {
+    fn decide(&self, _: &Topology, event: &Event) -> Vec<Action> {
+        match event {
+            Event::Command {
+                command: Command::Switchover { .. },
+                ..
+            } => panic!("switchover not implemented"),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[test]
+fn a_panicking_policy_is_reported_and_the_other_checks_still_run() {
+    let report = conformance::failover_policy(Arc::new(PanicsOnSwitchover), 100, 7);
+    eprintln!("{report}");
+    let detail = violated(&report, "never_panics");
+    assert!(detail.contains("switchover not implemented"), "{detail}");
+    assert_eq!(report.violated(), ["never_panics"], "{report}");
+}

@@ -73,6 +73,10 @@ const NAMES: [&str; 4] = ["n0", "n1", "n2", "n3"];
 /// replays it. Use [`failover_policy_on`] to name the nodes (e.g. to reach
 /// a rule about some of them).
 ///
+/// The checks run together, history by history: each shows the time of the
+/// whole run. A panic ends its history (the panic message is in the
+/// report, and printed by the panic hook) and the suite goes on.
+///
 /// ```
 /// use std::sync::Arc;
 /// use pgha_core::testing::conformance::{self, POLICY_CHECKS};
