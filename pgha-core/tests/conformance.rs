@@ -3,13 +3,16 @@
 //! PostgreSQL servers.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use pgha_core::testing::conformance::{self, ProbeCapabilities, Report};
+use pgha_core::testing::conformance::{self, Outcome, ProbeCapabilities, Report};
 use pgha_core::testing::{HarnessError, PgCluster};
 use pgha_core::{
-    CommandControllerConfig, CommandNodeController, ConnectConfig, LocalNodeController,
-    NodeController, SqlNodeController, SqlProbe, TcpProbe,
+    Action, Command, CommandControllerConfig, CommandNodeController, ConnectConfig, DefaultPolicy,
+    Event, FailoverPolicy, LocalNodeController, NodeController, Observation, SqlNodeController,
+    SqlProbe, TcpProbe, Topology,
 };
 
 type R = Result<(), Box<dyn std::error::Error>>;
@@ -130,4 +133,170 @@ async fn tcp_probe_keeps_the_contract_without_seeing_roles_or_hangs() -> R {
     ran.retain(|c| *c != "frozen_node_times_out");
     assert_checks(&report, &ran, &["frozen_node_times_out"]);
     Ok(())
+}
+
+/// Enough histories to reach failovers, failed promotions, gated clusters
+/// and operator commands many times over, in well under a second.
+const HISTORIES: usize = 2000;
+
+#[test]
+fn default_policy_passes_the_failover_policy_suite() {
+    for policy in [
+        DefaultPolicy::default(),
+        DefaultPolicy {
+            failures_before_down: 1,
+            maximum_lag_bytes: Some(100),
+            auto_rejoin: true,
+            minimum_down_time: Duration::ZERO,
+        },
+    ] {
+        let report = conformance::failover_policy(Arc::new(policy), HISTORIES, 14);
+        eprintln!("{report}");
+        assert_eq!(report.passed(), conformance::POLICY_CHECKS, "{report}");
+    }
+}
+
+/// Promotes whichever standby just failed a probe: what the suite exists
+/// to catch.
+struct PromotesTheFailed;
+
+impl FailoverPolicy for PromotesTheFailed {
+    fn decide(&self, topology: &Topology, event: &Event) -> Vec<Action> {
+        match event {
+            Event::Observed {
+                node,
+                observation: Observation::Failed { .. },
+                ..
+            } if topology.primary_id() != Some(node) => vec![Action::Promote {
+                node: node.clone(),
+                term: topology.term() + 1,
+            }],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Counts the calls it gets and probes the primary every 50th: what it
+/// decides depends on how often it was asked, not on the cluster.
+#[derive(Default)]
+struct CountsItself(AtomicU64);
+
+impl FailoverPolicy for CountsItself {
+    fn decide(&self, topology: &Topology, event: &Event) -> Vec<Action> {
+        let seen = self.0.fetch_add(1, Ordering::Relaxed);
+        match (event, topology.primary_id()) {
+            (Event::Observed { .. }, Some(primary)) if seen % 50 == 49 => vec![Action::Probe {
+                node: primary.clone(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Promotes with the current term: the model drops it.
+struct StaleTerm;
+
+impl FailoverPolicy for StaleTerm {
+    fn decide(&self, topology: &Topology, event: &Event) -> Vec<Action> {
+        match event {
+            Event::Command {
+                command: Command::Promote { node },
+                ..
+            } => vec![Action::Promote {
+                node: node.clone(),
+                term: topology.term(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn violated(report: &Report, name: &str) -> String {
+    match report.outcome(name) {
+        Some(Outcome::Violated { detail, .. }) => detail.clone(),
+        other => panic!("{name} not violated: {other:?}\n{report}"),
+    }
+}
+
+#[test]
+fn a_policy_promoting_a_failed_standby_is_reported_with_a_replayable_seed() {
+    let report = conformance::failover_policy(Arc::new(PromotesTheFailed), 200, 7);
+    eprintln!("{report}");
+    let detail = violated(&report, "a_standby_failure_never_promotes");
+    assert!(report.passed().contains(&"deterministic"), "{report}");
+    // The named history alone breaks it again.
+    let seed: u64 = detail
+        .strip_prefix("history seed ")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no seed in {detail}"));
+    let replay = conformance::failover_policy(Arc::new(PromotesTheFailed), 1, seed);
+    assert!(
+        replay
+            .violated()
+            .contains(&"a_standby_failure_never_promotes"),
+        "{replay}"
+    );
+}
+
+#[test]
+fn a_policy_with_hidden_state_or_invalid_actions_is_reported() {
+    let report = conformance::failover_policy(Arc::new(CountsItself::default()), 200, 7);
+    eprintln!("{report}");
+    violated(&report, "deterministic");
+    violated(&report, "no_hidden_state");
+
+    let report = conformance::failover_policy(Arc::new(StaleTerm), 200, 7);
+    eprintln!("{report}");
+    violated(&report, "actions_are_valid");
+}
+
+/// Takes a terminated session for a dead primary and fences it.
+struct FencesOnAHint;
+
+impl FailoverPolicy for FencesOnAHint {
+    fn decide(&self, topology: &Topology, event: &Event) -> Vec<Action> {
+        match event {
+            Event::SessionHint { node, .. } if topology.primary_id() == Some(node) => {
+                vec![Action::Fence {
+                    node: node.clone(),
+                    term: topology.term(),
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[test]
+fn a_policy_fencing_a_healthy_primary_on_a_hint_is_reported() {
+    let report = conformance::failover_policy(Arc::new(FencesOnAHint), 200, 7);
+    eprintln!("{report}");
+    violated(&report, "never_fences_a_healthy_primary_unasked");
+    violated(&report, "a_session_hint_only_probes");
+    assert!(report.passed().contains(&"actions_are_valid"), "{report}");
+}
+
+/// Cannot handle a switchover.
+struct PanicsOnSwitchover;
+
+impl FailoverPolicy for PanicsOnSwitchover {
+    fn decide(&self, _: &Topology, event: &Event) -> Vec<Action> {
+        match event {
+            Event::Command {
+                command: Command::Switchover { .. },
+                ..
+            } => panic!("switchover not implemented"),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[test]
+fn a_panicking_policy_is_reported_and_the_other_checks_still_run() {
+    let report = conformance::failover_policy(Arc::new(PanicsOnSwitchover), 100, 7);
+    eprintln!("{report}");
+    let detail = violated(&report, "never_panics");
+    assert!(detail.contains("switchover not implemented"), "{detail}");
+    assert_eq!(report.violated(), ["never_panics"], "{report}");
 }

@@ -1,14 +1,18 @@
 //! Conformance suites for plugin authors: the checks any
 //! [`NodeController`](crate::NodeController) or
 //! [`HealthProbe`](crate::HealthProbe) must pass, against real PostgreSQL
-//! servers started by the harness. pgha's own implementations run the same
-//! suites (`pgha-core/tests/conformance.rs`).
+//! servers started by the harness, and those any
+//! [`FailoverPolicy`](crate::FailoverPolicy) must pass over seeded random
+//! event histories ([`failover_policy`], pure: no server, no clock). pgha's
+//! own implementations run the same suites (`pgha-core/tests/conformance.rs`).
 //!
 //! Each suite returns a [`Report`] naming every check and what came of it.
 //! A check whose clause the implementation violates does not stop the
 //! suite: the others still run, and the suite then fails with
 //! [`HarnessError::Contract`] carrying the whole report. Only a failure of
 //! the harness itself (a server that does not start) stops it early.
+//! [`failover_policy`] needs no harness: it returns the report, violations
+//! included.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), pgha_core::testing::HarnessError> {
@@ -29,12 +33,15 @@
 //! ```
 
 mod controller;
+mod histories;
+mod policy;
 mod probe;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use controller::{node_controller, node_controller_checks, CONTROLLER_CHECKS};
+pub use policy::{failover_policy, failover_policy_on, POLICY_CHECKS};
 pub use probe::{health_probe, ProbeCapabilities, PROBE_CHECKS};
 
 use super::HarnessError;
@@ -67,7 +74,8 @@ pub enum Outcome {
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
-    /// The check's name (one of [`CONTROLLER_CHECKS`] or [`PROBE_CHECKS`]).
+    /// The check's name (one of [`CONTROLLER_CHECKS`], [`PROBE_CHECKS`] or
+    /// [`POLICY_CHECKS`]).
     pub name: &'static str,
     /// What came of it.
     pub outcome: Outcome,

@@ -8,8 +8,8 @@
 //!   [`PgNode::thaw`], [`PgNode::restart`]) and SQL helpers.
 //! * [`FaultProxy`]: an in-process TCP relay that can cut, black-hole or
 //!   delay the traffic between a client and a server.
-//! * [`conformance`]: the suites any `NodeController` or `HealthProbe`
-//!   must pass.
+//! * [`conformance`]: the suites any `NodeController`, `HealthProbe` or
+//!   `FailoverPolicy` must pass.
 //! * [`NetLab`]: Linux network namespaces joined by a bridge (that lives in a
 //!   namespace too), for multi-host tests; needs root.
 //!
