@@ -125,30 +125,7 @@ impl LocalNodeController {
             cmd.uid(uid).gid(gid).env("HOME", "/tmp");
         }
         let shown = format!("{} {}", path.display(), args.join(" "));
-        let out = tokio::time::timeout(self.config.tool_timeout, cmd.output())
-            .await
-            .map_err(|_| Error::Command {
-                command: shown.clone(),
-                status: format!("timed out after {:?}", self.config.tool_timeout),
-                output: String::new(),
-            })?
-            .map_err(|source| Error::Io {
-                what: format!("running {shown}"),
-                source,
-            })?;
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        tracing::info!(command = %shown, status = %out.status, output = %text.trim(), "ran");
-        if out.status.success() {
-            Ok(())
-        } else {
-            let lines: Vec<&str> = text.lines().collect();
-            Err(Error::Command {
-                command: shown,
-                status: out.status.to_string(),
-                output: lines[lines.len().saturating_sub(20)..].join("\n"),
-            })
-        }
+        crate::local_service::run(cmd, shown, self.config.tool_timeout).await
     }
 
     fn owned_write(&self, path: &Path, text: &str, append: bool) -> Result<(), Error> {

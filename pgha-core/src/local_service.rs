@@ -159,7 +159,9 @@ impl LocalService for SystemdService {
     }
 }
 
-async fn run(
+/// Runs `cmd` (shown as `shown`) under `timeout`: its output logged, a
+/// failure with the tail of what it printed.
+pub(crate) async fn run(
     mut cmd: tokio::process::Command,
     shown: String,
     timeout: Duration,
