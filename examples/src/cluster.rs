@@ -348,3 +348,22 @@ impl pgha_proxy::ClusterControl for GroupControl {
         }
     }
 }
+
+/// Keeps the proxy's `pgha_vip_*` metrics in step with the keeper.
+pub async fn vip_metrics(
+    mut status: watch::Receiver<pgha_vip::KeeperStatus>,
+    addr: String,
+    metrics: Arc<pgha_proxy::ProxyMetrics>,
+) {
+    loop {
+        let s = status.borrow_and_update().clone();
+        metrics.vip(
+            &addr,
+            s.held,
+            [s.acquisitions, s.renewals, s.announcements, s.failures],
+        );
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}

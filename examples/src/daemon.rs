@@ -65,6 +65,8 @@ pub struct Served {
     pub addr: SocketAddr,
     /// The proxy serving them.
     pub proxy: ProxyHandle,
+    /// Its metrics (`/metrics`).
+    pub metrics: Arc<pgha_proxy::ProxyMetrics>,
 }
 
 /// Starts the monitor and the proxy as `config` says — and, with
@@ -147,6 +149,13 @@ pub async fn start(config: &RunConfig) -> anyhow::Result<Daemon> {
         gate,
     )
     .await?;
+    if let (Some(status), Some(vip)) = (vip_status, &config.vip) {
+        tokio::spawn(crate::cluster::vip_metrics(
+            status,
+            vip.address.to_string(),
+            served.metrics.clone(),
+        ));
+    }
     Ok(Daemon {
         monitor: handle,
         addr: served.addr,
@@ -191,6 +200,7 @@ pub async fn serve_proxy(
             .unwrap_or_else(|| Arc::new(handle.clone())),
     );
     let proxy_handle = proxy.handle();
+    let metrics = proxy.metrics();
     if let Some(http) = http {
         let http_listener = TcpListener::bind(http)
             .await
@@ -212,6 +222,7 @@ pub async fn serve_proxy(
     Ok(Served {
         addr,
         proxy: proxy_handle,
+        metrics,
     })
 }
 

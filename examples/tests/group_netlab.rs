@@ -121,6 +121,13 @@ async fn pgha_ctl_reads_the_group_through_the_vip_and_a_switchover_under_load_co
             .is_some_and(|s| s.starts_with("held")),
         "{status}"
     );
+    // The holder's /metrics says it holds the address.
+    let on_holder = group::http_get(&d.lab, d.holder, "/metrics").await;
+    let held = on_holder
+        .lines()
+        .find(|l| l.starts_with("pgha_vip_held{"))
+        .and_then(|l| l.rsplit(' ').next());
+    assert_eq!(held, Some("1"), "{on_holder}");
     // A follower answers status and names the leader, and refuses to act.
     let follower = group::MEMBERS
         .iter()

@@ -26,6 +26,8 @@
 //! | `pgha_node_primary` | `node` | 1 for the primary of the current term |
 //! | `pgha_runtime_stall_max_seconds` | | the longest the proxy's runtime ran a due timer late since start ([`crate::stall`]): every client waited as long |
 //! | `pgha_runtime_stalls_total` | | times the runtime ran a due timer more than 20 ms late |
+//! | `pgha_vip_held` | `addr` | 1 while this node holds the virtual IP (`pgha run` with `[vip]`) |
+//! | `pgha_vip_acquisitions_total`, `pgha_vip_renewals_total`, `pgha_vip_announcements_total`, `pgha_vip_failures_total` | `addr` | what its keeper did |
 //!
 //! The `pgha_node_*` series and `pgha_term` follow the topology passed to
 //! [`ProxyMetrics::observe_topology`]; a node that leaves the topology loses
@@ -54,8 +56,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use labels::{
+    AddrLabels, ConnectLabels, NodeLabels, Outcome, ServerLabels, ServerState, TransactionLabels,
+};
 pub use labels::{AuthFailure, NodeLabel, RouteReason, RouteTarget};
-use labels::{ConnectLabels, NodeLabels, Outcome, ServerLabels, ServerState, TransactionLabels};
 
 /// Gauges are `i64`; the values put in them (counts, bytes, the term) fit
 /// for any real cluster, and saturate rather than wrap if not.
@@ -90,6 +94,9 @@ pub struct ProxyMetrics {
     node_primary: Family<NodeLabels, Gauge>,
     runtime_stall_max: Gauge<f64, AtomicU64>,
     runtime_stalls: Counter,
+    vip_held: Family<AddrLabels, Gauge>,
+    /// Acquisitions, renewals, announcements, failures, in that order.
+    vip_counts: [Family<AddrLabels, Counter>; 4],
     /// The nodes of the last observed topology, to drop those that leave.
     observed: Mutex<BTreeSet<NodeLabel>>,
 }
@@ -200,6 +207,23 @@ impl ProxyMetrics {
     /// The runtime ran a due timer later than a stall's threshold.
     pub fn runtime_stalled(&self) {
         self.runtime_stalls.inc();
+    }
+
+    /// What this node's VIP keeper reports for `addr`: whether it holds
+    /// the address, and its running totals (acquisitions, renewals,
+    /// announcements, failed commands) — the counters follow them.
+    pub fn vip(&self, addr: &str, held: bool, totals: [u64; 4]) {
+        let labels = AddrLabels {
+            addr: NodeLabel::new(addr),
+        };
+        self.vip_held.get_or_create(&labels).set(i64::from(held));
+        for (family, total) in self.vip_counts.iter().zip(totals) {
+            let counter = family.get_or_create(&labels);
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
     }
 
     /// Every series, as OpenMetrics text (ending in `# EOF`).

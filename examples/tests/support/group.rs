@@ -22,6 +22,8 @@ pub const MEMBERS: [(&str, u64); 3] = [("a", 1), ("b", 2), ("w", 3)];
 pub const WITNESS: &str = "w";
 /// Where clients connect (on every host, and so on the VIP).
 pub const PORT: u16 = 6432;
+/// Each member's HTTP port (/metrics, /status).
+pub const HTTP_PORT: u16 = 9930;
 const PEER_PORT: u16 = 7400;
 
 /// One `pgha run` process in a host's namespace; killed when dropped.
@@ -73,6 +75,7 @@ pub fn config(lab: &NetLab, cluster: &PgCluster, host: &str, id: u64, dir: &Path
         r#"
 [proxy]
 listen = "0.0.0.0:{PORT}"
+http = "0.0.0.0:{HTTP_PORT}"
 pool_mode = "transaction"
 no_primary_wait = "20s"
 admin_users = ["postgres"]
@@ -523,5 +526,27 @@ pub async fn streams_from(
             d.logs()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `GET path` on `host`'s HTTP port, from the client host; the whole
+/// answer (empty if it could not be had).
+pub async fn http_get(lab: &NetLab, host: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ip = lab.ip(host);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n");
+    let task = lab.spawn(CLIENT, move || async move {
+        let mut conn = tokio::net::TcpStream::connect((ip, HTTP_PORT)).await.ok()?;
+        conn.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut answer))
+            .await
+            .ok()?
+            .ok()?;
+        Some(answer)
+    });
+    match task {
+        Ok(task) => task.join().await.flatten().unwrap_or_default(),
+        Err(_) => String::new(),
     }
 }

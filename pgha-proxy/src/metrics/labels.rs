@@ -198,6 +198,12 @@ impl Outcome {
 // The label sets: one struct per combination, field names are label names.
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct AddrLabels {
+    /// The virtual IP, as `198.18.0.100/24 on eth0`.
+    pub(crate) addr: NodeLabel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct NodeLabels {
     pub(crate) node: NodeLabel,
 }

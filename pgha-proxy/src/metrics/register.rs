@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
-use super::labels::{AuthLabels, RouteLabels};
+use super::labels::{AddrLabels, AuthLabels, RouteLabels};
 use super::{AuthFailure, ProxyMetrics, RouteTarget};
 
 /// Bucket bounds, in seconds, for transaction latency and pool waits: from
@@ -139,6 +139,37 @@ impl ProxyMetrics {
             "Times the runtime ran a due timer more than 20 ms late",
             runtime_stalls.clone(),
         );
+        let vip_held = Family::default();
+        registry.register(
+            "vip_held",
+            "1 while this node holds the virtual IP",
+            vip_held.clone(),
+        );
+        let vip_counts: [Family<AddrLabels, Counter>; 4] = Default::default();
+        for (name, help, family) in [
+            (
+                "vip_acquisitions",
+                "Times the virtual IP was acquired",
+                &vip_counts[0],
+            ),
+            (
+                "vip_renewals",
+                "Times its kernel lifetime was renewed",
+                &vip_counts[1],
+            ),
+            (
+                "vip_announcements",
+                "Gratuitous ARP / unsolicited NA bursts sent",
+                &vip_counts[2],
+            ),
+            (
+                "vip_failures",
+                "Virtual IP commands that failed",
+                &vip_counts[3],
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         ProxyMetrics {
             registry,
             clients,
@@ -159,6 +190,8 @@ impl ProxyMetrics {
             node_primary,
             runtime_stall_max,
             runtime_stalls,
+            vip_held,
+            vip_counts,
             observed: Mutex::new(BTreeSet::new()),
         }
     }

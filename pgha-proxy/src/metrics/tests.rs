@@ -319,3 +319,33 @@ fn runtime_stalls_start_at_zero_and_keep_the_longest_reported() {
         Some("0.25")
     );
 }
+
+#[test]
+fn the_vip_series_follow_the_keepers_totals() {
+    let m = ProxyMetrics::new();
+    let addr = "198.18.0.100/24 on eth0";
+    let series = |name: &str| format!("{name}{{addr=\"{addr}\"}}");
+    m.vip(addr, true, [1, 5, 3, 0]);
+    m.vip(addr, true, [1, 9, 4, 0]);
+    let text = m.encode();
+    assert_eq!(value(&text, &series("pgha_vip_held")).as_deref(), Some("1"));
+    assert_eq!(
+        value(&text, &series("pgha_vip_acquisitions_total")).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&text, &series("pgha_vip_renewals_total")).as_deref(),
+        Some("9")
+    );
+    assert_eq!(
+        value(&text, &series("pgha_vip_announcements_total")).as_deref(),
+        Some("4")
+    );
+    m.vip(addr, false, [1, 9, 4, 1]);
+    let text = m.encode();
+    assert_eq!(value(&text, &series("pgha_vip_held")).as_deref(), Some("0"));
+    assert_eq!(
+        value(&text, &series("pgha_vip_failures_total")).as_deref(),
+        Some("1")
+    );
+}
