@@ -161,7 +161,10 @@ fn the_two_host_example_files_are_valid_and_differ_only_in_member_and_local_node
     let text = std::fs::read_to_string(&path).unwrap();
     let c = parse(&text, &path, &env).unwrap_or_else(|e| panic!("pgha-witness.toml: {e}"));
     let w = c.watchdog.as_ref().unwrap();
-    assert!(w.witnesses.contains(&w.id), "the witness's own id is the witness");
+    assert!(
+        w.witnesses.contains(&w.id),
+        "the witness's own id is the witness"
+    );
     assert!(c.vip.is_none() && c.local.is_none());
     assert_eq!(c.nodes.len(), 2);
 }
