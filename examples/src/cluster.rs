@@ -194,7 +194,6 @@ async fn run_member(
         Arc::new(member.quorum_probe(probe, contact_window)),
     );
     let _ = ready.send(Ok(started));
-    let log_leases = tokio::spawn(log_lease_changes(config.id, member.lease()));
     let (stop_serving, serving_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(serve(
         listener,
@@ -211,30 +210,6 @@ async fn run_member(
     let _ = stop_serving.send(());
     member.shutdown().await;
     let _ = server.await;
-    log_leases.abort();
-}
-
-/// Logs every lease this member holds, with its bounds: the record an
-/// operator (or a test) reads to check that no two leases overlapped.
-async fn log_lease_changes(member: u64, mut lease: watch::Receiver<Option<Instant>>) {
-    let mut holding = false;
-    loop {
-        let now = *lease.borrow_and_update();
-        match (holding, now) {
-            (false, Some(_)) => {
-                holding = true;
-                tracing::warn!(member, "lease acquired: this member leads");
-            }
-            (true, None) => {
-                holding = false;
-                tracing::warn!(member, "lease lost: this member no longer leads");
-            }
-            _ => {}
-        }
-        if lease.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Starts the VIP keeper: it holds `settings.address` exactly while the

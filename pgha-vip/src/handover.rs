@@ -29,6 +29,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::keeper::sleep_until;
+
 /// How the leader lease becomes the address lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandoverConfig {
@@ -128,13 +130,6 @@ pub fn follow(
         }
     });
     rx
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

@@ -245,7 +245,9 @@ impl VipKeeper {
     }
 }
 
-async fn sleep_until(wake: Option<Instant>) {
+/// Sleeps until `wake`, or for ever without one (a `select!` arm that
+/// only a lease change can end).
+pub(crate) async fn sleep_until(wake: Option<Instant>) {
     match wake {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -181,9 +181,14 @@ fn publish(
     let was = lease.send_replace(current);
     if was.is_some() != current.is_some() {
         if current.is_some() {
-            tracing::info!(member = me, "leader lease acquired");
+            // WARN: rare, and what an operator (or a test) reads to see
+            // who led when.
+            tracing::warn!(member = me, "leader lease acquired: this member leads");
         } else {
-            tracing::info!(member = me, "leader lease lost");
+            tracing::warn!(
+                member = me,
+                "leader lease lost: this member no longer leads"
+            );
         }
     }
     permission.send_if_modified(|p| {
