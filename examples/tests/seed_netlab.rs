@@ -38,6 +38,7 @@ async fn a1_the_primary_killed_is_failed_over_and_comes_back_as_a_standby_by_its
     let rejoined = killed_at.elapsed();
     let acknowledged = d.writer.acknowledged().len();
     let missing = missing_count(&d).await?;
+    d.nothing_told_failed_is_present_on(1).await?;
     eprintln!(
         "A1 primary killed: writes back after {outage:?} (longest gap between acknowledged writes); old primary streaming from the new one {rejoined:?} after the kill; {acknowledged} writes acknowledged, {missing} of them missing (asynchronous replication)"
     );
@@ -126,6 +127,7 @@ async fn c_the_primary_host_cut_off_fails_over_and_after_the_heal_nothing_acknow
         d.logs()
     );
     let missing = missing_count(&d).await?;
+    d.nothing_told_failed_is_present_on(1).await?;
     assert_eq!(
         missing,
         0,

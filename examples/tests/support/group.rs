@@ -267,6 +267,9 @@ pub struct Attempt {
     pub id: i64,
     pub ok: bool,
     pub error: Option<String>,
+    /// The error's SQLSTATE when the server (or pgha) answered one; none
+    /// for a client-side timeout or a connection that ended unanswered.
+    pub sqlstate: Option<String>,
 }
 
 /// A client in the client namespace inserting one row every 50 ms through
@@ -305,9 +308,11 @@ impl Writer {
                         c.execute("INSERT INTO writes (id) VALUES ($1)", &[&id]),
                     )
                     .await
-                    .map_err(|_| "no answer in 2 s".to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string())),
-                    None => Err("cannot connect".to_string()),
+                    .map_err(|_| ("no answer in 2 s".to_string(), None))
+                    .and_then(|r| {
+                        r.map_err(|e| (e.to_string(), e.code().map(|c| c.code().to_string())))
+                    }),
+                    None => Err(("cannot connect".to_string(), None)),
                 };
                 if result.is_err() {
                     client = None;
@@ -317,7 +322,8 @@ impl Writer {
                     done: Instant::now(),
                     id,
                     ok: result.is_ok(),
-                    error: result.err(),
+                    sqlstate: result.as_ref().err().and_then(|(_, code)| code.clone()),
+                    error: result.err().map(|(text, _)| text),
                 });
                 tokio::time::sleep_until((at + Duration::from_millis(50)).into()).await;
             }
@@ -466,6 +472,36 @@ impl Deployment {
             .filter(|id| !present.contains(id))
             .collect();
         assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
+        self.nothing_told_failed_is_present_on(index).await
+    }
+
+    /// No write told failed with a definite error is in the table on node
+    /// `index`.
+    pub async fn nothing_told_failed_is_present_on(&self, index: usize) -> R {
+        let present = self.cluster.nodes()[index]
+            .query_one_text("SELECT string_agg(id::text, ',') FROM writes")
+            .await?
+            .unwrap_or_default();
+        let present: std::collections::BTreeSet<i64> =
+            present.split(',').filter_map(|s| s.parse().ok()).collect();
+        // The client's chair, the other way: a write told failed with a
+        // definite error (any SQLSTATE but 08007, "outcome unknown") did not
+        // run. `id` is the primary key, so an INSERT pgha sent twice would
+        // show here too: a 23505 for a row that is present.
+        let told_failed_yet_present: Vec<_> = self
+            .writer
+            .attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| !a.ok && a.sqlstate.as_deref().is_some_and(|c| c != "08007"))
+            .filter(|a| present.contains(&a.id))
+            .map(|a| (a.id, a.sqlstate.clone(), a.error.clone()))
+            .collect();
+        assert!(
+            told_failed_yet_present.is_empty(),
+            "told failed, yet in the table: {told_failed_yet_present:?}"
+        );
         Ok(())
     }
 }
