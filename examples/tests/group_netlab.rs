@@ -186,6 +186,47 @@ async fn pgha_ctl_reads_the_group_through_the_vip_and_a_switchover_under_load_co
         "the old primary streams from the new one {:?} after the switchover began",
         started.elapsed()
     );
+
+    // An operator detaches the new standby on the leader: the follower's
+    // proxy takes it out of routing too, and it stays out, healthy as it
+    // is, until the operator attaches it.
+    let (code, done) = group::ctl(&d.lab, &vip, &["detach", "node0"]);
+    assert_eq!(code, 0, "{done}");
+    let node0_on = |at: &str| {
+        let (code, status) = group::ctl(&d.lab, at, &["status"]);
+        assert_eq!(code, 0, "{status}");
+        status["nodes"]
+            .as_array()
+            .and_then(|nodes| nodes.iter().find(|n| n["node"] == "node0"))
+            .and_then(|n| n["status"].as_str())
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node0_on(&follower_ip) != "detached" {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never learned the detach"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        node0_on(&vip),
+        "detached",
+        "the detach sticks on the leader"
+    );
+    assert_eq!(node0_on(&follower_ip), "detached", "and on the follower");
+    let (code, done) = group::ctl(&d.lab, &vip, &["attach", "node0"]);
+    assert_eq!(code, 0, "{done}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node0_on(&follower_ip) != "up" {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never learned the attach"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
 

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::admin::{admin_states, apply_admin_states};
 use crate::evidence::Verdict;
 use crate::{
-    Action, Event, FailoverPolicy, NodeId, Observation, Permission, Role, Status, TermRecord,
-    Topology,
+    Action, AdminStates, Command, Event, FailoverPolicy, NodeId, Observation, Permission, Role,
+    Status, TermRecord, Topology,
 };
 
 /// The cluster model: the current [`Topology`] and the policy that decides
@@ -98,6 +99,20 @@ impl ClusterState {
                 );
             }
         }
+        if let Event::Command {
+            command: Command::Detach { node },
+            ..
+        } = &event
+        {
+            // The operator's detach sticks until the operator's attach; a
+            // policy's detach after a failure may be undone by the policy.
+            if applied
+                .iter()
+                .any(|a| matches!(a, Action::Detach { node: n } if n == node))
+            {
+                with_node(topology, node, |n| n.detached_by_operator = true);
+            }
+        }
         if !applied.is_empty() {
             tracing::info!(
                 term = topology.term(),
@@ -172,6 +187,16 @@ impl ClusterState {
                 node.role = Role::Unknown;
             }
         }
+    }
+
+    /// Takes on the administrative states another pgha node committed
+    /// (detached, quarantined, rejoining, maintenance; a node not named is
+    /// attached). Returns whether anything changed.
+    pub fn adopt_admin(&mut self, states: &AdminStates) -> bool {
+        if admin_states(&self.topology) == *states {
+            return false;
+        }
+        apply_admin_states(Arc::make_mut(&mut self.topology), states)
     }
 
     /// Holds writes from every node (`Some(why)`) or lets them go.
@@ -364,5 +389,8 @@ fn apply(topology: &mut Topology, action: &Action) -> bool {
 fn with_node(topology: &mut Topology, id: &NodeId, change: impl FnOnce(&mut crate::NodeState)) {
     if let Some(node) = topology.node_mut(id) {
         change(node);
+        if node.status != Status::Detached {
+            node.detached_by_operator = false;
+        }
     }
 }

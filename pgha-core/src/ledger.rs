@@ -14,25 +14,48 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::admin::{admin_states, AdminStates};
 use crate::monitor::state_file;
 use crate::{Error, NodeId, Topology};
 
-/// A decided term: `primary` is the primary of `term`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A decided term: `primary` is the primary of `term`; `admin` holds the
+/// nodes' administrative states decided so far (detached, quarantined,
+/// rejoining, in maintenance).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TermRecord {
     /// pgha's term, raised by every promotion.
     pub term: u64,
     /// The primary of that term, if one was named.
     pub primary: Option<NodeId>,
+    /// Every node that is not simply attached (records written before
+    /// these were kept read back as "all attached").
+    #[serde(default, skip_serializing_if = "AdminStates::is_empty")]
+    pub admin: AdminStates,
 }
 
 impl TermRecord {
-    /// The term and primary of `topology`.
+    /// `primary` as the primary of `term`, every node attached.
+    pub fn new(term: u64, primary: Option<NodeId>) -> Self {
+        TermRecord {
+            term,
+            primary,
+            admin: AdminStates::new(),
+        }
+    }
+
+    /// The term, primary and administrative states of `topology`.
     pub fn of(topology: &Topology) -> Self {
         TermRecord {
             term: topology.term(),
             primary: topology.primary_id().cloned(),
+            admin: admin_states(topology),
         }
+    }
+
+    /// Whether `other` names the same term and primary (the administrative
+    /// states may differ).
+    pub fn same_term(&self, other: &TermRecord) -> bool {
+        self.term == other.term && self.primary == other.primary
     }
 }
 
@@ -93,7 +116,7 @@ pub trait TermLedger: Send + Sync {
 /// std::fs::create_dir_all(&dir).ok();
 /// let ledger = StateFileLedger::open(dir.join("state.json"))?;
 /// assert_eq!(*ledger.view().borrow(), LedgerView::Empty);
-/// let record = TermRecord { term: 2, primary: Some("b".into()) };
+/// let record = TermRecord::new(2, Some("b".into()));
 /// ledger.commit(&record).await?;
 /// assert_eq!(*ledger.view().borrow(), LedgerView::Committed(record));
 /// # std::fs::remove_dir_all(&dir).ok();
@@ -113,6 +136,7 @@ impl StateFileLedger {
             Some(saved) => LedgerView::Committed(TermRecord {
                 term: saved.term,
                 primary: saved.primary,
+                admin: saved.admin,
             }),
             None => LedgerView::Empty,
         };
@@ -129,6 +153,7 @@ impl TermLedger for StateFileLedger {
         let saved = state_file::PersistedState {
             term: record.term,
             primary: record.primary.clone(),
+            admin: record.admin.clone(),
         };
         // A few hundred bytes and two fsyncs: cheap next to the promotion
         // it precedes, but kept off the runtime's workers all the same.

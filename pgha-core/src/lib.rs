@@ -70,6 +70,7 @@
 //! ```
 
 mod action;
+mod admin;
 mod cluster_state;
 mod command_controller;
 mod connect;
@@ -98,6 +99,7 @@ pub mod testing;
 mod topology;
 
 pub use action::{Action, QuarantineReason};
+pub use admin::{admin_states, AdminState, AdminStates};
 pub use cluster_state::ClusterState;
 pub use command_controller::{
     run_command, shell_quote, CommandControllerConfig, CommandNode, CommandNodeController,

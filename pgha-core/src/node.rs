@@ -66,8 +66,9 @@ pub enum Status {
     Up,
     /// Confirmed failed, or fenced (demoted or stopped).
     Down,
-    /// Taken out of routing after a failure or by an operator; comes back
-    /// with an attach.
+    /// Taken out of routing after a failure (the policy attaches it again
+    /// once healthy and caught up) or by an operator (until an operator
+    /// attaches it: [`NodeState::detached_by_operator`]).
     Detached,
     /// Reported itself primary without being the primary of the current
     /// term; never routed until it has rejoined.
@@ -106,6 +107,11 @@ pub struct NodeState {
     /// Why the node was last quarantined, while it is quarantined or
     /// rejoining after a quarantine.
     pub quarantined_for: Option<QuarantineReason>,
+    /// Detached by an operator: it stays out of routing, healthy or not,
+    /// until an operator attaches it. (A node detached after a failure
+    /// comes back by itself once it is healthy and caught up.)
+    #[serde(default)]
+    pub detached_by_operator: bool,
     /// The term in which pgha last fenced this node and the fence was not
     /// reported as failed. A stale primary is fenced once per term; the
     /// probe's view of the fence (`Health::read_only`) decides whether it
@@ -149,6 +155,7 @@ impl NodeState {
             priority: 1,
             upstream: None,
             quarantined_for: None,
+            detached_by_operator: false,
             fenced_in: None,
             consecutive_failures: 0,
             last_failure: None,

@@ -244,6 +244,29 @@ fn a_detached_standby_back_and_caught_up_is_attached() {
 }
 
 #[test]
+fn an_operators_detach_sticks_until_the_operators_attach() {
+    let mut cluster = cluster(vec![primary("a", 10 * MIB), standby("b", 10 * MIB)]);
+    let detach = command(Command::Detach { node: id("b") });
+    assert_eq!(
+        cluster.handle(detach),
+        vec![Action::Detach { node: id("b") }]
+    );
+    // Healthy and caught up: a detach after a failure would end here.
+    assert_eq!(
+        cluster.handle(healthy("b", Health::standby(Lsn(10 * MIB)))),
+        vec![]
+    );
+    let b = cluster.snapshot().node(&id("b")).cloned().unwrap();
+    assert_eq!((b.status, b.detached_by_operator), (Status::Detached, true));
+    assert_eq!(
+        cluster.handle(command(Command::Attach { node: id("b") })),
+        vec![Action::Attach { node: id("b") }]
+    );
+    let b = cluster.snapshot().node(&id("b")).cloned().unwrap();
+    assert_eq!((b.status, b.detached_by_operator), (Status::Up, false));
+}
+
+#[test]
 fn a_standby_back_after_a_failover_is_repointed_before_it_is_attached() {
     let mut b = standby("b", 10 * MIB).with_status(Status::Detached);
     b.upstream = Some(id("old"));

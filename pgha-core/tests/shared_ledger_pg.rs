@@ -12,15 +12,12 @@ use std::sync::Arc;
 use pg::{fast_config, healthy, id, init_tracing, local, primary_is, run, Running, R, WAIT};
 use pgha_core::testing::{MemberLedger, MemoryLedger, PgCluster};
 use pgha_core::{
-    ClusterMonitor, ConnectConfig, LedgerView, ManualCoordinator, MonitorEventKind, SqlProbe,
-    TermLedger, TermRecord,
+    AdminState, ClusterMonitor, Command, ConnectConfig, LedgerView, ManualCoordinator,
+    MonitorEventKind, SqlProbe, Status, TermLedger, TermRecord,
 };
 
 fn committed(term: u64, primary: &str) -> LedgerView {
-    LedgerView::Committed(TermRecord {
-        term,
-        primary: Some(id(primary)),
-    })
+    LedgerView::Committed(TermRecord::new(term, Some(id(primary))))
 }
 
 /// A member: its monitor, gated by `leading` (coordinator permission and
@@ -146,5 +143,107 @@ async fn a_member_routes_no_write_before_it_learns_the_committed_term() -> R {
     group.publish(committed(5, "node0"));
     let after = primary_is(&member.handle, "node0").await?;
     assert_eq!(after.term(), 5);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_leaders_detach_and_maintenance_reach_every_members_routing() -> R {
+    let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
+    cluster.wait_streaming().await?;
+    let group = MemoryLedger::new(committed(1, "node0"));
+    let (leader_ledger, follower_ledger) = (group.member(), group.member());
+    leader_ledger.set_leading(true);
+    let leader = member(
+        &cluster,
+        leader_ledger,
+        Arc::new(ManualCoordinator::new(true)),
+    );
+    let follower = member(
+        &cluster,
+        follower_ledger,
+        Arc::new(ManualCoordinator::new(false)),
+    );
+    let mut events = follower.handle.events();
+    healthy(&leader.handle).await?;
+    healthy(&follower.handle).await?;
+    let node1 = id("node1");
+    let reads_from_node1 = |t: &pgha_core::Topology| t.readable_nodes().any(|n| n.id == node1);
+    assert!(reads_from_node1(&follower.handle.current()));
+
+    // An operator detaches the standby on the leader: no member's proxy
+    // reads from it any more, though every member's probe sees it healthy.
+    leader
+        .handle
+        .command(Command::Detach {
+            node: node1.clone(),
+        })
+        .await?;
+    let seen = follower
+        .handle
+        .wait_for(WAIT, |t| {
+            t.node(&node1).is_some_and(|n| n.status == Status::Detached)
+        })
+        .await?;
+    assert!(!reads_from_node1(&seen));
+    let LedgerView::Committed(record) = group.member().view().borrow().clone() else {
+        panic!("nothing committed");
+    };
+    assert_eq!(
+        record.admin.get(&node1),
+        Some(&AdminState::DetachedByOperator)
+    );
+    // Healthy and caught up, it still stays out: the operator said so.
+    tokio::time::sleep(fast_config(None).probe_interval * 3).await;
+    let later = leader.handle.current();
+    assert_eq!(
+        later.node(&node1).map(|n| n.status),
+        Some(Status::Detached),
+        "an operator's detach is not undone by the next probe"
+    );
+    assert!(!reads_from_node1(&follower.handle.current()));
+    assert_eq!((record.term, record.primary), (1, Some(id("node0"))));
+
+    leader
+        .handle
+        .command(Command::Maintenance {
+            node: node1.clone(),
+            enabled: true,
+        })
+        .await?;
+    follower
+        .handle
+        .wait_for(WAIT, |t| {
+            t.node(&node1)
+                .is_some_and(|n| n.status == Status::Maintenance)
+        })
+        .await?;
+    leader
+        .handle
+        .command(Command::Maintenance {
+            node: node1.clone(),
+            enabled: false,
+        })
+        .await?;
+    leader
+        .handle
+        .command(Command::Attach {
+            node: node1.clone(),
+        })
+        .await?;
+    let back = follower
+        .handle
+        .wait_for(WAIT, |t| {
+            t.node(&node1).is_some_and(|n| n.status == Status::Up)
+        })
+        .await?;
+    assert!(reads_from_node1(&back), "attached: read from again");
+
+    // A follower's model only ever changes by the record: it decided
+    // nothing itself.
+    while let Ok(event) = events.try_recv() {
+        if let MonitorEventKind::Decided { actions, .. } = event.kind {
+            panic!("the follower decided {actions:?} itself");
+        }
+    }
     Ok(())
 }

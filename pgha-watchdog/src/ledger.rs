@@ -88,6 +88,7 @@ fn view_of(record: &ClusterRecord) -> LedgerView {
         primary => LedgerView::Committed(TermRecord {
             term: record.term,
             primary: primary.clone(),
+            admin: record.admin.clone(),
         }),
     }
 }
@@ -95,12 +96,26 @@ fn view_of(record: &ClusterRecord) -> LedgerView {
 #[async_trait]
 impl TermLedger for WatchdogLedger {
     async fn commit(&self, record: &TermRecord) -> Result<(), pgha_core::Error> {
-        let Some(primary) = record.primary.clone() else {
-            return Err(ledger_error("a term without a primary is not recorded"));
+        let same_term = match &*self.view.borrow() {
+            LedgerView::Committed(committed) => committed.same_term(record),
+            LedgerView::Unknown | LedgerView::Empty => false,
         };
-        let change = RecordChange::Promote {
-            term: record.term,
-            primary,
+        let change = if same_term {
+            // Only node states changed: the record refuses them if the
+            // term moved on meanwhile.
+            RecordChange::States {
+                term: record.term,
+                admin: record.admin.clone(),
+            }
+        } else {
+            let Some(primary) = record.primary.clone() else {
+                return Err(ledger_error("a term without a primary is not recorded"));
+            };
+            RecordChange::Promote {
+                term: record.term,
+                primary,
+                admin: record.admin.clone(),
+            }
         };
         match self.raft.client_write(change).await {
             Ok(written) => match written.data {

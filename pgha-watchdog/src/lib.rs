@@ -13,7 +13,7 @@
 //! use pgha_watchdog::{ClusterRecord, RecordChange};
 //!
 //! let record = ClusterRecord::default()
-//!     .apply(&RecordChange::Promote { term: 1, primary: "node0".into() })
+//!     .apply(&RecordChange::promote(1, "node0"))
 //!     .unwrap();
 //! assert_eq!(record.primary.as_ref().map(|p| p.as_str()), Some("node0"));
 //! ```
@@ -33,7 +33,7 @@
 //! let member = Member::start(&config, TcpNetwork::new(1, secret, Duration::from_millis(150))).await?;
 //! let mut lease = member.lease();
 //! lease.wait_for(|l| l.is_some()).await?;
-//! member.propose(RecordChange::Promote { term: 1, primary: "node0".into() }).await?;
+//! member.propose(RecordChange::promote(1, "node0")).await?;
 //! assert_eq!(member.record().borrow().term, 1);
 //! member.shutdown().await;
 //! # Ok(())

@@ -4,19 +4,21 @@
 //! [`RecordChange`]s with [`ClusterRecord::apply`], and every member that
 //! applies the same log reaches the same record.
 
-use pgha_core::NodeId;
+use pgha_core::{AdminStates, NodeId};
 use serde::{Deserialize, Serialize};
 
-/// The cluster's committed truth.
-///
-/// Today: the PostgreSQL term and its primary. Per-node administrative and
-/// desired states join it in a later slice of issue #12.
+/// The cluster's committed truth: the PostgreSQL term, its primary, and
+/// each node's administrative state (detached, quarantined, rejoining, in
+/// maintenance; a node not named is attached).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRecord {
     /// The PostgreSQL term (raised by every promotion); 0 before the first.
     pub term: u64,
     /// The primary of `term`, if one was ever named.
     pub primary: Option<NodeId>,
+    /// The nodes that are not simply attached.
+    #[serde(default)]
+    pub admin: AdminStates,
 }
 
 /// A change to the record, proposed by the leader and applied once
@@ -30,7 +32,31 @@ pub enum RecordChange {
         term: u64,
         /// The node promoted in it.
         primary: NodeId,
+        /// The nodes' administrative states once it is carried out
+        /// (entries written before these were kept: all attached).
+        #[serde(default)]
+        admin: AdminStates,
     },
+    /// The nodes' administrative states in `term` (a detach, an attach, a
+    /// quarantine, maintenance). Refused unless `term` is the record's: a
+    /// decision about an older term's cluster must not undo a newer one's.
+    States {
+        /// The term the decision was made in.
+        term: u64,
+        /// Every node that is not simply attached.
+        admin: AdminStates,
+    },
+}
+
+impl RecordChange {
+    /// `primary` promoted in `term`, every other node attached.
+    pub fn promote(term: u64, primary: impl Into<NodeId>) -> Self {
+        RecordChange::Promote {
+            term,
+            primary: primary.into(),
+            admin: AdminStates::new(),
+        }
+    }
 }
 
 /// Why a change was not applied.
@@ -39,6 +65,14 @@ pub enum Refusal {
     /// A promotion must raise the term.
     #[error("term {proposed} is not above the committed term {committed}")]
     StaleTerm {
+        /// The record's term.
+        committed: u64,
+        /// The change's term.
+        proposed: u64,
+    },
+    /// Node states decided in another term than the record's.
+    #[error("node states of term {proposed} do not apply to the committed term {committed}")]
+    OtherTerm {
         /// The record's term.
         committed: u64,
         /// The change's term.
@@ -53,14 +87,35 @@ impl ClusterRecord {
     /// use pgha_watchdog::{ClusterRecord, RecordChange};
     ///
     /// let r = ClusterRecord::default();
-    /// let r = r.apply(&RecordChange::Promote { term: 2, primary: "node1".into() }).unwrap();
+    /// let promote = |term, primary: &str| RecordChange::Promote {
+    ///     term,
+    ///     primary: primary.into(),
+    ///     admin: Default::default(),
+    /// };
+    /// let r = r.apply(&promote(2, "node1")).unwrap();
     /// assert_eq!(r.term, 2);
     /// // A promotion in an older term is refused: the term never goes back.
-    /// assert!(r.apply(&RecordChange::Promote { term: 1, primary: "node0".into() }).is_err());
+    /// assert!(r.apply(&promote(1, "node0")).is_err());
     /// ```
     pub fn apply(&self, change: &RecordChange) -> Result<ClusterRecord, Refusal> {
         match change {
-            RecordChange::Promote { term, primary } => {
+            RecordChange::States { term, admin } => {
+                if *term != self.term {
+                    return Err(Refusal::OtherTerm {
+                        committed: self.term,
+                        proposed: *term,
+                    });
+                }
+                Ok(ClusterRecord {
+                    admin: admin.clone(),
+                    ..self.clone()
+                })
+            }
+            RecordChange::Promote {
+                term,
+                primary,
+                admin,
+            } => {
                 // The first primary may be named in the term the record
                 // already has (a new cluster settles on the nodes'
                 // evidence); the same promotion twice changes nothing.
@@ -75,6 +130,7 @@ impl ClusterRecord {
                 Ok(ClusterRecord {
                     term: *term,
                     primary: Some(primary.clone()),
+                    admin: admin.clone(),
                 })
             }
         }
@@ -89,6 +145,7 @@ mod tests {
         RecordChange::Promote {
             term,
             primary: primary.into(),
+            admin: AdminStates::new(),
         }
     }
 
@@ -101,7 +158,8 @@ mod tests {
             r,
             Ok(ClusterRecord {
                 term: 3,
-                primary: Some("node1".into())
+                primary: Some("node1".into()),
+                admin: AdminStates::new(),
             })
         );
     }
@@ -111,6 +169,7 @@ mod tests {
         let r = ClusterRecord {
             term: 3,
             primary: Some("node1".into()),
+            admin: AdminStates::new(),
         };
         for term in [1, 3] {
             assert_eq!(
@@ -121,5 +180,40 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn node_states_apply_only_in_the_records_term() {
+        use pgha_core::AdminState;
+        let r = ClusterRecord::default()
+            .apply(&promote(2, "node0"))
+            .unwrap_or_default();
+        let detached = AdminStates::from([("node1".into(), AdminState::Detached)]);
+        let states = |term| RecordChange::States {
+            term,
+            admin: detached.clone(),
+        };
+        let after = r.apply(&states(2));
+        assert_eq!(after.as_ref().map(|a| &a.admin), Ok(&detached));
+        assert_eq!(after.as_ref().map(|a| a.term), Ok(2));
+        assert_eq!(
+            r.apply(&states(1)),
+            Err(Refusal::OtherTerm {
+                committed: 2,
+                proposed: 1
+            })
+        );
+        // A promotion carries the states decided with it.
+        let promoted = after
+            .and_then(|a| a.apply(&promote(3, "node1")))
+            .map(|a| a.admin);
+        assert_eq!(promoted, Ok(AdminStates::new()));
+    }
+
+    #[test]
+    fn a_log_entry_from_before_node_states_reads_back() {
+        let old = r#"{"Promote":{"term":4,"primary":"node1"}}"#;
+        let change: Result<RecordChange, _> = serde_json::from_str(old);
+        assert_eq!(change.ok(), Some(promote(4, "node1")));
     }
 }

@@ -9,10 +9,7 @@ use pgha_watchdog::testing::SimCluster;
 use pgha_watchdog::{Member, Timing};
 
 fn record(term: u64, primary: &str) -> TermRecord {
-    TermRecord {
-        term,
-        primary: Some(primary.into()),
-    }
+    TermRecord::new(term, Some(primary.into()))
 }
 
 async fn leader(cluster: &SimCluster) -> &Member {
@@ -106,5 +103,65 @@ async fn a_new_cluster_reads_empty_and_its_first_primary_may_be_named_in_term_ze
         leader.commit(&record(0, "node1")).await.is_err(),
         "once named, another primary needs a new term"
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn node_states_the_leader_records_reach_every_member_and_a_promotion_carries_its_own() {
+    use pgha_core::AdminState;
+    let cluster = SimCluster::start(3, Timing::default(), 11)
+        .await
+        .expect("cluster starts");
+    let leader = leader(&cluster).await;
+    let leader_ledger = leader.ledger();
+    let followers: Vec<_> = cluster
+        .running()
+        .filter(|m| m.id() != leader.id())
+        .map(|m| m.ledger())
+        .collect();
+    leader_ledger
+        .commit(&record(2, "node0"))
+        .await
+        .expect("the leader records the term");
+    let mut detached = record(2, "node0");
+    detached
+        .admin
+        .insert("node1".into(), AdminState::DetachedByOperator);
+    detached.admin.insert(
+        "node2".into(),
+        AdminState::Quarantined(pgha_core::QuarantineReason::FenceFailed),
+    );
+    leader_ledger
+        .commit(&detached)
+        .await
+        .expect("the leader records node states");
+    for ledger in &followers {
+        let mut view = ledger.view();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            view.wait_for(|v| *v == LedgerView::Committed(detached.clone())),
+        )
+        .await
+        .expect("every member learns the node states")
+        .expect("ledger runs");
+    }
+    // A failover decides a new term with its own node states: node0, the
+    // old primary, detached; node1 promoted (and so attached).
+    let mut failover = record(3, "node1");
+    failover.admin.insert("node0".into(), AdminState::Detached);
+    leader_ledger
+        .commit(&failover)
+        .await
+        .expect("the leader records the failover");
+    let mut view = followers[0].view();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        view.wait_for(|v| *v == LedgerView::Committed(failover.clone())),
+    )
+    .await
+    .expect("the failover's states replace the old ones")
+    .expect("ledger runs");
+    // Node states decided under the old term no longer apply.
+    assert!(leader_ledger.commit(&detached).await.is_err());
     cluster.shutdown().await;
 }

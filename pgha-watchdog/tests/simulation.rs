@@ -157,10 +157,7 @@ async fn history(seed: u64, witnesses: u64) {
                 if let Some(&holder) = cluster.lease_holders(now).first() {
                     if let Some(member) = cluster.member(holder) {
                         let term = member.record().borrow().term + 1;
-                        let change = RecordChange::Promote {
-                            term,
-                            primary: format!("node{}", term % 3).into(),
-                        };
+                        let change = RecordChange::promote(term, format!("node{}", term % 3));
                         // A cut may keep it from committing; not waited for long.
                         let _ =
                             tokio::time::timeout(Duration::from_secs(2), member.propose(change))

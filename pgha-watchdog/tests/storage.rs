@@ -61,10 +61,7 @@ async fn vote_log_and_record_survive_a_restart() {
         let (mut log, mut sm) = store::open(dir.path()).expect("open");
         log.save_vote(&Vote::new(3, 2)).await.expect("vote");
         let members = Membership::new(vec![BTreeSet::from([1, 2, 3])], None);
-        let promote = RecordChange::Promote {
-            term: 4,
-            primary: "node1".into(),
-        };
+        let promote = RecordChange::promote(4, "node1");
         let entries = vec![
             entry(1, 0, EntryPayload::Membership(members)),
             entry(1, 1, EntryPayload::Blank),
@@ -88,7 +85,8 @@ async fn vote_log_and_record_survive_a_restart() {
         *sm.record().borrow(),
         ClusterRecord {
             term: 4,
-            primary: Some("node1".into())
+            primary: Some("node1".into()),
+            admin: Default::default(),
         }
     );
 }

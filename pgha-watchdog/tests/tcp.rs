@@ -79,10 +79,7 @@ async fn lease_holder(members: &[Member]) -> usize {
 async fn three_members_elect_a_lease_holder_and_all_apply_its_promotion() {
     let cluster = start(&["s3cret", "s3cret", "s3cret"]).await;
     let leader = lease_holder(&cluster.members).await;
-    let change = RecordChange::Promote {
-        term: 1,
-        primary: "node0".into(),
-    };
+    let change = RecordChange::promote(1, "node0");
     cluster.members[leader]
         .propose(change)
         .await
@@ -108,10 +105,7 @@ async fn a_member_with_another_secret_cannot_join_vote_or_disturb() {
     let raft_term = |i: usize| cluster.members[i].raft().metrics().borrow().current_term;
     let term = raft_term(leader);
     cluster.members[leader]
-        .propose(RecordChange::Promote {
-            term: 7,
-            primary: "node1".into(),
-        })
+        .propose(RecordChange::promote(7, "node1"))
         .await
         .expect("commit without member 3");
     // Member 3 campaigns over and over with rising terms; none of its vote

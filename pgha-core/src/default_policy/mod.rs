@@ -199,6 +199,10 @@ impl DefaultPolicy {
         if node.status == Status::Up {
             return self.elect_if_needed(topology);
         }
+        if node.detached_by_operator {
+            // Out until the operator attaches it, however healthy.
+            return Vec::new();
+        }
         // Down, detached or rejoining, and back.
         match topology.usable_primary() {
             Some(primary) if node.upstream.as_ref() != Some(&primary.id) => {

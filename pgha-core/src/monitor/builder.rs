@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{ClusterMonitor, MonitorConfig, MonitorHandle, SwitchoverHook};
+use crate::admin::apply_admin_states;
 use crate::Coordinator;
 use crate::{
     ClusterState, ConnectConfig, DefaultPolicy, Error, FailoverPolicy, HealthProbe, LedgerView,
@@ -97,8 +98,9 @@ impl MonitorBuilder {
         let mut topology = self.topology;
         match &view {
             LedgerView::Committed(record) => {
-                tracing::info!(term = record.term, primary = ?record.primary, ledger = ledger.name(), "restored state");
+                tracing::info!(term = record.term, primary = ?record.primary, admin = ?record.admin, ledger = ledger.name(), "restored state");
                 topology = topology.restored(record.term, record.primary.as_ref());
+                apply_admin_states(&mut topology, &record.admin);
             }
             // The configured order may name a former primary: no writes
             // until the nodes themselves have been heard (`settle`).

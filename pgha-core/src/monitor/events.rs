@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Action, Event};
+use crate::{Action, AdminStates, Event};
 
 /// One thing the monitor did, with its time since the monitor started.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +55,12 @@ pub enum MonitorEventKind {
         term: u64,
         /// Its primary, if named.
         primary: Option<String>,
+    },
+    /// Node states another pgha node (the leader) committed in the
+    /// current term were taken on: every node not named is attached.
+    AdoptedStates {
+        /// The committed administrative states.
+        states: AdminStates,
     },
     /// Started without a durable term, the monitor weighed the nodes'
     /// evidence: `primary` is the node it names, or `held` why no node may

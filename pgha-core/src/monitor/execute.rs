@@ -23,7 +23,7 @@ impl ClusterMonitor {
                 self.publish();
                 continue;
             }
-            if self.state.topology().term() != before.term() {
+            if self.must_record(&before) {
                 // Record the decision before acting on it; one that cannot
                 // be recorded (a member that no longer leads) is not kept.
                 if let Err(e) = self.record_decision().await {

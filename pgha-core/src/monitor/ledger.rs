@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{ClusterMonitor, MonitorEventKind};
-use crate::{Error, LedgerView, TermRecord};
+use crate::{admin_states, Error, LedgerView, TermRecord, Topology};
 
 impl ClusterMonitor {
     /// Records the model's term and primary in the ledger: the promotion
@@ -15,6 +15,15 @@ impl ClusterMonitor {
         self.ledger.commit(&record).await.inspect_err(|e| {
             tracing::error!(term = record.term, primary = ?record.primary, ledger = self.ledger.name(), error = %e, "decision not recorded: not carried out");
         })
+    }
+
+    /// Whether the step from `before` decided something the ledger keeps:
+    /// a new term, or (once a primary is named, so that a restart does not
+    /// take a guess for a decision) a node's administrative state.
+    pub(super) fn must_record(&self, before: &Topology) -> bool {
+        let now = self.state.topology();
+        now.term() != before.term()
+            || (now.primary_id().is_some() && admin_states(now) != admin_states(before))
     }
 
     /// Whether this monitor may record decisions now: always with its own
@@ -65,12 +74,25 @@ impl ClusterMonitor {
                 && record.primary != model.primary);
         if newer {
             self.take_on(&record);
+            return;
+        }
+        // The same term: the leader's administrative decisions (a detach, a
+        // quarantine, maintenance). The member that may act wrote them and
+        // never reads them back over its own model.
+        let writer = self.state.topology().permission().allows_actions();
+        if record.same_term(&model) && !writer && self.state.adopt_admin(&record.admin) {
+            tracing::info!(admin = ?record.admin, ledger = self.ledger.name(), "adopting the committed node states");
+            self.emit(MonitorEventKind::AdoptedStates {
+                states: record.admin.clone(),
+            });
+            self.publish();
         }
     }
 
     fn take_on(&mut self, record: &TermRecord) {
         tracing::info!(term = record.term, primary = ?record.primary, ledger = self.ledger.name(), "adopting the committed term");
         self.state.adopt(record);
+        self.state.adopt_admin(&record.admin);
         // The leader commits before it promotes: until this member sees the
         // new primary writable, a write sent there would only be refused.
         let waiting = record.primary.as_ref().filter(|id| {

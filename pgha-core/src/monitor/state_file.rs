@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::admin::{admin_states, AdminStates};
 use crate::{Error, NodeId, Topology};
 
 /// What is persisted.
@@ -21,6 +22,10 @@ pub struct PersistedState {
     pub term: u64,
     /// The primary of that term, if any.
     pub primary: Option<NodeId>,
+    /// Nodes that are detached, quarantined, rejoining or in maintenance
+    /// (absent from files written before it was kept: all attached).
+    #[serde(default, skip_serializing_if = "AdminStates::is_empty")]
+    pub admin: AdminStates,
 }
 
 impl PersistedState {
@@ -29,6 +34,7 @@ impl PersistedState {
         Self {
             term: topology.term(),
             primary: topology.primary_id().cloned(),
+            admin: admin_states(topology),
         }
     }
 }
@@ -93,9 +99,14 @@ mod tests {
         let state = PersistedState {
             term: 7,
             primary: Some(NodeId::new("node1")),
+            admin: AdminStates::from([(NodeId::new("node2"), crate::AdminState::Detached)]),
         };
         assert!(store(&path, &state).is_ok());
         assert_eq!(load(&path).ok(), Some(Some(state)));
+        // A file from before the administrative states were kept.
+        std::fs::write(&path, "{\"term\": 3, \"primary\": \"node0\"}").unwrap_or_default();
+        let old = load(&path).ok().flatten();
+        assert_eq!(old.map(|s| (s.term, s.admin.is_empty())), Some((3, true)));
         std::fs::write(&path, "{\"term\": 1,\n \"bogus\": 2}").unwrap_or_default();
         let err = load(&path).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("line 2") && err.contains("bogus"), "{err}");

@@ -21,7 +21,7 @@ use crate::{Error, LedgerView, TermLedger, TermRecord};
 ///
 /// let cluster = MemoryLedger::new(LedgerView::Empty);
 /// let (a, b) = (cluster.member(), cluster.member());
-/// let record = TermRecord { term: 2, primary: Some("node1".into()) };
+/// let record = TermRecord::new(2, Some("node1".into()));
 /// assert!(a.commit(&record).await.is_err(), "a does not lead");
 /// a.set_leading(true);
 /// assert!(a.commit(&record).await.is_ok());
