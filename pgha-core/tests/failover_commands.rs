@@ -48,6 +48,34 @@ fn primary_down_after_two_failures_promotes_most_advanced_standby() {
 }
 
 #[test]
+fn a_standby_that_just_failed_a_probe_is_promoted_only_if_no_other_answers() {
+    // c is ahead but its last probe failed: b, answering, is the better bet.
+    let mut nodes = three_nodes();
+    nodes[0] = failing(nodes[0].clone(), 1);
+    nodes[2] = failing(nodes[2].clone(), 1);
+    let mut cluster = cluster(nodes.clone());
+    let actions = cluster.handle(failed("a"));
+    assert_eq!(
+        actions.first(),
+        Some(&Action::Promote {
+            node: id("b"),
+            term: 2
+        })
+    );
+    // With b gone too, c is still better than no primary.
+    nodes[1].status = Status::Detached;
+    let mut cluster = self::cluster(nodes);
+    let actions = cluster.handle(failed("a"));
+    assert_eq!(
+        actions.first(),
+        Some(&Action::Promote {
+            node: id("c"),
+            term: 2
+        })
+    );
+}
+
+#[test]
 fn one_failed_probe_of_the_primary_changes_nothing() {
     let mut cluster = cluster(three_nodes());
 

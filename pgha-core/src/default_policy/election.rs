@@ -5,9 +5,9 @@ use std::cmp::Reverse;
 use super::DefaultPolicy;
 use crate::{Action, Lsn, NodeId, NodeState, QuarantineReason, Role, Status, Topology};
 
-/// How a candidate ranks: priority, received LSN, replayed LSN, then the
-/// smallest id.
-type Rank<'a> = (u32, Lsn, Lsn, Reverse<&'a NodeId>);
+/// How a candidate ranks: answering its last probe, priority, received
+/// LSN, replayed LSN, then the smallest id.
+type Rank<'a> = (bool, u32, Lsn, Lsn, Reverse<&'a NodeId>);
 
 /// The standby to promote, and why better-ranked ones were not.
 pub(super) struct Chosen {
@@ -60,7 +60,17 @@ impl DefaultPolicy {
             }
             let received = node.received_lsn.or(node.replayed_lsn).unwrap_or(Lsn::ZERO);
             let replayed = node.replayed_lsn.unwrap_or(Lsn::ZERO);
-            let rank = (node.priority, received, replayed, Reverse(&node.id));
+            // A standby whose last probe failed is not yet counted down,
+            // but it is the worse bet while another one answers: its
+            // promotion would likely fail and cost another round.
+            let answering = node.consecutive_failures == 0;
+            let rank = (
+                answering,
+                node.priority,
+                received,
+                replayed,
+                Reverse(&node.id),
+            );
             let behind = topology.bytes_behind(&node.id).unwrap_or(u64::MAX);
             if let Some(refusal) = self.refusal(node, behind) {
                 refused.push((rank, refusal));
@@ -73,7 +83,7 @@ impl DefaultPolicy {
         }
         match best {
             Some(best) => Ok(Chosen {
-                node: best.3 .0.clone(),
+                node: best.4 .0.clone(),
                 refusals: refused
                     .into_iter()
                     .filter(|(rank, _)| *rank > best)

@@ -37,7 +37,9 @@ use crate::{
 ///   ([`Topology::bytes_behind`]). A standby over the limit that would
 ///   otherwise have been chosen is reported with
 ///   [`Action::RefusePromotion`] (all of them when none can be promoted).
-/// * **Choice**: the highest priority wins; among equal priorities the most
+/// * **Choice**: a standby that answered its last probe beats one whose
+///   last probe failed (not yet counted down, but a worse bet); then the
+///   highest priority wins; among equal priorities the most
 ///   advanced (received, then replayed LSN); then the smallest id. The lag
 ///   limit is the data-loss budget, priority is the operator's preference
 ///   inside it.

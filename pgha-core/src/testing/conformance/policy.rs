@@ -54,8 +54,9 @@ const NAMES: [&str; 4] = ["n0", "n1", "n2", "n3"];
 ///   [`Status::Up`]: not down, detached, quarantined, rejoining or in
 ///   maintenance. (Not checked:
 ///   that its last probe succeeded. [`DefaultPolicy`](crate::DefaultPolicy)
-///   counts a node down only after `failures_before_down` failed probes,
-///   and may promote a standby that failed fewer);
+///   counts a node down only after `failures_before_down` failed probes;
+///   it prefers a standby that answered, and promotes one that failed
+///   fewer only when none did);
 /// * `never_fences_a_healthy_primary_unasked`: on a probe result or session
 ///   hint, the primary of the term is never fenced while its last
 ///   observation was healthy and writable;
