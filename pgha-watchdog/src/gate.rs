@@ -2,8 +2,8 @@
 //!
 //! A member steps aside — no lease, no heartbeats (its followers soon
 //! elect another), no campaigns — while any reason holds: it is a witness,
-//! it reaches none of its trusted servers, or it cannot reach the primary
-//! that the other members reach. The lease task reads the combined gate.
+//! it started moments ago, it reaches none of its trusted servers, or it
+//! cannot reach the primary that the other members reach. The lease task reads the combined gate.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +14,10 @@ use crate::types::{MemberId, Raft};
 /// Why a member must not lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Reason {
+    /// It started less than `election_timeout_max` ago: it may have
+    /// acknowledged a leader just before a restart, and openraft does not
+    /// remember when (see `ballot`).
+    Starting,
     /// It reaches none of its trusted servers.
     NoTrustedServer,
     /// Its own probe of the committed primary fails while the members
@@ -70,10 +74,14 @@ impl Gate {
             }
             if holds {
                 reasons.push(reason);
-                tracing::warn!(member = self.me, ?reason, "stepping aside: this member holds no lease and sends no heartbeats while this lasts");
+                if reason != Reason::Starting {
+                    tracing::warn!(member = self.me, ?reason, "stepping aside: this member holds no lease and sends no heartbeats while this lasts");
+                }
             } else {
                 reasons.retain(|r| *r != reason);
-                tracing::warn!(member = self.me, ?reason, remaining = ?reasons, "a reason to step aside is over");
+                if reason != Reason::Starting {
+                    tracing::warn!(member = self.me, ?reason, remaining = ?reasons, "a reason to step aside is over");
+                }
             }
             reasons.is_empty()
         };

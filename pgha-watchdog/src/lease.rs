@@ -9,12 +9,14 @@
 //! argument for why two members never hold a valid lease at once is in
 //! `docs/watchdog.md`; the comments point at its steps.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::{RaftMetrics, ServerState};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::ballot::Ballot;
 use crate::types::{MemberId, Raft};
 
 /// One look at a member.
@@ -117,9 +119,9 @@ pub(crate) async fn run(
     raft: Raft,
     renew: Duration,
     mut tracker: LeaseTracker,
+    ballot: Arc<Mutex<Ballot>>,
     mut allowed: watch::Receiver<bool>,
-    lease: watch::Sender<Option<Instant>>,
-    permission: watch::Sender<bool>,
+    (lease, permission): (watch::Sender<Option<Instant>>, watch::Sender<bool>),
 ) {
     let mut metrics = raft.metrics();
     loop {
@@ -139,14 +141,22 @@ pub(crate) async fn run(
                 quorum_acked = Some(round_start);
             }
         }
+        let current = {
+            // Under the ballot's lock: a vote request sees either the lease
+            // this publishes, or this round not counted.
+            let mut ballot = ballot.lock().unwrap_or_else(|p| p.into_inner());
+            let quorum_acked = quorum_acked.filter(|start| ballot.round_counts(*start));
+            let current = tracker.observe(Observation {
+                leading_in: leading_in(&metrics),
+                quorum_acked,
+                now: Instant::now(),
+            });
+            let current = current.filter(|_| *allowed.borrow_and_update());
+            ballot.published(current);
+            publish(me, &lease, &permission, current);
+            current
+        };
         let now = Instant::now();
-        let current = tracker.observe(Observation {
-            leading_in: leading_in(&metrics),
-            quorum_acked,
-            now,
-        });
-        let current = current.filter(|_| *allowed.borrow_and_update());
-        publish(me, &lease, &permission, current);
         // Next: a renewal while leading; a change of state at once; the
         // lease's end or the wait's end even if nothing else happens.
         let next = leading_in(&metrics).map(|_| now + renew);

@@ -41,6 +41,7 @@
 //! ```
 
 pub mod agreement;
+mod ballot;
 mod coordinator;
 mod gate;
 pub mod lease;

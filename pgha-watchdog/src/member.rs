@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::ballot::Ballot;
 use crate::coordinator::LeaseCoordinator;
+use crate::gate::Reason;
 use crate::lease::{self, LeaseTracker};
 use crate::network::{Connect, Heard, Inbox};
 use crate::quorum_probe::QuorumProbe;
@@ -71,6 +73,7 @@ pub struct Member {
     witness: bool,
     views: Arc<ViewBook>,
     heard: Arc<Mutex<Heard>>,
+    ballot: Arc<Mutex<Ballot>>,
     upstream: watch::Receiver<bool>,
     /// Whether this member may lead (a witness's stays shut).
     gate: Arc<crate::gate::Gate>,
@@ -98,7 +101,9 @@ impl Member {
         // candidate on its own; it still votes and follows. A witness
         // sends no heartbeats either, so if it ever leads (to hand over a
         // log the hosts lack: `witness::rescue`) the hosts soon campaign.
-        raft_config.enable_elect = !config.witness;
+        // Nobody campaigns before `election_timeout_max` has passed since
+        // the start (the gate's `Starting` reason opens it).
+        raft_config.enable_elect = false;
         raft_config.enable_heartbeat = !config.witness;
         let (log, sm) = store::open(&config.state_dir).map_err(Error::Storage)?;
         let record = sm.record();
@@ -133,6 +138,8 @@ impl Member {
             Err(e) => return Err(Error::Raft(e.to_string())),
         }
         let heard = Heard::new();
+        let hold = config.timing.election_timeout_max;
+        let ballot = Arc::new(Mutex::new(Ballot::new(Instant::now() + hold)));
         if config.witness {
             let t = &config.timing;
             helpers.push(tokio::spawn(witness::rescue(
@@ -144,6 +151,12 @@ impl Member {
             )));
         }
         let gate = crate::gate::Gate::new(config.id, raft.clone(), config.witness);
+        gate.set(Reason::Starting, true);
+        let starting = gate.clone();
+        helpers.push(tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            starting.set(Reason::Starting, false);
+        }));
         let upstream = match (config.witness, config.trusted.addrs.is_empty()) {
             (false, false) => {
                 let (reachable_tx, reachable) = watch::channel(true);
@@ -159,15 +172,17 @@ impl Member {
         };
         let (lease_tx, lease) = watch::channel(None);
         let (permission_tx, permission) = watch::channel(false);
-        let tracker = LeaseTracker::new(config.timing.lease, config.timing.new_leader_wait());
+        // No wait for a new leader: the ballot keeps every vote it won from
+        // vouching for an older lease (docs/watchdog.md, step 3).
+        let tracker = LeaseTracker::new(config.timing.lease, Duration::ZERO);
         let lease_task = tokio::spawn(lease::run(
             config.id,
             raft.clone(),
             config.timing.heartbeat,
             tracker,
+            ballot.clone(),
             gate.subscribe(),
-            lease_tx,
-            permission_tx,
+            (lease_tx, permission_tx),
         ));
         Ok(Member {
             id: config.id,
@@ -179,6 +194,7 @@ impl Member {
             witness: config.witness,
             views,
             heard,
+            ballot,
             upstream,
             gate,
             helpers,
@@ -202,6 +218,7 @@ impl Member {
             raft: self.raft.clone(),
             views: self.views.clone(),
             heard: self.heard.clone(),
+            ballot: self.ballot.clone(),
         }
     }
 

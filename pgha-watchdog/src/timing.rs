@@ -21,8 +21,7 @@ pub struct Timing {
     /// acknowledged the leader's lease lasts. Default 400 ms.
     pub lease: Duration,
     /// Covers clock-rate drift between members: the lease plus this is
-    /// below the follower lease, and a new leader waits the lease plus this
-    /// before it reports a lease of its own. Default 50 ms.
+    /// below the follower lease. Default 50 ms.
     pub lease_margin: Duration,
     /// Deadline of one peer call (connect, send, answer). Default 150 ms.
     pub rpc_timeout: Duration,
@@ -71,10 +70,14 @@ pub enum TimingError {
 }
 
 impl Timing {
-    /// How long a new leader waits before it reports a lease: by then any
-    /// earlier leader's lease has run out (see `docs/watchdog.md`).
-    pub fn new_leader_wait(&self) -> Duration {
-        self.lease + self.lease_margin
+    /// The least time between the end of one member's lease and the start
+    /// of another's: a new leader's votes came from members that had not
+    /// acknowledged the old leader for `election_timeout_max`, and the old
+    /// lease lasts `lease` from before such an acknowledgement
+    /// (`docs/watchdog.md`); less the margin for clock-rate drift.
+    pub fn lease_gap(&self) -> Duration {
+        self.election_timeout_max
+            .saturating_sub(self.lease + self.lease_margin)
     }
 
     /// Checks the lease argument's preconditions and builds openraft's

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 pub use frame::{FrameError, SharedSecret};
 
+use crate::ballot::Ballot;
 use crate::types::{MemberId, Raft, TypeConfig};
 use crate::views::ViewBook;
 
@@ -114,6 +115,8 @@ pub struct Inbox {
     pub(crate) views: Arc<ViewBook>,
     /// When a leader and a candidate were last heard from.
     pub(crate) heard: Arc<Mutex<Heard>>,
+    /// Whether a vote may be granted now (shared with the lease task).
+    pub(crate) ballot: Arc<Mutex<Ballot>>,
 }
 
 /// When this member last heard from a leader and from a candidate (what a
@@ -139,6 +142,10 @@ impl Inbox {
     fn heard(&self) -> std::sync::MutexGuard<'_, Heard> {
         self.heard.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn ballot(&self) -> std::sync::MutexGuard<'_, Ballot> {
+        self.ballot.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl std::fmt::Debug for Inbox {
@@ -160,7 +167,7 @@ pub async fn dispatch(inbox: &Inbox, from: MemberId, rpc: Rpc) -> RpcReply {
             RpcReply::Append(answer)
         }
         Rpc::Vote(req) => {
-            let answer = raft.vote(req).await;
+            let answer = vote(inbox, req).await;
             let mut heard = inbox.heard();
             heard.candidate = Some(Instant::now());
             if matches!(answer, Ok(ref v) if v.vote_granted) {
@@ -178,6 +185,27 @@ pub async fn dispatch(inbox: &Inbox, from: MemberId, rpc: Rpc) -> RpcReply {
             RpcReply::Views
         }
     }
+}
+
+/// A vote request, under the [`Ballot`]'s rules: held while this member
+/// has just started, refused while it holds a valid lease (as openraft's
+/// own follower lease refuses: not granted, with this member's vote).
+async fn vote(
+    inbox: &Inbox,
+    req: VoteRequest<MemberId>,
+) -> Result<VoteResponse<MemberId>, RaftError<MemberId>> {
+    let hold = inbox.ballot().hold_until(Instant::now());
+    if let Some(until) = hold {
+        tokio::time::sleep_until(until).await;
+    }
+    if !inbox.ballot().begin_vote(Instant::now()) {
+        let mine = inbox.raft.metrics().borrow().vote;
+        tracing::debug!(candidate = ?req.vote, "vote refused: this member's lease is valid");
+        return Ok(VoteResponse::new(mine, None, false));
+    }
+    let answer = inbox.raft.vote(req).await;
+    inbox.ballot().end_vote(Instant::now());
+    answer
 }
 
 /// openraft's client for one peer, over a [`Transport`].
