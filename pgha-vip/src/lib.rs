@@ -67,7 +67,9 @@ pub mod testing;
 pub use address::VipAddress;
 pub use command::{CommandMover, CommandMoverConfig};
 pub use error::Error;
-pub use handover::{follow as follow_leader_lease, Handover, HandoverConfig};
+pub use handover::{
+    follow as follow_leader_lease, Handover, HandoverConfig, SILENT_PROBES_TO_TAKE,
+};
 pub use keeper::{KeeperCommand, KeeperConfig, KeeperPlan, KeeperStatus, VipKeeper};
-pub use mover::AddressMover;
+pub use mover::{AddressMover, LinkProbe};
 pub use netlink::NetlinkMover;
