@@ -53,8 +53,9 @@
 //! old one is removed: at most the window the early take saved, which ends
 //! `wait` after the new lease began. Two silent probes rather than one, so
 //! that one lost answer is not taken for silence. Hosts that never answer
-//! ARP probes for their addresses (`arp_ignore = 8`, ARP filtered) void the
-//! argument: turn [`HandoverConfig::probe_before_take`] off there.
+//! ARP probes for their addresses (`arp_ignore = 8`, ARP off on the
+//! interface, ARP dropped by a firewall) void the argument: turn
+//! [`HandoverConfig::probe_before_take`] off there.
 //!
 //! [`VipKeeper`]: crate::VipKeeper
 

@@ -49,7 +49,7 @@ use probe::Prober;
 /// ARP probe (an ARP request for the address from 0.0.0.0, to the
 /// broadcast address) and listens on the interface for an ARP packet from
 /// another hardware address with the address as its sender: Linux answers
-/// a probe for every address it has (`arp_ignore` 0, 1 or 2; not 8), one
+/// a probe for every address it has (`arp_ignore` 0 to 7; not 8, nor with ARP off or dropped), one
 /// expired but not yet removed included. For IPv6 (neighbour
 /// solicitations for duplicate address detection are not sent yet) and on
 /// interfaces without a hardware address it cannot tell.

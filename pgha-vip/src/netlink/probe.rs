@@ -4,11 +4,13 @@
 //! A probe is an ARP request for the address from sender IP 0.0.0.0, so
 //! that it teaches no neighbour table anything. Linux answers one for any
 //! address it has (`arp_process`: a request with sender 0.0.0.0 whose
-//! target is local is answered, unless `arp_ignore` forbids — at its
-//! default 0, and at 1 and 2 for an address on the receiving interface,
-//! it does not), an expired address still waiting for the kernel's
-//! periodic removal included, whether or not any process on that host is
-//! running.
+//! target is a local address is answered unless `arp_ignore` says not —
+//! at 0 to 7 it answers for a global address on the receiving interface,
+//! at 8 never; `arp_filter` does not apply), an expired address still
+//! waiting for the kernel's periodic removal included, whether or not any
+//! process on that host is running. A host with ARP off on the interface
+//! (`ip link set … arp off`) or ARP dropped by a firewall does not
+//! answer.
 
 use std::io::Read;
 use std::net::Ipv4Addr;
