@@ -299,9 +299,10 @@ async fn measure_handover_times() -> R {
         .unwrap_or(5);
     for fault in ["kill", "stop", "cut"] {
         let (mut lease, mut vip, mut writes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut first = Vec::new();
+        let (mut first, mut doubles) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             let d = Deployment::start().await?;
+            let sampler = Sampler::start(d.lab.clone());
             let at = Instant::now();
             let at_day = now_of_day();
             match fault {
@@ -331,6 +332,7 @@ async fn measure_handover_times() -> R {
                 .fold(f64::MAX, f64::min);
             lease.push(acquired - at_day);
             let eager_at = eager.join().await.flatten();
+            doubles.extend(sampler.finish().1);
             first.push(eager_at.map_or(f64::NAN, |t| (t - at).as_secs_f64()));
             if vip[vip.len() - 1] > lease[lease.len() - 1] + 1.0 {
                 // Slower than the handover wait itself: show why.
@@ -371,6 +373,8 @@ async fn measure_handover_times() -> R {
             median(&mut first.clone()),
             worst(&first),
         );
+        eprintln!("  two-holder samples: {doubles:?}");
+        assert!(doubles.is_empty(), "two VIP holders: {doubles:?}");
     }
     Ok(())
 }
