@@ -284,8 +284,8 @@ const RETRY_EVERY: Duration = Duration::from_millis(250);
 /// back, for the VIP holder's pgha killed, frozen, and its host cut off
 /// (`PGHA_RUNS` runs each, default 5; medians and worst printed), and
 /// when a client that starts a fresh connection every 250 ms (instead of
-/// the `Writer`'s 1 s connect and 2 s statement timeouts) writes again.
-/// Run by hand:
+/// the `Writer`'s 1 s connect and 2 s statement timeouts) writes again;
+/// fails on a sample with two VIP holders. Run by hand:
 /// `cargo test -p pgha --test group_netlab -- --ignored --nocapture measure_handover`.
 #[tokio::test]
 #[ignore = "a measurement: run by hand"]
