@@ -229,10 +229,15 @@ pub fn start_vip(
             Arc::new(CommandMover::new(config.clone()).context("[vip]: commands")?)
         }
     };
-    let keeper =
-        VipKeeper::new(mover, settings.address.clone()).with_config(settings.keeper.clone());
+    let keeper = VipKeeper::new(Arc::clone(&mover), settings.address.clone())
+        .with_config(settings.keeper.clone());
     let status = keeper.status();
-    let address_lease = pgha_vip::follow_leader_lease(lease, settings.handover.clone());
+    let address_lease = pgha_vip::follow_leader_lease(
+        lease,
+        settings.handover.clone(),
+        mover,
+        settings.address.clone(),
+    );
     tracing::info!(address = %settings.address, "VIP keeper running");
     Ok((tokio::spawn(keeper.run(address_lease, shutdown)), status))
 }

@@ -92,6 +92,8 @@ impl CommandMoverConfig {
 /// * `holds` asks the kernel whether a socket can be bound to the address
 ///   (it is configured on some interface of this host); a host with
 ///   `net.ipv4.ip_nonlocal_bind` set would always say yes.
+/// * `probe_link` cannot tell (no command asks the link): a new leader
+///   waits the whole handover before it runs `if_up_cmd`.
 ///
 /// **It cannot enforce a lifetime.** pgpool's commands add an address
 /// forever: a pgha that is killed, frozen or cut off keeps it until
@@ -369,5 +371,16 @@ mod tests {
             matches!(error, Error::Command { ref status, .. } if status.starts_with("timed out")),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn cannot_tell_whether_another_host_has_the_address() {
+        // No command asks the link: a new leader waits the handover out.
+        let mover = CommandMover::new(CommandMoverConfig::new("false", "false")).unwrap();
+        let probed = mover
+            .probe_link(&vip(), Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!(probed, crate::LinkProbe::CannotTell);
     }
 }

@@ -17,6 +17,11 @@
 //!   until)` while this node holds it — the watchdog provides it), holds
 //!   the address exactly while the lease is valid and announces it.
 //!   [`KeeperPlan`] is its pure decision part.
+//! * [`follow_leader_lease`]: the watchdog's short leader lease → the
+//!   lease a keeper holds the address by: stretched on the holder, delayed
+//!   on a new leader until the old holder's copy must be gone, or until
+//!   nobody on the link answers for it ([`AddressMover::probe_link`]).
+//!   [`Handover`] is its pure part.
 //!
 //! pgha-vip depends on pgha-core only; the daemon wires a keeper to the
 //! watchdog's lease.
@@ -67,7 +72,9 @@ pub mod testing;
 pub use address::VipAddress;
 pub use command::{CommandMover, CommandMoverConfig};
 pub use error::Error;
-pub use handover::{follow as follow_leader_lease, Handover, HandoverConfig};
+pub use handover::{
+    follow as follow_leader_lease, Handover, HandoverConfig, SILENT_PROBES_TO_TAKE,
+};
 pub use keeper::{KeeperCommand, KeeperConfig, KeeperPlan, KeeperStatus, VipKeeper};
-pub use mover::AddressMover;
+pub use mover::{AddressMover, LinkProbe};
 pub use netlink::NetlinkMover;

@@ -6,6 +6,17 @@ use async_trait::async_trait;
 
 use crate::{Error, VipAddress};
 
+/// What [`AddressMover::probe_link`] learned about an address on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkProbe {
+    /// Another host answered that it has the address.
+    Answered,
+    /// Nobody answered within the time listened.
+    Silent,
+    /// The mover has no way to ask.
+    CannotTell,
+}
+
 /// Adds, keeps, removes and announces a virtual IP on this host.
 ///
 /// Object-safe, so a daemon holds an `Arc<dyn AddressMover>` chosen from
@@ -29,6 +40,8 @@ use crate::{Error, VipAddress};
 ///   neighbour advertisement, or one run of the announce command) as often
 ///   as it wants clients told.
 /// * `holds` reports what the host has now, not what the mover remembers.
+/// * [`probe_link`](Self::probe_link) asks the link whether another host
+///   has the address now; see there. By default the mover cannot tell.
 /// * Errors name the address and what was being done; an interface that
 ///   does not exist, an address configured elsewhere and a refusal for lack
 ///   of privileges are [`Error::InterfaceMissing`],
@@ -59,6 +72,25 @@ pub trait AddressMover: Send + Sync {
 
     /// Whether this host has `addr` now.
     async fn holds(&self, addr: &VipAddress) -> Result<bool, Error>;
+
+    /// Asks the address's link whether another host has `addr` now: one
+    /// question on `addr`'s interface, then `listen` for an answer.
+    ///
+    /// * [`LinkProbe::Answered`]: another host on the link said, within
+    ///   `listen` of the question, that it has `addr` (an answer from this
+    ///   host does not count).
+    /// * [`LinkProbe::Silent`]: the question went out on the interface and
+    ///   nothing naming `addr` came back within `listen`. Every host on the
+    ///   link that has `addr` and whose kernel runs would have answered;
+    ///   a mover that cannot promise that must not return `Silent`.
+    /// * [`LinkProbe::CannotTell`]: this mover (or this kind of address or
+    ///   interface) has no such question. The default.
+    ///
+    /// A caller treats an error like `CannotTell`: it learns nothing.
+    async fn probe_link(&self, addr: &VipAddress, listen: Duration) -> Result<LinkProbe, Error> {
+        let _ = (addr, listen);
+        Ok(LinkProbe::CannotTell)
+    }
 
     /// Whether an address disappears by itself when its lifetime runs out.
     /// Default: `false`.

@@ -3,6 +3,7 @@
 
 mod announce;
 mod link_address;
+mod probe;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -14,8 +15,9 @@ use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::Handle;
 use tokio::task::JoinHandle;
 
-use crate::{AddressMover, Error, VipAddress};
+use crate::{AddressMover, Error, LinkProbe, VipAddress};
 use announce::Announcer;
+use probe::Prober;
 
 /// The default [`AddressMover`] on Linux: the address is added, renewed
 /// and removed over rtnetlink (no `ip` command), announced by gratuitous
@@ -43,6 +45,15 @@ use announce::Announcer;
 /// Interfaces without a 6-byte hardware address (loopback, tunnels) are
 /// not announced on.
 ///
+/// [`probe_link`](AddressMover::probe_link) sends, for IPv4, an RFC 5227
+/// ARP probe (an ARP request for the address from 0.0.0.0, to the
+/// broadcast address) and listens on the interface for an ARP packet from
+/// another hardware address with the address as its sender: Linux answers
+/// a probe for every address it has (`arp_ignore` 0 to 7; not 8, nor with ARP off or dropped), one
+/// expired but not yet removed included. For IPv6 (neighbour
+/// solicitations for duplicate address detection are not sent yet) and on
+/// interfaces without a hardware address it cannot tell.
+///
 /// It works in the network namespace of the thread that built it (its
 /// netlink and raw sockets are opened by [`new`](Self::new)), and needs
 /// `CAP_NET_ADMIN` and `CAP_NET_RAW` (root).
@@ -65,6 +76,7 @@ pub struct NetlinkMover {
     handle: Handle,
     connection: JoinHandle<()>,
     announcer: Announcer,
+    prober: Prober,
     /// One address dump at a time: the kernel answers `EBUSY` to a second
     /// dump on a netlink socket while one is running (a keeper's renewal
     /// beside its announcement, two callers of `holds`).
@@ -92,10 +104,13 @@ impl NetlinkMover {
             .map_err(|e| Error::io("opening a netlink socket".to_string(), e))?;
         let announcer = Announcer::open()
             .map_err(|e| Error::io("opening a packet socket for gratuitous ARP".to_string(), e))?;
+        let prober = Prober::open()
+            .map_err(|e| Error::io("opening a packet socket for ARP probes".to_string(), e))?;
         Ok(NetlinkMover {
             handle,
             connection: tokio::spawn(connection),
             announcer,
+            prober,
             dumping: tokio::sync::Mutex::new(()),
         })
     }
@@ -274,6 +289,26 @@ impl AddressMover for NetlinkMover {
             .await?
             .iter()
             .any(|e| e.header.index == link.index && e.header.prefix_len == addr.prefix_len()))
+    }
+
+    async fn probe_link(&self, addr: &VipAddress, listen: Duration) -> Result<LinkProbe, Error> {
+        let IpAddr::V4(ip) = addr.ip() else {
+            return Ok(LinkProbe::CannotTell);
+        };
+        let link = self.link("probe", addr).await?;
+        let Some(mac) = link.mac else {
+            return Ok(LinkProbe::CannotTell);
+        };
+        let answered = self
+            .prober
+            .probe(link.index, mac, ip, listen)
+            .await
+            .map_err(|e| Error::io(format!("probe for {addr}"), e))?;
+        Ok(if answered {
+            LinkProbe::Answered
+        } else {
+            LinkProbe::Silent
+        })
     }
 
     fn enforces_lifetime(&self) -> bool {

@@ -23,13 +23,14 @@ use std::time::{Duration, Instant};
 use pgha_core::testing::conformance::{CheckResult, Outcome, Report};
 use pgha_core::testing::HarnessError;
 
-use crate::{AddressMover, Error, VipAddress};
+use crate::{AddressMover, Error, LinkProbe, VipAddress};
 
 /// The checks of [`address_mover`], in the order they run.
 pub const MOVER_CHECKS: &[&str] = &[
     "release_not_held",
     "acquire",
     "acquire_held_renews",
+    "probe_own_copy",
     "renew",
     "announce",
     "release",
@@ -44,6 +45,7 @@ const EXPIRY_SLACK: Duration = Duration::from_millis(2500);
 
 const IDEMPOTENT: &str = "every call is idempotent";
 const HOLDS: &str = "holds reports what the host has now";
+const OWN_COPY: &str = "an answer from this host does not count";
 const LIFETIME: &str =
     "an enforcing mover's address disappears by itself once its lifetime runs out";
 
@@ -56,7 +58,9 @@ type Checked = Result<Option<String>, Fail>;
 
 /// Runs every check of [`MOVER_CHECKS`] on `mover` with `addr`, whose
 /// interface must exist and which must not be configured elsewhere on the
-/// host. The address is released at the end.
+/// host nor on any other host of the link (`probe_own_copy` checks that a
+/// probe does not take this host's own copy for another's). The address
+/// is released at the end.
 pub async fn address_mover(
     mover: &dyn AddressMover,
     addr: &VipAddress,
@@ -76,6 +80,7 @@ pub async fn address_mover(
             "acquire_held_renews" => {
                 acquire_expecting(mover, addr, three, "acquire of a held address").await
             }
+            "probe_own_copy" => probe_own_copy(mover, addr).await,
             "renew" => renew_expecting(mover, addr).await,
             "announce" => call(IDEMPOTENT, "announce", mover.announce(addr).await),
             "release" => release_expecting(mover, addr, "release").await,
@@ -155,6 +160,20 @@ async fn renew_expecting(mover: &dyn AddressMover, addr: &VipAddress) -> Checked
         mover.renew(addr, Duration::from_secs(3)).await,
     )?;
     expect_holds(mover, addr, true, "renew").await
+}
+
+/// With the address held here (and, the suite assumes, nowhere else on
+/// the link), a probe must not say another host has it.
+async fn probe_own_copy(mover: &dyn AddressMover, addr: &VipAddress) -> Checked {
+    match mover.probe_link(addr, Duration::from_millis(100)).await {
+        Ok(LinkProbe::Answered) => Err(Fail::Violated(
+            OWN_COPY,
+            "a probe with the address held only here said another host has it".into(),
+        )),
+        Ok(LinkProbe::Silent) => Ok(None),
+        Ok(LinkProbe::CannotTell) => Ok(Some("the mover cannot tell".into())),
+        Err(e) => Err(Fail::Violated(OWN_COPY, format!("probe_link failed: {e}"))),
+    }
 }
 
 async fn lifetime(mover: &dyn AddressMover, addr: &VipAddress) -> Checked {

@@ -122,6 +122,11 @@ pub struct VipSection {
     /// address (default 1.55s; see pgha_vip::HandoverConfig).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover_wait: Option<Dur>,
+    /// Whether a new leader probes the link (an ARP probe, IPv4 with
+    /// netlink) while it waits and takes the address as soon as nobody
+    /// answers for it (default true; see pgha_vip::HandoverConfig).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_before_take: Option<bool>,
 }
 
 /// The watchdog member this daemon runs.
@@ -367,6 +372,9 @@ pub(super) fn vip(section: VipSection, watchdog: bool, ctx: &mut Ctx<'_>) -> Opt
     if let Some(d) = &section.handover_wait {
         handover.wait = d.0;
     }
+    if let Some(probe) = section.probe_before_take {
+        handover.probe_before_take = probe;
+    }
     Some(VipSettings {
         address: address?,
         mover,
@@ -467,5 +475,6 @@ pub(super) fn render_vip(v: &VipSettings) -> VipSection {
         arping_cmd: arping,
         announce_interval: Some(Dur(v.keeper.announce_interval)),
         handover_wait: Some(Dur(v.handover.wait)),
+        probe_before_take: Some(v.handover.probe_before_take),
     }
 }

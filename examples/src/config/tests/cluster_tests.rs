@@ -73,6 +73,22 @@ fn a_member_of_three_with_a_vip_resolves() {
 }
 
 #[test]
+fn the_vip_is_probed_for_before_it_is_taken_unless_told_not_to() {
+    let c = parse_text(THREE).unwrap();
+    assert!(c.vip.as_ref().unwrap().handover.probe_before_take);
+    let text = THREE.replace(
+        "interface = \"eth0\"",
+        "interface = \"eth0\"\nprobe_before_take = false\nhandover_wait = \"2s\"",
+    );
+    let c = parse_text(&text).unwrap();
+    let h = &c.vip.as_ref().unwrap().handover;
+    assert!(!h.probe_before_take);
+    assert_eq!(h.wait, Duration::from_secs(2));
+    let shown = c.render();
+    assert!(shown.contains("probe_before_take = false"), "{shown}");
+}
+
+#[test]
 fn two_members_without_a_third_are_valid_but_check_config_says_what_that_costs() {
     let text = THREE.replace(
         "[[watchdog.member]]\nid = 3\naddress = \"198.18.0.12:7400\"\nwitness = true\n",
