@@ -16,10 +16,11 @@
 //! The argument, with the old holder's leader lease ending at `t_end`:
 //! its last renewal came before `t_end`, so its address expires by
 //! `t_end + stretch` and is gone by `t_end + stretch + kernel_delay`. The
-//! new leader's lease begins after `t_end + new_leader_wait` (the
-//! watchdog's guarantee), so it takes the address after `t_end +
-//! new_leader_wait + wait`. `wait ≥ stretch + kernel_delay −
-//! new_leader_wait` keeps the two apart; the default takes 1 s for the
+//! new leader's lease begins after `t_end + lease_gap` (the watchdog's
+//! guarantee, `pgha_watchdog::Timing::lease_gap`: 150 ms by default), so
+//! it takes the address after `t_end + lease_gap + wait`. `wait ≥ stretch
+//! + kernel_delay − lease_gap` keeps the two apart; the default takes 1 s
+//! for the
 //! kernel's delay (measured 10–250 ms, up to about a second when other
 //! addresses with lifetimes change: Linux's IPv4 check runs at most once a
 //! second, and any address added or renewed on the machine, in any
@@ -83,7 +84,7 @@ pub struct HandoverConfig {
     pub stretch: Duration,
     /// How long a new leader's lease must have lasted before it takes the
     /// address. Default: `stretch` + 1 s kernel delay − the watchdog's
-    /// default new-leader wait (450 ms) = 1.55 s.
+    /// default lease gap (150 ms) = 1.85 s.
     pub wait: Duration,
     /// While waiting, probe the link and take the address as soon as
     /// [`SILENT_PROBES_TO_TAKE`] probes in a row went unanswered (see the
@@ -99,7 +100,7 @@ impl Default for HandoverConfig {
     fn default() -> Self {
         HandoverConfig {
             stretch: Duration::from_secs(1),
-            wait: Duration::from_millis(1550),
+            wait: Duration::from_millis(1850),
             probe_before_take: true,
             probe_listen: Duration::from_millis(100),
         }
@@ -107,14 +108,11 @@ impl Default for HandoverConfig {
 }
 
 impl HandoverConfig {
-    /// The wait that keeps holders apart, given the watchdog's new-leader
-    /// wait and the kernel delay allowed for.
-    pub fn wait_for(
-        stretch: Duration,
-        kernel_delay: Duration,
-        new_leader_wait: Duration,
-    ) -> Duration {
-        (stretch + kernel_delay).saturating_sub(new_leader_wait)
+    /// The wait that keeps holders apart, given the watchdog's lease gap
+    /// (the least time between one leader lease's end and the next one's
+    /// start) and the kernel delay allowed for.
+    pub fn wait_for(stretch: Duration, kernel_delay: Duration, lease_gap: Duration) -> Duration {
+        (stretch + kernel_delay).saturating_sub(lease_gap)
     }
 }
 

@@ -119,7 +119,7 @@ pub struct VipSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announce_interval: Option<Dur>,
     /// How long a new leader's lease must have lasted before it takes the
-    /// address (default 1.55s; see pgha_vip::HandoverConfig).
+    /// address (default 1.85s; see pgha_vip::HandoverConfig).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover_wait: Option<Dur>,
     /// Whether a new leader probes the link (an ARP probe, IPv4 with

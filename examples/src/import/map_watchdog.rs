@@ -323,7 +323,7 @@ fn timers(ctx: &mut Ctx<'_>, out: &mut Toml) {
          holds a 400ms lease that a majority renews; a leader cut off from the majority \
          stops acting when its lease ends, another is elected within about a second, and it \
          takes the VIP once nobody answers ARP probes for it, or after [vip] handover_wait \
-         (1.55s) at the latest. The defaults (heartbeat, \
+         (1.85s) at the latest. The defaults (heartbeat, \
          election_timeout_min/max, lease, lease_margin, rpc_timeout: docs/watchdog.md) suit a \
          LAN. A separate heartbeat network or device has no counterpart: give the members \
          addresses on a network they reach each other through."

@@ -19,11 +19,11 @@ fn a_new_leader_takes_the_address_only_after_the_wait() {
     let t0 = Instant::now();
     let mut h = Handover::new(HandoverConfig::default());
     assert_eq!(h.step(t0, Some(t0 + ms(400))), (None, Some(t0 + ms(400))));
-    // Renewed all along: still waiting at 1.5 s, holding at 1.55 s.
-    assert_eq!(h.step(t0 + ms(1500), Some(t0 + ms(1900))).0, None);
+    // Renewed all along: still waiting at 1.8 s, holding at 1.85 s.
+    assert_eq!(h.step(t0 + ms(1800), Some(t0 + ms(2200))).0, None);
     assert_eq!(
-        h.step(t0 + ms(1550), Some(t0 + ms(1950))),
-        (Some(t0 + ms(2950)), Some(t0 + ms(1950)))
+        h.step(t0 + ms(1850), Some(t0 + ms(2250))),
+        (Some(t0 + ms(3250)), Some(t0 + ms(2250)))
     );
 }
 
@@ -32,13 +32,13 @@ fn a_break_in_the_leader_lease_starts_the_wait_again() {
     let t0 = Instant::now();
     let mut h = Handover::new(HandoverConfig::default());
     h.step(t0, Some(t0 + ms(400)));
-    assert!(h.step(t0 + ms(1600), Some(t0 + ms(2000))).0.is_some());
+    assert!(h.step(t0 + ms(1900), Some(t0 + ms(2300))).0.is_some());
     // The lease ran out unrenewed: nothing, at once.
-    assert_eq!(h.step(t0 + ms(2000), Some(t0 + ms(2000))), (None, None));
+    assert_eq!(h.step(t0 + ms(2300), Some(t0 + ms(2300))), (None, None));
     // Back: the wait starts over.
-    assert_eq!(h.step(t0 + ms(2100), Some(t0 + ms(2500))).0, None);
-    assert_eq!(h.step(t0 + ms(3600), Some(t0 + ms(4000))).0, None);
-    assert!(h.step(t0 + ms(3650), Some(t0 + ms(4050))).0.is_some());
+    assert_eq!(h.step(t0 + ms(2400), Some(t0 + ms(2800))).0, None);
+    assert_eq!(h.step(t0 + ms(4200), Some(t0 + ms(4600))).0, None);
+    assert!(h.step(t0 + ms(4250), Some(t0 + ms(4650))).0.is_some());
 }
 
 #[test]
@@ -52,11 +52,11 @@ fn the_holders_address_outlives_its_leader_lease_by_the_stretch_only() {
 }
 
 #[test]
-fn the_default_wait_covers_a_second_of_kernel_delay_after_the_watchdogs_default_wait() {
+fn the_default_wait_covers_a_second_of_kernel_delay_after_the_watchdogs_default_gap() {
     let c = HandoverConfig::default();
     assert_eq!(
         c.wait,
-        HandoverConfig::wait_for(c.stretch, Duration::from_secs(1), ms(450))
+        HandoverConfig::wait_for(c.stretch, Duration::from_secs(1), ms(150))
     );
 }
 
@@ -142,8 +142,8 @@ fn a_mover_that_cannot_tell_leaves_the_full_wait() {
     // A stray silent probe after that changes nothing.
     h.probed(t0 + ms(200), LinkProbe::Silent);
     h.probed(t0 + ms(300), LinkProbe::Silent);
-    assert_eq!(h.step(t0 + ms(1500), Some(t0 + ms(1900))).0, None);
-    assert!(h.step(t0 + ms(1550), Some(t0 + ms(1950))).0.is_some());
+    assert_eq!(h.step(t0 + ms(1800), Some(t0 + ms(2200))).0, None);
+    assert!(h.step(t0 + ms(1850), Some(t0 + ms(2250))).0.is_some());
     assert!(!h.took_early());
     // The next lease probes again.
     h.step(t0 + ms(2000), None);
@@ -163,8 +163,8 @@ fn probing_off_in_the_configuration_means_no_probes_and_the_full_wait() {
     // Fed in anyway, they change nothing.
     h.probed(t0, LinkProbe::Silent);
     h.probed(t0 + ms(100), LinkProbe::Silent);
-    assert!(waiting(&h, t0 + ms(1500)));
-    assert!(!waiting(&h, t0 + ms(1550)));
+    assert!(waiting(&h, t0 + ms(1800)));
+    assert!(!waiting(&h, t0 + ms(1850)));
 }
 
 #[test]
@@ -172,8 +172,8 @@ fn no_probe_is_wanted_once_the_wait_is_over_or_without_a_lease() {
     let t0 = Instant::now();
     let mut h = Handover::new(HandoverConfig::default());
     h.step(t0, Some(t0 + ms(400)));
-    assert!(h.wants_probe(t0 + ms(1549)));
-    assert!(!h.wants_probe(t0 + ms(1550)));
+    assert!(h.wants_probe(t0 + ms(1849)));
+    assert!(!h.wants_probe(t0 + ms(1850)));
     h.step(t0 + ms(400), None);
     assert!(!h.wants_probe(t0 + ms(400)));
 }
@@ -255,14 +255,14 @@ async fn follow_takes_the_address_after_two_silent_probes_in_a_row() {
 #[tokio::test(start_paused = true)]
 async fn follow_waits_the_handover_out_while_the_address_is_answered_for() {
     let mover = Scripted::new(&[LinkProbe::Answered; 100]);
-    assert_eq!(address_lease_after(Arc::clone(&mover)).await, ms(1550));
+    assert_eq!(address_lease_after(Arc::clone(&mover)).await, ms(1850));
     // Probes ran back to back until the wait was over.
-    assert_eq!(mover.probes.lock().unwrap().len(), 16);
+    assert_eq!(mover.probes.lock().unwrap().len(), 19);
 }
 
 #[tokio::test(start_paused = true)]
 async fn follow_waits_the_handover_out_for_a_mover_that_cannot_tell() {
     let mover = Scripted::new(&[LinkProbe::CannotTell]);
-    assert_eq!(address_lease_after(Arc::clone(&mover)).await, ms(1550));
+    assert_eq!(address_lease_after(Arc::clone(&mover)).await, ms(1850));
     assert_eq!(mover.probes.lock().unwrap().len(), 1, "asked once");
 }
