@@ -18,13 +18,12 @@
 //! `t_end + stretch` and is gone by `t_end + stretch + kernel_delay`. The
 //! new leader's lease begins after `t_end + lease_gap` (the watchdog's
 //! guarantee, `pgha_watchdog::Timing::lease_gap`: 150 ms by default), so
-//! it takes the address after `t_end + lease_gap + wait`. `wait ≥ stretch
-//! + kernel_delay − lease_gap` keeps the two apart; the default takes 1 s
-//! for the
-//! kernel's delay (measured 10–250 ms, up to about a second when other
-//! addresses with lifetimes change: Linux's IPv4 check runs at most once a
-//! second, and any address added or renewed on the machine, in any
-//! namespace, puts it off).
+//! it takes the address after `t_end + lease_gap + wait`.
+//! `wait ≥ stretch + kernel_delay − lease_gap` keeps the two apart; the
+//! default takes 1 s for the kernel's delay (measured 10–250 ms, up to
+//! about a second when other addresses with lifetimes change: Linux's IPv4
+//! check runs at most once a second, and any address added or renewed on
+//! the machine, in any namespace, puts it off).
 //!
 //! # Taking early
 //!
