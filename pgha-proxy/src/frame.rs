@@ -374,6 +374,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lean_reader_hands_over_its_whole_buffer() {
+        let bytes: &[u8] = b"Q\0\0\0\x09abcd\0";
+        let mut reader = FrameReader::lean(bytes, 1024);
+        let Ok(Some(Input::Batch(batch))) = reader.next_input().await else {
+            panic!("a batch");
+        };
+        assert_eq!(&batch[..], bytes);
+        assert!(
+            batch.capacity() >= LEAN_FIRST_READ,
+            "the read buffer itself, not a part split off it"
+        );
+        assert_eq!(reader.buf.capacity(), 0, "nothing held");
+        crate::spare::give(batch);
+        reader.shed();
+        assert!(matches!(reader.next_input().await, Ok(None)));
+    }
+
+    #[tokio::test]
     async fn a_lean_reader_stays_small_while_its_reads_are_interrupted() {
         let (idle, _peer) = tokio::io::duplex(64);
         let mut reader = FrameReader::lean(idle, 1 << 20);
