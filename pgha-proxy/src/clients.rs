@@ -12,7 +12,8 @@ use pgha_core::NodeId;
 use crate::admin::{ClientRow, ClientState};
 
 /// What a session updates as it goes (atomics: no lock per transaction
-/// except the node, which changes only when the server does).
+/// except the node's, taken when the server connection changes; the
+/// node's name is copied only when the node does).
 #[derive(Debug)]
 pub(crate) struct ClientStatus {
     state: AtomicU8,
@@ -49,7 +50,13 @@ impl ClientStatus {
     pub(crate) fn active(&self, node: &NodeId, pid: i32) {
         self.state.store(ACTIVE, Ordering::Relaxed);
         if self.server_pid.swap(pid, Ordering::Relaxed) != pid {
-            *self.node.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+            // In transaction pooling the backend changes on most
+            // transactions but the node seldom does: no copy of its name
+            // (an allocation) unless it did.
+            let mut held = self.node.lock().unwrap_or_else(|p| p.into_inner());
+            if held.as_ref() != Some(node) {
+                *held = Some(node.clone());
+            }
         }
     }
 

@@ -96,11 +96,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
             }
             if total > 0 {
-                let batch = self.buf.split_to(total);
-                if self.lean && self.buf.is_empty() {
-                    self.buf = BytesMut::new();
-                }
-                return Ok(Some(Input::Batch(batch)));
+                return Ok(Some(Input::Batch(self.take_batch(total))));
             }
             if !self.fill().await? {
                 return Ok(None);
@@ -164,17 +160,38 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 total += len;
             }
             if total > 0 {
-                let batch = self.buf.split_to(total);
-                if self.lean && self.buf.is_empty() {
-                    // The batch keeps the allocation alive only until the
-                    // caller has forwarded it.
-                    self.buf = BytesMut::new();
-                }
-                return Ok(Some(batch));
+                return Ok(Some(self.take_batch(total)));
             }
             if !self.fill().await? {
                 return Ok(None);
             }
+        }
+    }
+
+    /// The first `total` bytes, whole messages, as a batch.
+    fn take_batch(&mut self, total: usize) -> BytesMut {
+        if self.lean && total == self.buf.len() {
+            // The usual case: the batch is all there is. The buffer itself
+            // goes (no shared-ownership record to allocate, as splitting
+            // needs), and the reader holds nothing until its next read;
+            // the caller may hand the buffer on (`spare::give`).
+            return std::mem::take(&mut self.buf);
+        }
+        let batch = self.buf.split_to(total);
+        if self.lean && self.buf.is_empty() {
+            // The batch keeps the allocation alive only until the
+            // caller has forwarded it.
+            self.buf = BytesMut::new();
+        }
+        batch
+    }
+
+    /// Gives up an empty buffer (a read that was started and interrupted
+    /// leaves one) to the thread's spares: a connection about to sit idle
+    /// holds none, and the next busy session's read needs no allocation.
+    pub fn shed(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            crate::spare::give(std::mem::take(&mut self.buf));
         }
     }
 
@@ -190,6 +207,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             // Waiting for the next batch (perhaps for hours): small. A
             // read that was interrupted comes back here; it stays small.
             if self.buf.capacity() == 0 {
+                // A spare buffer of the thread's when there is one.
+                self.buf = crate::spare::take();
                 self.buf.reserve(LEAN_FIRST_READ);
             }
         } else if room < READ_ROOM {
@@ -352,6 +371,24 @@ mod tests {
         assert_eq!(first.len() + second.len(), bytes.len());
         assert_eq!(reader.buf.capacity(), 0, "drained: nothing held");
         assert!(matches!(reader.next_batch().await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn a_lean_reader_hands_over_its_whole_buffer() {
+        let bytes: &[u8] = b"Q\0\0\0\x09abcd\0";
+        let mut reader = FrameReader::lean(bytes, 1024);
+        let Ok(Some(Input::Batch(batch))) = reader.next_input().await else {
+            panic!("a batch");
+        };
+        assert_eq!(&batch[..], bytes);
+        assert!(
+            batch.capacity() >= LEAN_FIRST_READ,
+            "the read buffer itself, not a part split off it"
+        );
+        assert_eq!(reader.buf.capacity(), 0, "nothing held");
+        crate::spare::give(batch);
+        reader.shed();
+        assert!(matches!(reader.next_input().await, Ok(None)));
     }
 
     #[tokio::test]

@@ -99,6 +99,7 @@ pub mod route_cache;
 pub mod server;
 mod server_tls;
 mod session;
+mod spare;
 pub mod stall;
 pub mod startup;
 pub mod stream;

@@ -20,7 +20,7 @@ use crate::prepared::{self, ClientStatements, Rewrite};
 use crate::stream::{ReadHalf, WriteHalf};
 use crate::tracker::{Disposition, Origin, Request, Tracker};
 use crate::Consistency;
-use crate::{messages, Error, PoolMode, Shared};
+use crate::{messages, spare, Error, PoolMode, Shared};
 use pgha_core::Lsn;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
@@ -138,11 +138,15 @@ impl<'a> Relay<'a> {
                 // pooling): the wait holds the client's socket and the
                 // session's settings, nothing more. The relay's working
                 // state (the loop in `busy`) is built for each busy spell,
-                // so thousands of idle clients cost little.
-                self.out = BytesMut::new();
-                self.to_server = BytesMut::new();
+                // so thousands of idle clients cost little; its buffers go
+                // to the thread's spares for the next busy session (no
+                // allocation per transaction).
+                spare::give(std::mem::take(&mut self.out));
+                spare::give(std::mem::take(&mut self.to_server));
+                frames.shed();
                 frames.readable(confirm).await.map_err(Error::Io)?;
                 confirm = false;
+                self.to_server = spare::take();
             }
             if !Box::pin(self.busy(frames)).await? {
                 return Ok(());
@@ -202,6 +206,9 @@ impl<'a> Relay<'a> {
                     if !self.on_client(&batch).await? {
                         return Ok(false);
                     }
+                    // Read whole into its own buffer (the usual case), the
+                    // batch is the reader's next spare.
+                    spare::give(batch);
                 }
             }
             if self.is_idle() && frames.buffered().is_empty() {
