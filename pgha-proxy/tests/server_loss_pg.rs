@@ -366,3 +366,50 @@ async fn no_insert_told_failed_is_committed_across_a_kill() -> R {
     }
     Ok(())
 }
+
+/// A monitor whose probes time out on an overloaded primary, with no
+/// standby to promote, detaches it (same term, same primary): a statement
+/// already running there is not cut off (it would be told "outcome
+/// unknown" for nothing) — it finishes and is acknowledged, and what it
+/// committed is there.
+#[tokio::test]
+async fn a_statement_running_on_a_primary_detached_without_a_successor_finishes() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    cluster.primary().execute("CREATE TABLE d (v int)").await?;
+    let before = cluster.topology();
+    let (tx, topology) = watch::channel(Arc::new(before.clone()));
+    let proxy = start_proxy(config(PoolMode::Transaction), topology).await;
+    let c = client(proxy.port).await?;
+    let sql = "INSERT INTO d SELECT 1 FROM pg_sleep(2)";
+    let slow = tokio::spawn(async move {
+        let r = c.batch_execute(sql).await;
+        (c, r)
+    });
+    let active = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE query = '{sql}' AND state = 'active'"
+    );
+    let mut waited = 0;
+    while cluster.primary().query_one_text(&active).await?.as_deref() != Some("1") {
+        waited += 1;
+        assert!(waited < 100, "the statement never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let detached = pgha_core::Topology::new(before.nodes().iter().cloned().map(|n| {
+        if before.primary_id() == Some(&n.id) {
+            n.with_status(pgha_core::Status::Detached)
+        } else {
+            n
+        }
+    }))
+    .with_term(before.term());
+    assert_eq!(detached.primary_id(), before.primary_id());
+    tx.send_replace(Arc::new(detached));
+    let (_c, r) = tokio::time::timeout(Duration::from_secs(10), slow).await??;
+    assert!(r.is_ok(), "the running statement finished: {r:?}");
+    let rows = cluster
+        .primary()
+        .query_one_text("SELECT count(*)::text FROM d")
+        .await?;
+    assert_eq!(rows.as_deref(), Some("1"));
+    Ok(())
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use pgha_core::Topology;
+use pgha_core::{Status, Topology};
 use tokio::sync::watch;
 
 use super::acquire::{self, Attached, PoolCache};
@@ -506,7 +506,16 @@ impl<'a> Relay<'a> {
         let t = self.topology.borrow_and_update().clone();
         let usable = |s: &Attached| {
             if s.primary {
-                t.is_writable(&s.conn.node)
+                // Still the primary of the term and not down: what it
+                // commits stays, so a running statement may finish there
+                // even while new writes are held or it is detached (a
+                // monitor whose probes timed out on an overloaded primary
+                // with no standby to promote detaches it: that must not
+                // cost its clients their statements). Another primary, or
+                // none: it is being fenced.
+                t.primary_id() == Some(&s.conn.node)
+                    && t.node(&s.conn.node)
+                        .is_some_and(|n| n.status != Status::Down)
             } else {
                 // A read may finish on a standby just promoted: it still
                 // answers from the same data.
@@ -520,8 +529,8 @@ impl<'a> Relay<'a> {
             }
         }
         if self.server.as_ref().is_some_and(|s| !usable(s)) {
-            // A new term: whatever runs on the old primary must not be
-            // acknowledged from there (it is being fenced). A running
+            // A new primary, or none: whatever runs on the old one must not
+            // be acknowledged from there (it is being fenced). A running
             // statement fails; an idle client notices nothing.
             tracing::info!(
                 busy = !self.tracker.is_empty(),
