@@ -39,23 +39,30 @@ fn member(
     run(monitor, handle)
 }
 
+/// Two members of `group`: one that leads (its commits succeed, its
+/// coordinator grants), one that follows.
+fn leader_and_follower(cluster: &Arc<PgCluster>, group: &MemoryLedger) -> (Running, Running) {
+    let (leader_ledger, follower_ledger) = (group.member(), group.member());
+    leader_ledger.set_leading(true);
+    let leader = member(
+        cluster,
+        leader_ledger,
+        Arc::new(ManualCoordinator::new(true)),
+    );
+    let follower = member(
+        cluster,
+        follower_ledger,
+        Arc::new(ManualCoordinator::new(false)),
+    );
+    (leader, follower)
+}
+
 #[tokio::test]
 async fn a_follower_adopts_the_leaders_promotion_and_never_decides_itself() -> R {
     let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
     cluster.wait_streaming().await?;
     let group = MemoryLedger::new(committed(1, "node0"));
-    let (leader_ledger, follower_ledger) = (group.member(), group.member());
-    leader_ledger.set_leading(true);
-    let leader = member(
-        &cluster,
-        leader_ledger,
-        Arc::new(ManualCoordinator::new(true)),
-    );
-    let follower = member(
-        &cluster,
-        follower_ledger,
-        Arc::new(ManualCoordinator::new(false)),
-    );
+    let (leader, follower) = leader_and_follower(&cluster, &group);
     let mut follower_events = follower.handle.events();
     healthy(&leader.handle).await?;
     healthy(&follower.handle).await?;
@@ -151,18 +158,7 @@ async fn the_leaders_detach_and_maintenance_reach_every_members_routing() -> R {
     let cluster = Arc::new(PgCluster::builder().standbys(1).start().await?);
     cluster.wait_streaming().await?;
     let group = MemoryLedger::new(committed(1, "node0"));
-    let (leader_ledger, follower_ledger) = (group.member(), group.member());
-    leader_ledger.set_leading(true);
-    let leader = member(
-        &cluster,
-        leader_ledger,
-        Arc::new(ManualCoordinator::new(true)),
-    );
-    let follower = member(
-        &cluster,
-        follower_ledger,
-        Arc::new(ManualCoordinator::new(false)),
-    );
+    let (leader, follower) = leader_and_follower(&cluster, &group);
     let mut events = follower.handle.events();
     healthy(&leader.handle).await?;
     healthy(&follower.handle).await?;

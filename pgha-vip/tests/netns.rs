@@ -312,10 +312,7 @@ async fn the_address_follows_the_lease_and_gratuitous_arp_redirects_the_client()
         Holder::start(&lab, "a").await?,
         Holder::start(&lab, "b").await?,
     );
-    let (oa, ob) = (
-        Observer::on(&lab, "a").await?,
-        Observer::on(&lab, "b").await?,
-    );
+    let (oa, ob) = Observer::a_and_b(&lab).await?;
     let sampler = Sampler::start(&oa, &ob, &vip);
 
     a.grant(LEASE, RENEW);
@@ -411,10 +408,7 @@ async fn a_killed_holder_loses_the_address_by_its_lifetime_and_the_next_one_take
     }
     let lab = lab()?;
     let vip = vip(&lab);
-    let (oa, ob) = (
-        Observer::on(&lab, "a").await?,
-        Observer::on(&lab, "b").await?,
-    );
+    let (oa, ob) = Observer::a_and_b(&lab).await?;
     let sampler = Sampler::start(&oa, &ob, &vip);
     let (early, took) = killed_holder(&lab, &oa, &ob).await;
     eprintln!(
@@ -468,10 +462,7 @@ async fn handover_times() -> R {
     }
     let lab = lab()?;
     let vip = vip(&lab);
-    let (oa, ob) = (
-        Observer::on(&lab, "a").await?,
-        Observer::on(&lab, "b").await?,
-    );
+    let (oa, ob) = Observer::a_and_b(&lab).await?;
     let sampler = Sampler::start(&oa, &ob, &vip);
 
     let (mut a, mut b) = (

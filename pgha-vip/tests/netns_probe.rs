@@ -39,10 +39,7 @@ async fn a_probe_is_answered_while_another_host_has_the_address_and_not_after() 
     }
     let lab = lab()?;
     let vip = vip(&lab);
-    let (oa, ob) = (
-        Observer::on(&lab, "a").await?,
-        Observer::on(&lab, "b").await?,
-    );
+    let (oa, ob) = Observer::a_and_b(&lab).await?;
     assert_eq!(
         probe(&ob, &vip).await,
         LinkProbe::Silent,
@@ -115,10 +112,7 @@ async fn a_new_leader_takes_the_address_once_the_old_holders_copy_is_gone_not_be
     }
     let lab = lab()?;
     let vip = vip(&lab);
-    let (oa, ob) = (
-        Observer::on(&lab, "a").await?,
-        Observer::on(&lab, "b").await?,
-    );
+    let (oa, ob) = Observer::a_and_b(&lab).await?;
     let sampler = Sampler::start(&oa, &ob, &vip);
     // A's pgha died holding the address: a 3 s kernel lifetime nobody
     // renews or releases.

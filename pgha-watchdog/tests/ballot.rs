@@ -45,14 +45,28 @@ fn member(cluster: &SimCluster, id: MemberId) -> &Member {
     cluster.member(id).expect("member runs")
 }
 
+/// `candidate` campaigns at once; for 3 s never two lease holders, and
+/// someone leads again.
+async fn campaign_and_watch(cluster: SimCluster, candidate: MemberId, what: &str) {
+    member(&cluster, candidate)
+        .raft()
+        .trigger()
+        .elect()
+        .await
+        .expect("campaign starts");
+    let seen = never_two_holders(&cluster, Duration::from_secs(3), what).await;
+    assert!(!seen.is_empty(), "{what}: someone leads again");
+    cluster.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lease_holder_grants_no_vote_to_a_forced_campaign() {
     let cluster = SimCluster::start(3, Timing::default(), 21)
         .await
         .expect("cluster starts");
     let leader = lease_holder(&cluster).await;
-    // Long enough that openraft's leader would grant a higher term its
-    // vote (its own vote is not refreshed while it leads).
+    // Longer than the follower lease: a leader whose own vote were not
+    // refreshed while it leads would grant a higher term its vote.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(cluster.lease_holders(Instant::now()), vec![leader]);
     let candidate = cluster
@@ -60,15 +74,7 @@ async fn a_lease_holder_grants_no_vote_to_a_forced_campaign() {
         .into_iter()
         .find(|id| *id != leader)
         .expect("a follower");
-    member(&cluster, candidate)
-        .raft()
-        .trigger()
-        .elect()
-        .await
-        .expect("campaign starts");
-    let seen = never_two_holders(&cluster, Duration::from_secs(3), "forced campaign").await;
-    assert!(!seen.is_empty(), "someone leads again");
-    cluster.shutdown().await;
+    campaign_and_watch(cluster, candidate, "forced campaign").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -90,13 +96,5 @@ async fn a_member_restarted_after_acknowledging_the_leader_grants_no_vote_at_onc
     tokio::time::sleep(Duration::from_millis(50)).await;
     cluster.crash(voter).await;
     cluster.restart(voter).await.expect("voter restarts");
-    member(&cluster, candidate)
-        .raft()
-        .trigger()
-        .elect()
-        .await
-        .expect("campaign starts");
-    let seen = never_two_holders(&cluster, Duration::from_secs(3), "restarted voter").await;
-    assert!(!seen.is_empty(), "someone leads again");
-    cluster.shutdown().await;
+    campaign_and_watch(cluster, candidate, "restarted voter").await;
 }

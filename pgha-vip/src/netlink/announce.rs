@@ -23,6 +23,12 @@ const ND_HOP_LIMIT: u32 = 255;
 /// Every Linux neighbour entry for `ip` is updated to `mac` on receipt,
 /// even within its lock time (the kernel recognises a gratuitous ARP).
 pub(crate) fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 28] {
+    arp_request(mac, ip, ip)
+}
+
+/// An Ethernet/IPv4 ARP request from `sender_ip` at `mac` for `target_ip`
+/// (target hardware address unknown): the payload only.
+pub(crate) fn arp_request(mac: [u8; 6], sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> [u8; 28] {
     let mut p = [0u8; 28];
     p[0..2].copy_from_slice(&1u16.to_be_bytes()); // hardware: Ethernet
     p[2..4].copy_from_slice(&0x0800u16.to_be_bytes()); // protocol: IPv4
@@ -30,9 +36,9 @@ pub(crate) fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 28] {
     p[5] = 4; // protocol address length
     p[6..8].copy_from_slice(&1u16.to_be_bytes()); // request
     p[8..14].copy_from_slice(&mac); // sender MAC
-    p[14..18].copy_from_slice(&ip.octets()); // sender IP
-                                             // p[18..24]: target MAC, zero (unknown)
-    p[24..28].copy_from_slice(&ip.octets()); // target IP = sender IP
+    p[14..18].copy_from_slice(&sender_ip.octets());
+    // p[18..24]: target MAC, zero (unknown)
+    p[24..28].copy_from_slice(&target_ip.octets());
     p
 }
 

@@ -18,22 +18,13 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::announce::ETH_P_ARP;
+use super::announce::{arp_request, ETH_P_ARP};
 use super::link_address;
 
 /// An ARP probe (RFC 5227 2.1.1): a request from `mac` with sender IP
 /// 0.0.0.0 for `ip`. The payload only: the kernel adds the Ethernet header.
 pub(crate) fn arp_probe(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 28] {
-    let mut p = [0u8; 28];
-    p[0..2].copy_from_slice(&1u16.to_be_bytes()); // hardware: Ethernet
-    p[2..4].copy_from_slice(&0x0800u16.to_be_bytes()); // protocol: IPv4
-    p[4] = 6; // hardware address length
-    p[5] = 4; // protocol address length
-    p[6..8].copy_from_slice(&1u16.to_be_bytes()); // request
-    p[8..14].copy_from_slice(&mac); // sender MAC
-                                    // p[14..18]: sender IP 0.0.0.0, p[18..24]: target MAC, unknown
-    p[24..28].copy_from_slice(&ip.octets()); // target IP
-    p
+    arp_request(mac, Ipv4Addr::UNSPECIFIED, ip)
 }
 
 /// Whether the ARP payload `packet` says another host has `ip`: any

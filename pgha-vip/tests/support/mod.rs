@@ -236,6 +236,11 @@ pub struct Observer {
 }
 
 impl Observer {
+    /// Observers on hosts `a` and `b`.
+    pub async fn a_and_b(lab: &NetLab) -> Result<(Observer, Observer), HarnessError> {
+        Ok((Observer::on(lab, "a").await?, Observer::on(lab, "b").await?))
+    }
+
     pub async fn on(lab: &NetLab, host: &str) -> Result<Observer, HarnessError> {
         let (tx, rx) = oneshot::channel();
         let task = lab.spawn(host, move || async move {
