@@ -326,10 +326,16 @@ impl PgNode {
         let Some(mut child) = self.lock().take() else {
             return Ok(());
         };
-        let children = procs::kill_tree(child.id() as i32)?;
+        let postmaster = child.id() as i32;
+        let killed = procs::kill_tree(postmaster);
         // An error here means someone else (NetLab::kill_host) reaped it.
         let _ = child.wait();
-        procs::reap(&children);
+        if let Ok(children) = &killed {
+            procs::reap(children);
+        }
+        // Also when it was killed by someone else: the segment outlives it.
+        procs::remove_orphaned_shm(self.run_as.uid);
+        killed?;
         tracing::debug!(node = %self.name, "killed (SIGKILL)");
         Ok(())
     }
@@ -395,5 +401,8 @@ impl Drop for PgNode {
         if let Err(e) = self.kill9() {
             tracing::warn!(node = %self.name, error = %e, "could not kill postgres on drop");
         }
+        // A server someone else started on this node's data directory (a
+        // local agent's pg_ctl) was killed by the test's teardown too.
+        procs::remove_orphaned_shm(self.run_as.uid);
     }
 }

@@ -92,6 +92,37 @@ pub(crate) fn kill_tree(postmaster: i32) -> Result<Vec<i32>, HarnessError> {
     Ok(children)
 }
 
+/// Removes the System V shared memory segments of `uid` that nothing is
+/// attached to and whose creator is gone. A postmaster killed with SIGKILL
+/// (by a test, or restarted by pgha's local agent and killed at teardown)
+/// leaves its (56-byte) segment behind, and the kernel allows 4,096 of them
+/// (SHMMNI): after that many killed servers on one machine, no PostgreSQL
+/// starts ("could not create shared memory segment: No space left on
+/// device"). A live postmaster stays attached to its segment, so one with
+/// no attachment and a dead creator is nobody's.
+pub(crate) fn remove_orphaned_shm(uid: u32) {
+    let Ok(table) = std::fs::read_to_string("/proc/sysvipc/shm") else {
+        return;
+    };
+    let owner = uid.to_string();
+    for line in table.lines().skip(1) {
+        // key shmid perms size cpid lpid nattch uid …
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(creator) = f.get(4).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if f.len() > 7 && f[7] == owner && f[6] == "0" && !alive(creator) {
+            let removed = Command::new("ipcrm").args(["-m", f[1]]).output();
+            if !removed.is_ok_and(|o| o.status.success()) {
+                tracing::warn!(
+                    shmid = f[1],
+                    "could not remove a killed server's shared memory segment"
+                );
+            }
+        }
+    }
+}
+
 /// Makes this process the reaper of its orphaned descendants. Without it,
 /// the children of a killed postmaster go to pid 1, which in a sandbox may
 /// reap them late: they would linger as zombies owned by the PostgreSQL
