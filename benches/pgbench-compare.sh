@@ -44,6 +44,8 @@
 #   pgha-session-lb    pgha --pool-mode session     (load balancing on)
 #   pgha-tx            pgha --pool-mode transaction --no-load-balance
 #   pgha-tx-lb         pgha --pool-mode transaction (load balancing on)
+#   pgha-tx-2t         as pgha-tx with --threads 2 (the proxy on two worker
+#                      threads; not in the default list)
 #   pgha-tx-lsn-lb     as pgha-tx-lb with --consistency lsn (read-your-writes by
 #                      WAL position: one hidden query per write transaction;
 #                      not in the default list)
@@ -133,7 +135,7 @@ has_target() { [[ " $targets " == *" $1 "* ]]; }
 any_target() { [[ " $targets " == *" $1"* ]]; } # a prefix
 for t in $targets; do
   case $t in
-    direct | pgha-session | pgha-session-lb | pgha-tx | pgha-tx-lb | pgha-tx-lsn-lb | pgha-tx-unix) ;;
+    direct | pgha-session | pgha-session-lb | pgha-tx | pgha-tx-lb | pgha-tx-lsn-lb | pgha-tx-unix | pgha-tx-2t) ;;
     pgbouncer-session | pgbouncer-tx | pgbouncer-tx-unix | pgpool) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
@@ -250,6 +252,7 @@ for t in $targets; do
     pgha-tx-lb) args=(--pool-mode transaction) ;;
     pgha-tx-lsn-lb) args=(--pool-mode transaction --consistency lsn) ;;
     pgha-tx-unix) args=(--pool-mode transaction --no-load-balance) ;;
+    pgha-tx-2t) args=(--pool-mode transaction --no-load-balance --threads 2) ;;
     *) continue ;;
   esac
   primary=127.0.0.1; [[ $t == *-unix ]] && primary=$work

@@ -49,6 +49,10 @@ pub struct ProxyArgs {
     /// Most server connections per node, database and user [default: 20].
     #[arg(long)]
     pub pool_size: Option<usize>,
+    /// Threads that run client and server connections [default: 1, like
+    /// PgBouncer]; more spread the proxy over more cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Server connections each pool keeps open once a client has used it,
     /// at most --pool-size [default: 0].
     #[arg(long)]
@@ -208,6 +212,11 @@ impl RunArgs {
         match args.pool_size {
             Some(0) => problems.push(Problem::flag("--pool-size must be at least 1")),
             Some(size) => proxy.pool_size = size,
+            None => {}
+        }
+        match args.threads {
+            Some(0) => problems.push(Problem::flag("--threads must be at least 1")),
+            Some(n) => config.threads = n,
             None => {}
         }
         if let Some(min) = args.min_pool_size {

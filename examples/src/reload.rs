@@ -150,6 +150,12 @@ pub fn restart_lines(running: &RunConfig, wanted: &RunConfig) -> Vec<ReloadLine>
         true,
     );
     differ(
+        "threads",
+        running.threads.to_string(),
+        wanted.threads.to_string(),
+        true,
+    );
+    differ(
         "unix_socket_dir",
         opt(running
             .unix_socket_dir

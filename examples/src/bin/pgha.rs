@@ -82,12 +82,31 @@ enum Command {
     },
 }
 
-// One thread, like PgBouncer: next to PostgreSQL on few cores, tokio's
-// multi-thread runtime cost ~10 % more proxy CPU per transaction in
-// benches/pgbench-compare.sh (27.6–32 vs 22.5–31 µs/tx on 2 cores).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // One thread by default, like PgBouncer: next to PostgreSQL on few
+    // cores, tokio's multi-thread runtime cost ~10 % more proxy CPU per
+    // transaction in benches/pgbench-compare.sh (27.6–32 vs 22.5–31 µs/tx
+    // on 2 cores). `[proxy] threads` spreads the proxy over more cores.
+    let threads = match &cli.command {
+        Command::Run(args) => settings(args).threads,
+        _ => 1,
+    };
+    let runtime = if threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .context("starting the runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     // The daemon logs its phases (stopping, reloading) and refused clients
     // at WARN; the demo tells its own story on stdout.
     let default = match cli.command {

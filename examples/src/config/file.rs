@@ -63,6 +63,10 @@ pub struct ProxySection {
     /// PostgreSQL's: `<dir>/.s.PGSQL.<listen port>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unix_socket_dir: Option<PathBuf>,
+    /// Threads that run client and server connections: 1 (the default)
+    /// like PgBouncer; more to spread the proxy over more cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<Spanned<usize>>,
     /// `session` or `transaction`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_mode: Option<PoolMode>,

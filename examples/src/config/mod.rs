@@ -44,6 +44,8 @@ pub struct RunConfig {
     /// Directory of the proxy's Unix socket (`.s.PGSQL.<listen port>`), if
     /// any.
     pub unix_socket_dir: Option<PathBuf>,
+    /// Threads of the daemon's runtime (1: one thread, like PgBouncer).
+    pub threads: usize,
     /// The backends; the first is the primary until the state file or the
     /// probes say otherwise (see [`RunConfig::topology`]).
     pub nodes: Vec<NodeState>,
@@ -78,6 +80,7 @@ impl Default for RunConfig {
             listen: DEFAULT_LISTEN,
             http: None,
             unix_socket_dir: None,
+            threads: 1,
             nodes: Vec::new(),
             monitor: MonitorConfig::default(),
             policy: DefaultPolicy::default(),

@@ -153,6 +153,7 @@ fn proxy(section: ProxySection, cfg: &mut RunConfig, ctx: &mut Ctx<'_>) {
     if let Some(dir) = section.unix_socket_dir {
         cfg.unix_socket_dir = Some(ctx.path(&dir));
     }
+    set(&mut cfg.threads, ctx.positive("threads", section.threads));
     set(&mut p.pool_mode, section.pool_mode);
     set(&mut p.consistency, section.consistency);
     set(

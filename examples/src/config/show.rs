@@ -24,6 +24,7 @@ pub(super) fn render(cfg: &RunConfig) -> String {
             listen: Some(cfg.listen),
             http: cfg.http,
             unix_socket_dir: cfg.unix_socket_dir.clone(),
+            threads: sp(cfg.threads),
             pool_mode: Some(p.pool_mode),
             consistency: Some(p.consistency),
             pool_size: sp(p.pool_size),

@@ -241,6 +241,19 @@ fn missing_keys_keep_the_library_defaults() {
     assert!(c.proxy.tls.is_none() && c.proxy.server_tls.is_none());
     assert_eq!(c.tls, TlsSettings::default());
     assert_eq!(c.unix_socket_dir, None);
+    assert_eq!(c.threads, 1, "one thread, like PgBouncer");
+}
+
+#[test]
+fn threads_spread_the_proxy_over_more_cores_and_read_back() {
+    let c = parse(
+        "[proxy]\nthreads = 4\n[[node]]\nname = \"a\"\nhost = \"h\"\n",
+        Path::new("pgha.toml"),
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(c.threads, 4);
+    assert!(c.render().contains("threads = 4"), "{}", c.render());
 }
 
 /// `pgha run` parsed from these words.

@@ -103,6 +103,10 @@ fn values_serde_accepts_but_pgha_cannot_use_are_placed() {
         "pgha.toml:2:19: max_client_conn must be at least 1",
     );
     problem(
+        &format!("[proxy]\nthreads = 0\n{NODE}"),
+        "pgha.toml:2:11: threads must be at least 1",
+    );
+    problem(
         "[monitor]\nfailures_before_down = 0\n",
         "pgha.toml:2:24: failures_before_down must be at least 1",
     );
