@@ -14,10 +14,13 @@
 mod first_write;
 #[path = "support/group.rs"]
 mod group;
+#[path = "support/member_logs.rs"]
+mod member_logs;
 
 use std::time::{Duration, Instant};
 
 use group::{Deployment, Sampler, R};
+use member_logs::{lease_lines, log_time, now_of_day};
 use pgha_core::testing::require_root_or_skip;
 
 #[tokio::test]
@@ -43,11 +46,7 @@ async fn the_vip_holders_pgha_killed_another_member_takes_the_vip_and_postgres_s
         d.holder,
         doubles.len()
     );
-    assert!(
-        doubles.is_empty(),
-        "two VIP holders: {doubles:?}\n{}",
-        d.logs()
-    );
+    d.never_two_holders(&doubles);
     d.postgres_unchanged().await?;
     d.nothing_acknowledged_is_missing().await?;
     Ok(())
@@ -82,11 +81,7 @@ async fn a_frozen_vip_holder_loses_the_address_before_another_takes_it_and_never
         d.writer.outage_around(frozen_at),
         doubles.len()
     );
-    assert!(
-        doubles.is_empty(),
-        "two VIP holders: {doubles:?}\n{}",
-        d.logs()
-    );
+    d.never_two_holders(&doubles);
     assert_eq!(group::holders(&d.lab), vec![next], "after the thaw");
     d.writer
         .wait_acknowledged_after(thawed_at, 5, Duration::from_secs(10))
@@ -299,25 +294,6 @@ async fn a_member_restarted_with_an_empty_state_directory_routes_no_write_before
     Ok(())
 }
 
-/// Seconds since midnight UTC of a log line's leading RFC 3339 timestamp.
-fn log_time(line: &str) -> Option<f64> {
-    let time = line.split_whitespace().next()?.split('T').nth(1)?;
-    let time = time.trim_end_matches('Z');
-    let mut parts = time.split(':');
-    let h: f64 = parts.next()?.parse().ok()?;
-    let m: f64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
-fn now_of_day() -> f64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    since % 86_400.0
-}
-
 /// How often the measurement's second client starts a fresh attempt.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 
@@ -455,11 +431,7 @@ async fn hosts_a_and_b_cut_from_each_other_one_member_leads_and_nothing_fails_ov
         vec!["a"],
         "the member that reaches the primary holds the VIP"
     );
-    assert!(
-        doubles.is_empty(),
-        "two VIP holders: {doubles:?}\n{}",
-        d.logs()
-    );
+    d.never_two_holders(&doubles);
     d.postgres_unchanged().await?;
     d.nothing_acknowledged_is_missing().await?;
     Ok(())
@@ -524,18 +496,6 @@ async fn measure_leader_changes_under_load() -> R {
     Ok(())
 }
 
-/// How many times any member logged that it acquired the lease.
-fn lease_lines(d: &Deployment) -> usize {
-    d.daemons
-        .iter()
-        .map(|x| {
-            x.log_text()
-                .matches("lease acquired: this member leads")
-                .count()
-        })
-        .sum()
-}
-
 #[tokio::test]
 async fn a_client_cut_off_with_the_old_holder_reaches_the_new_one_after_the_heal() -> R {
     if !require_root_or_skip(
@@ -581,11 +541,7 @@ async fn a_client_cut_off_with_the_old_holder_reaches_the_new_one_after_the_heal
         first - healed_at,
         doubles.len()
     );
-    assert!(
-        doubles.is_empty(),
-        "two VIP holders: {doubles:?}\n{}",
-        d.logs()
-    );
+    d.never_two_holders(&doubles);
     assert_eq!(
         group::holders(&d.lab),
         vec![new],

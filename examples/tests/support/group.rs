@@ -393,6 +393,15 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Fails, with the members' logs, on any sample with two VIP holders.
+    pub fn never_two_holders(&self, doubles: &[Double]) {
+        assert!(
+            doubles.is_empty(),
+            "two VIP holders: {doubles:?}\n{}",
+            self.logs()
+        );
+    }
+
     pub async fn start() -> Result<Deployment, Box<dyn std::error::Error>> {
         Self::start_with(false).await
     }

@@ -1,0 +1,49 @@
+//! A new topology while a session holds server connections: which of
+//! them may still be used, and what the client is told about the others.
+
+use pgha_core::Status;
+
+use super::*;
+
+impl Relay<'_> {
+    pub(super) async fn on_topology(&mut self) -> Result<(), Error> {
+        let t = self.topology.borrow_and_update().clone();
+        let usable = |s: &Attached| still_usable(&t, s);
+        if self.parked.as_ref().is_some_and(|s| !usable(s)) {
+            self.parked = None;
+            if self.shared.config.pool_mode == PoolMode::Session {
+                return Err(self.end_session(Error::SessionLost).await);
+            }
+        }
+        if self.server.as_ref().is_some_and(|s| !usable(s)) {
+            // A new primary, or none: whatever runs on the old one must not
+            // be acknowledged from there (it is being fenced). A running
+            // statement fails; an idle client notices nothing.
+            tracing::info!(
+                busy = !self.tracker.is_empty(),
+                "dropping a server connection the topology no longer allows"
+            );
+            self.server_lost(Lost::Dropped).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a connection the session holds may still be used under `t`.
+fn still_usable(t: &Topology, s: &Attached) -> bool {
+    if s.primary {
+        // Still the primary of the term and not down: what it commits
+        // stays, so a running statement may finish there even while new
+        // writes are held or it is detached (a monitor whose probes timed
+        // out on an overloaded primary with no standby to promote detaches
+        // it: that must not cost its clients their statements). Another
+        // primary, or none: it is being fenced.
+        t.primary_id() == Some(&s.conn.node)
+            && t.node(&s.conn.node)
+                .is_some_and(|n| n.status != Status::Down)
+    } else {
+        // A read may finish on a standby just promoted: it still answers
+        // from the same data.
+        t.readable_nodes().any(|n| n.id == s.conn.node)
+    }
+}
