@@ -5,30 +5,17 @@
 use std::time::Duration;
 
 use pgha_core::testing::PgCluster;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 mod common;
-use common::{column, connect, free_port, nodes_toml, sqlstate, Pgha, R};
+use common::{column, connect, sqlstate, Pgha, R};
 
 /// Rows of a simple query as (column → value) maps.
 async fn rows(
     c: &Client,
     sql: &str,
 ) -> Result<Vec<Vec<(String, Option<String>)>>, tokio_postgres::Error> {
-    Ok(c.simple_query(sql)
-        .await?
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, col)| (col.name().to_string(), r.get(i).map(str::to_string)))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect())
+    Ok(pgha::ctl::console::rows_of(c.simple_query(sql).await?))
 }
 
 fn get<'a>(row: &'a [(String, Option<String>)], column: &str) -> Option<&'a str> {
@@ -83,14 +70,8 @@ async fn console_commands_act_on_the_cluster_and_refuse_what_cannot_work() -> R 
     cluster.wait_streaming().await?;
     let (primary, standby) = (cluster.primary().name(), cluster.standbys()[0].name());
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let toml = format!(
-        "[proxy]\nlisten = \"127.0.0.1:{port}\"\nadmin_users = [\"postgres\"]\n\n\
-         [monitor]\nuser = \"postgres\"\nprobe_interval = \"200ms\"\n\n{}",
-        nodes_toml(&cluster)
-    );
-    let pgha = Pgha::start(dir.path(), &toml, port)?;
-    let console = connect(port, "postgres", "pgha").await?;
+    let pgha = Pgha::with_console(dir.path(), &cluster)?;
+    let console = connect(pgha.port, "postgres", "pgha").await?;
 
     let status = rows(&console, "SHOW STATUS").await?;
     assert_eq!(status.len(), 2);

@@ -5,7 +5,7 @@ use pgha_core::testing::PgCluster;
 use serde_json::Value;
 
 mod common;
-use common::{column, ctl, free_port, nodes_toml, Pgha, R};
+use common::{column, ctl, free_port, Pgha, R};
 
 #[tokio::test]
 async fn pgha_ctl_reports_acts_and_exits_with_statuses_scripts_can_use() -> R {
@@ -13,14 +13,8 @@ async fn pgha_ctl_reports_acts_and_exits_with_statuses_scripts_can_use() -> R {
     cluster.wait_streaming().await?;
     let (primary, standby) = (cluster.primary().name(), cluster.standbys()[0].name());
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let toml = format!(
-        "[proxy]\nlisten = \"127.0.0.1:{port}\"\nadmin_users = [\"postgres\"]\n\n\
-         [monitor]\nuser = \"postgres\"\nprobe_interval = \"200ms\"\n\n{}",
-        nodes_toml(&cluster)
-    );
-    let pgha = Pgha::start(dir.path(), &toml, port)?;
-    let p = port.to_string();
+    let pgha = Pgha::with_console(dir.path(), &cluster)?;
+    let p = pgha.port.to_string();
     let json = |out: &str| serde_json::from_str::<Value>(out);
 
     let (out, code) = ctl(&["--port", &p, "status", "--json"]).await?;
@@ -101,14 +95,8 @@ async fn pgha_ctl_switchover_hands_the_writes_to_the_standby_and_says_what_was_d
     cluster.wait_streaming().await?;
     let standby = &cluster.standbys()[0];
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let toml = format!(
-        "[proxy]\nlisten = \"127.0.0.1:{port}\"\nadmin_users = [\"postgres\"]\n\n\
-         [monitor]\nuser = \"postgres\"\nprobe_interval = \"200ms\"\n\n{}",
-        nodes_toml(&cluster)
-    );
-    let pgha = Pgha::start(dir.path(), &toml, port)?;
-    let p = port.to_string();
+    let pgha = Pgha::with_console(dir.path(), &cluster)?;
+    let p = pgha.port.to_string();
     // The policy hands over only to a standby whose position it knows.
     let mut known = false;
     for _ in 0..300 {

@@ -119,18 +119,23 @@ impl Console {
                 },
                 None => CtlError::Unreachable(format!("the console connection failed: {e}")),
             })?;
-        Ok(messages
-            .into_iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => Some(
-                    r.columns()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (c.name().to_string(), r.get(i).map(str::to_string)))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect())
+        Ok(rows_of(messages))
     }
+}
+
+/// The rows among a simple query's messages, as (column, value) lists.
+pub fn rows_of(messages: Vec<SimpleQueryMessage>) -> Vec<Row> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                r.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name().to_string(), r.get(i).map(str::to_string)))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
 }

@@ -51,6 +51,21 @@ pub struct Pgha {
 }
 
 impl Pgha {
+    /// `pgha run` in front of `cluster` with the admin console open to
+    /// `postgres` and a 200 ms probe interval, its file in `dir`.
+    pub fn with_console(
+        dir: &Path,
+        cluster: &PgCluster,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let port = free_port()?;
+        let toml = format!(
+            "[proxy]\nlisten = \"127.0.0.1:{port}\"\nadmin_users = [\"postgres\"]\n\n\
+             [monitor]\nuser = \"postgres\"\nprobe_interval = \"200ms\"\n\n{}",
+            nodes_toml(cluster)
+        );
+        Self::start(dir, &toml, port)
+    }
+
     /// Writes `toml` to `dir/pgha.toml` and starts the daemon with it;
     /// returns once it says it serves clients. `port` is the `listen` port
     /// the file gives.
