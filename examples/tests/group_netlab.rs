@@ -155,15 +155,7 @@ async fn pgha_ctl_reads_the_group_through_the_vip_and_a_switchover_under_load_co
     d.writer
         .wait_acknowledged_after(Instant::now(), 10, Duration::from_secs(30))
         .await;
-    let errors: Vec<_> = d
-        .writer
-        .attempts
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|a| a.at >= started && !a.ok)
-        .cloned()
-        .collect();
+    let errors = d.writer.errors_since(started);
     eprintln!(
         "switchover under load: {:?}; writes paused {:?}; {} client errors",
         started.elapsed(),

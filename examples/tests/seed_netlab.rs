@@ -61,15 +61,7 @@ async fn a2_the_standby_killed_costs_clients_nothing_and_comes_back_by_itself() 
     d.writer
         .wait_acknowledged_after(Instant::now(), 5, Duration::from_secs(10))
         .await;
-    let errors: Vec<_> = d
-        .writer
-        .attempts
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|a| a.at >= killed_at && !a.ok)
-        .cloned()
-        .collect();
+    let errors = d.writer.errors_since(killed_at);
     eprintln!(
         "A2 standby killed: streaming again after {back:?}; {} client errors",
         errors.len()
