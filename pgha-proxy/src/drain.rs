@@ -15,8 +15,10 @@
 //! [`ClientStatus`](crate::clients::ClientStatus) reports no transaction
 //! running.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
@@ -38,6 +40,11 @@ pub enum DrainPhase {
 #[derive(Debug)]
 pub struct Drain {
     phase: watch::Sender<DrainPhase>,
+    /// `phase`, readable without a lock: every session looks at it each
+    /// time its task is polled (see [`Drain::leaves`]).
+    now: AtomicU8,
+    /// Woken when the phase moves on.
+    moved: Notify,
     sessions: AtomicUsize,
     gone: Notify,
 }
@@ -61,6 +68,8 @@ impl Default for Drain {
     fn default() -> Self {
         Self {
             phase: watch::Sender::new(DrainPhase::Serving),
+            now: AtomicU8::new(DrainPhase::Serving as u8),
+            moved: Notify::new(),
             sessions: AtomicUsize::new(0),
             gone: Notify::new(),
         }
@@ -71,18 +80,61 @@ impl Drain {
     /// Stops accepting clients; sessions end at their next transaction
     /// boundary. Never goes back to serving.
     pub fn begin(&self) {
-        self.phase.send_if_modified(|p| {
+        let begun = self.phase.send_if_modified(|p| {
             let changed = *p == DrainPhase::Serving;
             if changed {
                 *p = DrainPhase::Draining;
             }
             changed
         });
+        if begun {
+            self.moved_to(DrainPhase::Draining);
+        }
     }
 
     /// Ends every session now, inside a transaction or not.
     pub fn terminate(&self) {
         self.phase.send_replace(DrainPhase::Terminating);
+        self.moved_to(DrainPhase::Terminating);
+    }
+
+    /// Tells the sessions: the phase first, then the wake (see `leaves`).
+    fn moved_to(&self, phase: DrainPhase) {
+        self.now.store(phase as u8, Ordering::SeqCst);
+        self.moved.notify_waiters();
+    }
+
+    fn phase_now(&self) -> DrainPhase {
+        match self.now.load(Ordering::SeqCst) {
+            p if p == DrainPhase::Serving as u8 => DrainPhase::Serving,
+            p if p == DrainPhase::Draining as u8 => DrainPhase::Draining,
+            _ => DrainPhase::Terminating,
+        }
+    }
+
+    /// Waits until the phase is no longer `from`. A session's task polls
+    /// this on every wake (beside its relay), so it looks at an atomic and
+    /// leaves in place the waker it registered on its first poll: the
+    /// `Notify`'s lock is taken once per wait, not once per transaction.
+    /// The waker stays right: it is the session task's own, whichever
+    /// thread polls it.
+    async fn leaves(&self, from: DrainPhase) {
+        // Created before the phase is read: a move after that read wakes
+        // it (the phase is stored before the wake).
+        let notified = self.moved.notified();
+        tokio::pin!(notified);
+        let mut registered = false;
+        std::future::poll_fn(|cx| {
+            if self.phase_now() != from {
+                return Poll::Ready(());
+            }
+            if registered {
+                return Poll::Pending;
+            }
+            registered = true;
+            notified.as_mut().poll(cx)
+        })
+        .await;
     }
 
     /// The phase now.
@@ -140,22 +192,17 @@ impl Drain {
     /// or held before its transaction's first statement reached a server,
     /// e.g. by `PAUSE`).
     pub(crate) async fn ends(&self, status: &ClientStatus) {
-        let mut phase = self.phase.subscribe();
         loop {
-            let now = *phase.borrow_and_update();
-            match now {
-                DrainPhase::Serving => {}
+            match self.phase_now() {
+                DrainPhase::Serving => self.leaves(DrainPhase::Serving).await,
                 DrainPhase::Terminating => return,
                 DrainPhase::Draining if status.runs_no_transaction() => return,
                 DrainPhase::Draining => {
                     // A transaction ends without telling anyone: look
                     // again soon, or at once if the phase moves on.
-                    let _ = tokio::time::timeout(IDLE_CHECK, phase.changed()).await;
-                    continue;
+                    let wait = self.leaves(DrainPhase::Draining);
+                    let _ = tokio::time::timeout(IDLE_CHECK, wait).await;
                 }
-            }
-            if phase.changed().await.is_err() {
-                return std::future::pending().await;
             }
         }
     }

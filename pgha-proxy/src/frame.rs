@@ -79,21 +79,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn next_input(&mut self) -> Result<Option<Input>, Error> {
         loop {
             let mut total = 0;
-            loop {
-                let rest = &self.buf[total..];
-                if let Some(len) = declared_over(rest, self.stream_over, self.max_message)? {
+            // One look at each header (this runs for every batch both
+            // ways): checked, then streamed, whole, or not all there yet.
+            while let Some(declared) = declared(&self.buf[total..]) {
+                check(declared, self.max_message)?;
+                if declared > self.stream_over {
                     if total > 0 {
                         break;
                     }
                     let tag = self.buf[0];
                     self.buf.advance(HEADER);
-                    self.streaming = len;
-                    return Ok(Some(Input::Large { tag, len }));
+                    self.streaming = declared - 4;
+                    return Ok(Some(Input::Large {
+                        tag,
+                        len: declared - 4,
+                    }));
                 }
-                match complete_length(rest, self.max_message)? {
-                    Some(len) => total += len,
-                    None => break,
+                if self.buf.len() - total <= declared {
+                    break;
                 }
+                total += declared + 1;
             }
             if total > 0 {
                 return Ok(Some(Input::Batch(self.take_batch(total))));
@@ -272,43 +277,50 @@ pub trait Readiness {
 
 /// The full length of the first message in `buf` once all of it is there.
 pub fn complete_length(buf: &[u8], max_message: usize) -> Result<Option<usize>, Error> {
-    if buf.len() < HEADER {
+    let Some(declared) = declared(buf) else {
         return Ok(None);
-    }
-    let declared = (&buf[1..5]).get_u32() as usize;
-    if declared < 4 {
-        return Err(Error::Protocol(format!(
-            "message length {declared} is below 4"
-        )));
-    }
-    if declared > max_message {
-        return Err(Error::Protocol(format!(
-            "message of {declared} bytes is over the limit of {max_message}"
-        )));
-    }
+    };
+    check(declared, max_message)?;
     let total = declared + 1;
     Ok((buf.len() >= total).then_some(total))
 }
 
-/// The body length of the first message in `buf` if its header is there
-/// and it is longer than `over` (and within `max_message`, else an error).
-fn declared_over(buf: &[u8], over: usize, max_message: usize) -> Result<Option<usize>, Error> {
-    if buf.len() < HEADER {
-        return Ok(None);
+/// The length the first message in `buf` declares (counting itself, not
+/// its tag), once its header is there.
+#[inline]
+fn declared(buf: &[u8]) -> Option<usize> {
+    let length: [u8; 4] = buf.get(1..HEADER)?.try_into().ok()?;
+    Some(u32::from_be_bytes(length) as usize)
+}
+
+/// A declared length a message may have.
+#[inline]
+fn check(declared: usize, max_message: usize) -> Result<(), Error> {
+    if declared < 4 || declared > max_message {
+        return Err(length_error(declared, max_message));
     }
-    let declared = (&buf[1..5]).get_u32() as usize;
-    if declared <= over {
-        return Ok(None);
+    Ok(())
+}
+
+#[cold]
+fn length_error(declared: usize, max_message: usize) -> Error {
+    if declared < 4 {
+        Error::Protocol(format!("message length {declared} is below 4"))
+    } else {
+        Error::Protocol(format!(
+            "message of {declared} bytes is over the limit of {max_message}"
+        ))
     }
-    // The same checks as for a whole message.
-    complete_length(&buf[..HEADER], max_message)?;
-    Ok(Some(declared - 4))
 }
 
 /// The whole messages in a batch from [`FrameReader::next_batch`].
 pub fn messages(mut batch: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
-        let len = complete_length(batch, usize::MAX).ok().flatten()?;
+        // Checked when read: only the lengths are needed here.
+        let len = declared(batch).filter(|&d| d >= 4)? + 1;
+        if batch.len() < len {
+            return None;
+        }
         let (message, rest) = batch.split_at(len);
         batch = rest;
         Some(message)

@@ -51,8 +51,17 @@ impl Params {
         let mut sql = String::new();
         for (i, want) in self.0.iter().enumerate() {
             let Some(want) = want else { continue };
-            if server.0[i].as_deref() == Some(&**want) {
-                continue;
+            match &server.0[i] {
+                // Clients' values are clones of servers' (see the type):
+                // usually the very same string.
+                Some(has) if std::sync::Arc::ptr_eq(has, want) => continue,
+                Some(has) if **has == **want => {
+                    // Equal, but each its own copy: share the client's, so
+                    // the next transaction's look is the pointer's.
+                    server.0[i] = Some(want.clone());
+                    continue;
+                }
+                _ => {}
             }
             sql.push_str("SET ");
             sql.push_str(TRACKED[i]);

@@ -101,7 +101,11 @@ pub(crate) struct Running(Arc<PauseGate>);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Only a pause waits for the count to reach zero: without one the
+        // last transaction's end wakes nobody (a lock per transaction
+        // saved). SeqCst as in `enter` and `pause`: a pause that read a
+        // count above zero stored `held` before, so this load sees it.
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.held.load(Ordering::SeqCst) {
             self.0.drained.notify_waiters();
         }
     }

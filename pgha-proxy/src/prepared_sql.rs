@@ -22,6 +22,9 @@ pub enum PreparedSql {
 /// skipped; a `DEALLOCATE` followed by anything but `;` and whitespace is
 /// not recognised (the server judges it).
 pub fn recognise(sql: &[u8]) -> Option<PreparedSql> {
+    if !could_be(sql) {
+        return None;
+    }
     let mut words = Words { sql, at: 0 };
     let first = words.word()?;
     if first.eq_ignore_ascii_case(b"prepare") {
@@ -50,6 +53,16 @@ pub fn recognise(sql: &[u8]) -> Option<PreparedSql> {
     } else {
         PreparedSql::Deallocate(name)
     })
+}
+
+/// Whether `sql` may be one of the forms: its first byte past whitespace
+/// starts one of their words or a comment. Every simple query and unnamed
+/// Parse is looked at: most are decided by that one byte.
+pub fn could_be(sql: &[u8]) -> bool {
+    matches!(
+        sql.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'p' | b'P' | b'e' | b'E' | b'd' | b'D' | b'-' | b'/')
+    )
 }
 
 struct Words<'a> {

@@ -86,6 +86,9 @@ fn prepared_sql_form(batch: &[u8]) -> Option<(crate::prepared_sql::PreparedSql, 
     // An unnamed Parse: the name is empty, the text follows. Only SQL that
     // names prepared statements is looked at further.
     let text = body.strip_prefix(&[0])?;
+    if !crate::prepared_sql::could_be(text) {
+        return None;
+    }
     let form = recognise(&text[..text.iter().position(|&b| b == 0)?])?;
     let mut tags = vec![b'P'];
     for m in all {
