@@ -24,7 +24,14 @@ pub(crate) struct Attached {
 /// The pools a session has used, so a transaction does not look them up
 /// in the proxy-wide map.
 #[derive(Debug, Default)]
-pub(crate) struct PoolCache(Vec<Arc<Pool>>);
+pub(crate) struct PoolCache {
+    pools: Vec<Arc<Pool>>,
+    /// The usable primary's pool, as [`idle_primary`] last found it in the
+    /// topology the session's receiver has seen; valid while that
+    /// receiver sees no change. Whatever else marks the receiver seen
+    /// clears it ([`PoolCache::forget_primary`]).
+    primary: Option<Arc<Pool>>,
+}
 
 impl PoolCache {
     fn get(
@@ -36,7 +43,7 @@ impl PoolCache {
         port: u16,
     ) -> Arc<Pool> {
         if let Some(pool) = self
-            .0
+            .pools
             .iter()
             .find(|p| &p.key.node == node && p.at(host, port))
         {
@@ -51,9 +58,15 @@ impl PoolCache {
         let pool = shared
             .pools
             .get(&key, host, port, shared.live().pool_size, &shared.metrics);
-        self.0.retain(|p| &p.key.node != node);
-        self.0.push(pool.clone());
+        self.pools.retain(|p| &p.key.node != node);
+        self.pools.push(pool.clone());
         pool
+    }
+
+    /// The receiver was marked seen by other code: the cached primary
+    /// pool may belong to an older topology.
+    pub(crate) fn forget_primary(&mut self) {
+        self.primary = None;
     }
 }
 
@@ -66,9 +79,19 @@ pub(crate) fn idle_primary(
     pools: &mut PoolCache,
     login: &Login,
 ) -> Option<Attached> {
-    let t = topology.borrow_and_update();
-    let p = t.usable_primary()?;
-    let pool = pools.get(shared, login, &p.id, &p.host, p.port);
+    let pool = match &pools.primary {
+        // The topology the pool was chosen in is still the latest: the
+        // same primary (most transactions; no lookups by name).
+        Some(pool) if matches!(topology.has_changed(), Ok(false)) => pool.clone(),
+        _ => {
+            pools.primary = None;
+            let t = topology.borrow_and_update();
+            let p = t.usable_primary()?;
+            let pool = pools.get(shared, login, &p.id, &p.host, p.port);
+            pools.primary = Some(pool.clone());
+            pool
+        }
+    };
     let conn = pool.try_idle()?;
     Some(Attached {
         conn,
@@ -87,6 +110,7 @@ pub(crate) async fn primary(
 ) -> Result<Attached, Error> {
     let config = &*shared.live();
     let deadline = Instant::now() + config.no_primary_wait;
+    pools.forget_primary();
     loop {
         let target = {
             let t = topology.borrow_and_update();

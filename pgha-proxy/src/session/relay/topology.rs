@@ -8,6 +8,7 @@ use super::*;
 impl Relay<'_> {
     pub(super) async fn on_topology(&mut self) -> Result<(), Error> {
         let t = self.topology.borrow_and_update().clone();
+        self.pools.forget_primary();
         let usable = |s: &Attached| still_usable(&t, s);
         if self.parked.as_ref().is_some_and(|s| !usable(s)) {
             self.parked = None;
