@@ -426,3 +426,94 @@ async fn min_pool_size_keeps_a_used_pool_filled_while_its_node_is_allowed() -> R
     assert_eq!(first_column(c.simple_query("SELECT 2").await?), ["2"]);
     Ok(())
 }
+
+/// Clients waiting for a server connection, as the admin console shows
+/// them (`SHOW POOLS`, summed over pools).
+async fn clients_waiting(
+    admin: &tokio_postgres::Client,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    let mut waiting = 0;
+    for message in admin.simple_query("SHOW POOLS").await? {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            waiting += row.get("cl_waiting").unwrap_or("0").parse::<u64>()?;
+        }
+    }
+    Ok(waiting)
+}
+
+#[tokio::test]
+async fn a_full_pool_serves_waiting_clients_in_arrival_order() -> R {
+    let cluster = PgCluster::builder().start().await?;
+    cluster
+        .primary()
+        .execute("CREATE TABLE served (n serial, who text)")
+        .await?;
+    let (_tx, topology) = watch::channel(Arc::new(cluster.topology()));
+    let config = ProxyConfig {
+        admin_users: vec!["postgres".into()],
+        pool_timeout: Duration::from_secs(8),
+        ..transaction_mode(1)
+    };
+    let proxy = start_proxy(config, topology).await;
+    let (admin, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=pgha",
+            proxy.port
+        ),
+        NoTls,
+    )
+    .await?;
+    tokio::spawn(conn);
+    // Logged in first: a login is checked on the server.
+    let holder = client(proxy.port).await?;
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(client(proxy.port).await?);
+    }
+    holder
+        .batch_execute("BEGIN; INSERT INTO served (who) VALUES ('holder')")
+        .await?;
+    // Three clients queue for the one connection, one after the other:
+    // each is seen waiting before the next one asks.
+    let mut queued = Vec::new();
+    for (i, (who, c)) in ["first", "second", "third"]
+        .into_iter()
+        .zip(others)
+        .enumerate()
+    {
+        queued.push(tokio::spawn(async move {
+            c.batch_execute(&format!("INSERT INTO served (who) VALUES ('{who}')"))
+                .await
+        }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while clients_waiting(&admin).await? < i as u64 + 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{who} never showed as waiting"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // The holder gives its connection back and at once wants one again:
+    // it is served after the three that were waiting, not before them.
+    holder.batch_execute("COMMIT").await?;
+    holder
+        .batch_execute("INSERT INTO served (who) VALUES ('holder again')")
+        .await?;
+    for q in queued {
+        q.await??;
+    }
+    let order = first_column(
+        cluster
+            .primary()
+            .connect()
+            .await?
+            .simple_query("SELECT who FROM served ORDER BY n")
+            .await?,
+    );
+    assert_eq!(
+        order,
+        ["holder", "first", "second", "third", "holder again"]
+    );
+    Ok(())
+}
