@@ -146,16 +146,23 @@ for t in $targets; do
   proxy=
 done
 
-echo "| workload | clients | $(printf '%s | ' $targets)pgha/PgBouncer |"
-echo "|---|---:|$(printf -- '---:|%.0s' $targets)---:|"
+# pgha against PgBouncer in the same pool mode, where both ran.
+ratio() {
+  local a=${ir[pgha-$1,$2,$3]:-} b=${ir[pgbouncer-$1,$2,$3]:-}
+  if [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt 0 ]; then
+    awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}'
+  fi
+}
+modes=()
+[[ " $targets " == *" pgha-tx "* && " $targets " == *" pgbouncer-tx "* ]] && modes+=(tx)
+[[ " $targets " == *" pgha-session "* && " $targets " == *" pgbouncer-session "* ]] && modes+=(session)
+echo "| workload | clients | $(printf '%s | ' $targets)$(printf 'pgha/PgBouncer (%s) | ' "${modes[@]}")"
+echo "|---|---:|$(printf -- '---:|%.0s' $targets "${modes[@]}")"
 for w in $workloads; do
   for c in $clients; do
     row="| $w | $c |"
     for t in $targets; do row+=" ${ir[$t,$w,$c]} |"; done
-    ratio=
-    if [ -n "${ir[pgha-tx,$w,$c]:-}" ] && [ -n "${ir[pgbouncer-tx,$w,$c]:-}" ]; then
-      ratio=$(awk -v a="${ir[pgha-tx,$w,$c]}" -v b="${ir[pgbouncer-tx,$w,$c]}" 'BEGIN {printf "%.2f", a / b}')
-    fi
-    echo "$row $ratio |"
+    for m in "${modes[@]}"; do row+=" $(ratio "$m" "$w" "$c") |"; done
+    echo "$row"
   done
 done
