@@ -156,8 +156,10 @@ ratio() {
 modes=()
 [[ " $targets " == *" pgha-tx "* && " $targets " == *" pgbouncer-tx "* ]] && modes+=(tx)
 [[ " $targets " == *" pgha-session "* && " $targets " == *" pgbouncer-session "* ]] && modes+=(session)
-echo "| workload | clients | $(printf '%s | ' $targets)$(printf 'pgha/PgBouncer (%s) | ' "${modes[@]}")"
-echo "|---|---:|$(printf -- '---:|%.0s' $targets "${modes[@]}")"
+head="| workload | clients | $(printf '%s | ' $targets)" rule="|---|---:|$(printf -- '---:|%.0s' $targets)"
+for m in "${modes[@]}"; do head+="pgha/PgBouncer ($m) | "; rule+="---:|"; done
+echo "$head"
+echo "$rule"
 for w in $workloads; do
   for c in $clients; do
     row="| $w | $c |"

@@ -15,7 +15,6 @@
 //! [`ClientStatus`](crate::clients::ClientStatus) reports no transaction
 //! running.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -23,6 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use crate::bell::{Bell, Listener};
 use crate::clients::ClientStatus;
 
 /// Where a proxy is in stopping.
@@ -41,10 +41,11 @@ pub enum DrainPhase {
 pub struct Drain {
     phase: watch::Sender<DrainPhase>,
     /// `phase`, readable without a lock: every session looks at it each
-    /// time its task is polled (see [`Drain::leaves`]).
+    /// time its task is polled.
     now: AtomicU8,
-    /// Woken when the phase moves on.
-    moved: Notify,
+    /// Rung when the phase moves on (and by the proxy's upkeep when the
+    /// topology may no longer allow a connection a session holds).
+    bell: Bell,
     sessions: AtomicUsize,
     gone: Notify,
 }
@@ -69,7 +70,7 @@ impl Default for Drain {
         Self {
             phase: watch::Sender::new(DrainPhase::Serving),
             now: AtomicU8::new(DrainPhase::Serving as u8),
-            moved: Notify::new(),
+            bell: Bell::default(),
             sessions: AtomicUsize::new(0),
             gone: Notify::new(),
         }
@@ -98,10 +99,16 @@ impl Drain {
         self.moved_to(DrainPhase::Terminating);
     }
 
-    /// Tells the sessions: the phase first, then the wake (see `leaves`).
+    /// Tells the sessions: the phase first, then the ring (a session
+    /// registers, then reads the phase).
     fn moved_to(&self, phase: DrainPhase) {
         self.now.store(phase as u8, Ordering::SeqCst);
-        self.moved.notify_waiters();
+        self.bell.ring();
+    }
+
+    /// The sessions' bell.
+    pub(crate) fn bell(&self) -> &Bell {
+        &self.bell
     }
 
     fn phase_now(&self) -> DrainPhase {
@@ -110,31 +117,6 @@ impl Drain {
             p if p == DrainPhase::Draining as u8 => DrainPhase::Draining,
             _ => DrainPhase::Terminating,
         }
-    }
-
-    /// Waits until the phase is no longer `from`. A session's task polls
-    /// this on every wake (beside its relay), so it looks at an atomic and
-    /// leaves in place the waker it registered on its first poll: the
-    /// `Notify`'s lock is taken once per wait, not once per transaction.
-    /// The waker stays right: it is the session task's own, whichever
-    /// thread polls it.
-    async fn leaves(&self, from: DrainPhase) {
-        // Created before the phase is read: a move after that read wakes
-        // it (the phase is stored before the wake).
-        let notified = self.moved.notified();
-        tokio::pin!(notified);
-        let mut registered = false;
-        std::future::poll_fn(|cx| {
-            if self.phase_now() != from {
-                return Poll::Ready(());
-            }
-            if registered {
-                return Poll::Pending;
-            }
-            registered = true;
-            notified.as_mut().poll(cx)
-        })
-        .await;
     }
 
     /// The phase now.
@@ -191,17 +173,33 @@ impl Drain {
     /// terminates, or it drains and the session runs no transaction (idle,
     /// or held before its transaction's first statement reached a server,
     /// e.g. by `PAUSE`).
-    pub(crate) async fn ends(&self, status: &ClientStatus) {
+    pub(crate) async fn ends(&self, status: &ClientStatus, key: i32) {
+        // The session's place at the bell, for its whole life: a ring
+        // wakes its task (the relay, polled by the same task, looks at the
+        // topology then), and a poll with nothing rung costs an atomic.
+        let mut listener = Listener::new(&self.bell, key);
+        let mut moved = |from: DrainPhase, cx: &mut std::task::Context<'_>| {
+            listener.listen(cx);
+            let now = self.phase_now();
+            if now == from {
+                Poll::Pending
+            } else {
+                Poll::Ready(now)
+            }
+        };
+        let mut phase = std::future::poll_fn(|cx| moved(DrainPhase::Serving, cx)).await;
         loop {
-            match self.phase_now() {
-                DrainPhase::Serving => self.leaves(DrainPhase::Serving).await,
-                DrainPhase::Terminating => return,
+            match phase {
+                // (Never back to serving: phases only move on.)
+                DrainPhase::Serving | DrainPhase::Terminating => return,
                 DrainPhase::Draining if status.runs_no_transaction() => return,
                 DrainPhase::Draining => {
                     // A transaction ends without telling anyone: look
                     // again soon, or at once if the phase moves on.
-                    let wait = self.leaves(DrainPhase::Draining);
-                    let _ = tokio::time::timeout(IDLE_CHECK, wait).await;
+                    let wait = std::future::poll_fn(|cx| moved(DrainPhase::Draining, cx));
+                    if let Ok(now) = tokio::time::timeout(IDLE_CHECK, wait).await {
+                        phase = now;
+                    }
                 }
             }
         }

@@ -73,6 +73,7 @@ pub mod admin;
 mod admin_view;
 pub mod auth;
 mod auth_query;
+mod bell;
 pub mod classify;
 mod client_auth;
 mod clients;

@@ -344,6 +344,9 @@ impl Proxy {
         // One upkeep task whatever the number of listeners.
         let upkeep = crate::upkeep::run(self.shared.clone());
         tokio::pin!(upkeep);
+        let ringer = crate::upkeep::ring_on_topology(self.shared.clone());
+        tokio::pin!(ringer);
+        let mut ringing = true;
         let tracks_lsn = self.shared.config.consistency.tracks_lsn();
         let replay = crate::replay::run(self.shared.clone());
         tokio::pin!(replay);
@@ -358,8 +361,23 @@ impl Proxy {
         let mut open = true;
         loop {
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => {
+                    // Sessions outlive this: their bell keeps ringing
+                    // until the last of them has gone.
+                    if ringing {
+                        let drain = self.shared.drain.clone();
+                        let shared = self.shared.clone();
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                () = crate::upkeep::ring_on_topology(shared) => {}
+                                () = drain.sessions_gone() => {}
+                            }
+                        });
+                    }
+                    return;
+                }
                 () = &mut upkeep => {}
+                () = &mut ringer, if ringing => ringing = false,
                 () = &mut replay, if tracks_lsn => {}
                 () = &mut closing, if open => {
                     open = false;

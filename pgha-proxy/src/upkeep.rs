@@ -11,10 +11,30 @@ use std::collections::HashMap;
 use pgha_core::NodeId;
 
 use crate::metrics::NodeLabel;
+use crate::session::Holdable;
 use crate::Shared;
 
 /// How often idle connections are checked.
 const PERIOD: Duration = Duration::from_secs(1);
+
+/// Rings the sessions' bell when a new topology may no longer allow a
+/// server connection a session holds (and once more when the topology's
+/// sender is gone: sessions end then); returns then. Sessions waiting for
+/// their server register no waiter of their own (see `Relay::busy`).
+pub(crate) async fn ring_on_topology(shared: Arc<Shared>) {
+    let mut topology = shared.topology.clone();
+    let mut holdable = Holdable::of(&topology.borrow_and_update());
+    while topology.changed().await.is_ok() {
+        let now = Holdable::of(&topology.borrow_and_update());
+        if now != holdable {
+            // Sessions holding such a connection look at it; the others
+            // go back to sleep.
+            shared.drain.bell().ring();
+            holdable = now;
+        }
+    }
+    shared.drain.bell().ring();
+}
 
 /// Runs until the proxy stops serving (the future is dropped).
 pub(crate) async fn run(shared: Arc<Shared>) {

@@ -20,7 +20,7 @@ mod hidden;
 mod negotiate;
 mod relay;
 
-pub(crate) use relay::Written;
+pub(crate) use relay::{Holdable, Written};
 
 /// Who the client is and what its server connections must look like.
 #[derive(Debug, Clone)]
@@ -87,6 +87,8 @@ struct Opened<'a> {
     status: Arc<crate::clients::ClientStatus>,
     frames: FrameReader<crate::stream::ReadHalf>,
     peer: Peer,
+    /// The session's key at the sessions' bell (its client's pid).
+    pid: i32,
     _count: ClientCount<'a>,
     _gauge: crate::metrics::ClientGauge,
     _registration: crate::proxy::ClientGuard<'a>,
@@ -108,7 +110,7 @@ impl Opened<'_> {
             // the client before the drain looks at the session.
             biased;
             ended = self.relay.run(&mut self.frames) => Some(ended),
-            () = drain.ends(&self.status) => None,
+            () = drain.ends(&self.status, self.pid) => None,
         };
         match ended {
             Some(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "session ended"),
@@ -235,6 +237,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
         frames: FrameReader::lean(client_read, shared.config.max_message)
             .streaming_over(crate::frame::CHUNK),
         peer,
+        pid,
         _count: count,
         _gauge: gauge,
         _registration: registration,

@@ -36,6 +36,7 @@ mod topology;
 use reply::Lost;
 use ryw::PendingWrite;
 pub(crate) use ryw::Written;
+pub(crate) use topology::Holdable;
 
 pub(crate) struct Relay<'a> {
     shared: &'a Arc<Shared>,
@@ -182,9 +183,12 @@ impl<'a> Relay<'a> {
                 () = sleep_until(self.standby_deadline), if self.standby_deadline.is_some() => {
                     self.standby_silent().await?;
                 }
-                // Only a session holding a server cares about the term (an
-                // idle client is not woken by every probe).
-                changed = self.topology.changed(), if self.server.is_some() || self.parked.is_some() => {
+                // Only a session holding a server cares about the term.
+                // No waiter is registered here: the upkeep rings the
+                // sessions' bell (`Drain::ends`, polled by this task) when
+                // a topology may no longer allow a held connection, and
+                // this looks whenever the task runs.
+                changed = topology_moved(&self.topology), if self.server.is_some() || self.parked.is_some() => {
                     if changed.is_err() {
                         return Ok(false);
                     }
@@ -561,6 +565,18 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Ready when `topology` has a value the session has not seen (an error
+/// once its sender is gone); never registers a waker (see `busy`).
+fn topology_moved(
+    topology: &watch::Receiver<Arc<Topology>>,
+) -> impl std::future::Future<Output = Result<(), watch::error::RecvError>> + '_ {
+    std::future::poll_fn(move |_| match topology.has_changed() {
+        Ok(false) => std::task::Poll::Pending,
+        Ok(true) => std::task::Poll::Ready(Ok(())),
+        Err(e) => std::task::Poll::Ready(Err(e)),
+    })
 }
 
 async fn next_server(server: &mut Option<Attached>) -> Result<Option<Input>, Error> {

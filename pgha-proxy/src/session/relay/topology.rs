@@ -1,7 +1,7 @@
 //! A new topology while a session holds server connections: which of
 //! them may still be used, and what the client is told about the others.
 
-use pgha_core::Status;
+use pgha_core::{NodeId, Status};
 
 use super::*;
 
@@ -27,6 +27,31 @@ impl Relay<'_> {
             self.server_lost(Lost::Dropped).await?;
         }
         Ok(())
+    }
+}
+
+/// What of a topology decides whether held connections stay usable
+/// ([`still_usable`]): the upkeep rings the sessions' bell when it
+/// changes, and only then (a probe publishes a new topology every round).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Holdable {
+    primary: Option<NodeId>,
+    down: Vec<NodeId>,
+    readable: Vec<NodeId>,
+}
+
+impl Holdable {
+    pub(crate) fn of(t: &Topology) -> Self {
+        Self {
+            primary: t.primary_id().cloned(),
+            down: t
+                .nodes()
+                .iter()
+                .filter(|n| n.status == Status::Down)
+                .map(|n| n.id.clone())
+                .collect(),
+            readable: t.readable_nodes().map(|n| n.id.clone()).collect(),
+        }
     }
 }
 
