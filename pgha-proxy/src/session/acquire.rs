@@ -22,9 +22,18 @@ pub(crate) struct Attached {
 }
 
 /// The pools a session has used, so a transaction does not look them up
-/// in the proxy-wide map.
+/// in the proxy-wide map. Most sessions only ever use the primary's: that
+/// one is held without a vector (whose first push would allocate room for
+/// four), and in the space of one.
 #[derive(Debug, Default)]
-pub(crate) struct PoolCache(Vec<Arc<Pool>>);
+pub(crate) enum PoolCache {
+    #[default]
+    Empty,
+    One(Arc<Pool>),
+    Many(Vec<Arc<Pool>>),
+}
+
+const _: () = assert!(std::mem::size_of::<PoolCache>() == std::mem::size_of::<Vec<Arc<Pool>>>());
 
 impl PoolCache {
     fn get(
@@ -36,7 +45,7 @@ impl PoolCache {
         port: u16,
     ) -> Arc<Pool> {
         if let Some(pool) = self
-            .0
+            .as_slice()
             .iter()
             .find(|p| &p.key.node == node && p.at(host, port))
         {
@@ -51,9 +60,27 @@ impl PoolCache {
         let pool = shared
             .pools
             .get(&key, host, port, shared.live().pool_size, &shared.metrics);
-        self.0.retain(|p| &p.key.node != node);
-        self.0.push(pool.clone());
+        let mut kept: Vec<Arc<Pool>> = match std::mem::take(self) {
+            PoolCache::Empty => Vec::new(),
+            PoolCache::One(p) => vec![p],
+            PoolCache::Many(v) => v,
+        };
+        kept.retain(|p| &p.key.node != node);
+        *self = if kept.is_empty() {
+            PoolCache::One(pool.clone())
+        } else {
+            kept.push(pool.clone());
+            PoolCache::Many(kept)
+        };
         pool
+    }
+
+    fn as_slice(&self) -> &[Arc<Pool>] {
+        match self {
+            PoolCache::Empty => &[],
+            PoolCache::One(p) => std::slice::from_ref(p),
+            PoolCache::Many(v) => v,
+        }
     }
 }
 
