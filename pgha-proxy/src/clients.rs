@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use pgha_core::NodeId;
 
 use crate::admin::{ClientRow, ClientState};
+use crate::session::{Login, LoginParts};
 
 /// What a session updates as it goes (atomics: no lock per transaction
 /// except the node's, taken when the server connection changes; the
@@ -75,14 +76,28 @@ impl ClientStatus {
     }
 }
 
-/// Who one connected client is.
+/// Who one connected client is: its user and database are its login's
+/// (shared with the session and with every client of the same login).
 #[derive(Debug)]
 pub(crate) struct ClientEntry {
-    pub(crate) user: String,
-    pub(crate) database: String,
-    pub(crate) application_name: Option<String>,
+    pub(crate) login: Login,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) connect_time: SystemTime,
+}
+
+impl std::ops::Deref for ClientEntry {
+    type Target = LoginParts;
+
+    fn deref(&self) -> &LoginParts {
+        &self.login
+    }
+}
+
+impl ClientEntry {
+    /// The `application_name` the client gave at startup.
+    pub(crate) fn application_name(&self) -> Option<&str> {
+        self.login.asked.get("application_name")
+    }
 }
 
 /// Every connected client, by the pid the proxy gave it. The map holds a
@@ -123,7 +138,7 @@ impl Clients {
                     pid,
                     user: c.user.clone(),
                     database: c.database.clone(),
-                    application_name: c.application_name.clone(),
+                    application_name: c.application_name().map(str::to_string),
                     state,
                     peer: c.peer,
                     connect_time: c.connect_time,

@@ -16,7 +16,7 @@ pub const TRACKED: [&str; 6] = [
 /// Values of the [`TRACKED`] parameters (`None`: unknown). Shared, not
 /// copied: every client's set starts as a clone of a server connection's,
 /// so thousands of idle clients hold references, not strings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Params([Option<std::sync::Arc<str>>; TRACKED.len()]);
 
 /// Index of a tracked parameter (names are case-insensitive, as in

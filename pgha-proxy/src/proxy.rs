@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) client_count: AtomicUsize,
     /// Who they are, for the admin console.
     pub(crate) clients: crate::clients::Clients,
+    /// Their logins, one copy of each.
+    pub(crate) logins: crate::session::Logins,
     pub(crate) metrics: Arc<crate::ProxyMetrics>,
     pub(crate) gate: Arc<crate::PauseGate>,
     /// Standbys' replay positions (read-your-writes by LSN).
@@ -247,6 +249,7 @@ impl Proxy {
                 query_routes: crate::route_cache::RouteCache::new(config.classify.clone()),
                 client_count: AtomicUsize::new(0),
                 clients: crate::clients::Clients::default(),
+                logins: crate::session::Logins::default(),
                 metrics: Arc::new(crate::ProxyMetrics::new()),
                 gate: crate::PauseGate::new(std::time::Duration::from_secs(30)),
                 reload: Mutex::new(None),

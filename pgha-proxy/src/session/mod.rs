@@ -1,8 +1,9 @@
 //! One client session: startup, authentication, login, then the relay
 //! ([`relay`]) until the client leaves.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio::time::Instant;
@@ -23,8 +24,17 @@ mod relay;
 pub(crate) use relay::Written;
 
 /// Who the client is and what its server connections must look like.
+/// Immutable once built, and shared: the sessions of one login (the same
+/// user, database, options and parameters asked for; usually thousands of
+/// clients share a few) hold one copy (see [`Logins`]), which the admin
+/// console's entry points to as well. An idle client costs a pointer here,
+/// not its strings.
 #[derive(Debug, Clone)]
-pub(crate) struct Login {
+pub(crate) struct Login(Arc<LoginParts>);
+
+/// What a [`Login`] holds.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LoginParts {
     /// The client's user name.
     pub(crate) user: String,
     pub(crate) database: String,
@@ -35,6 +45,14 @@ pub(crate) struct Login {
     pub(crate) options: String,
     /// Tracked parameters the client asked for in its startup packet.
     pub(crate) asked: Params,
+}
+
+impl std::ops::Deref for Login {
+    type Target = LoginParts;
+
+    fn deref(&self) -> &LoginParts {
+        &self.0
+    }
 }
 
 impl Login {
@@ -61,13 +79,45 @@ impl Login {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         options.sort();
-        Self {
+        shared.logins.intern(LoginParts {
             user,
             database,
             server_user,
             options: options.join("\0"),
             asked,
+        })
+    }
+}
+
+/// The logins of connected clients, one copy of each.
+#[derive(Debug, Default)]
+pub(crate) struct Logins(Mutex<LoginSet>);
+
+#[derive(Debug, Default)]
+struct LoginSet {
+    logins: HashSet<Arc<LoginParts>>,
+    /// Logins no session holds any more are dropped when the set reaches
+    /// this size: at most about twice the live ones are kept, and the
+    /// sweep is paid for by the inserts before it.
+    sweep_at: usize,
+}
+
+impl Logins {
+    /// The shared copy of `parts`.
+    fn intern(&self, parts: LoginParts) -> Login {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = set.logins.get(&parts) {
+            return Login(found.clone());
         }
+        if set.logins.len() >= set.sweep_at {
+            // Only the set holds it: no session does, and none can clone
+            // it but through this lock.
+            set.logins.retain(|l| Arc::strong_count(l) > 1);
+            set.sweep_at = (2 * set.logins.len()).max(64);
+        }
+        let login = Arc::new(parts);
+        set.logins.insert(login.clone());
+        Login(login)
     }
 }
 
@@ -187,24 +237,15 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     let login = Login::new(shared, &startup);
     let (pid, secret) = shared.register_client();
     let registration = shared.client_guard(pid, secret);
-    let get = |key: &str| {
-        startup
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    let user = get("user").unwrap_or_default();
     if login.database == crate::admin::ADMIN_DATABASE {
-        if let Err(e) = Box::pin(admin::serve(shared, client, user, (pid, secret))).await {
+        if let Err(e) = Box::pin(admin::serve(shared, client, &login.user, (pid, secret))).await {
             tracing::debug!(%peer, error = %e, "admin session ended");
         }
         return None;
     }
     let status = Arc::new(crate::clients::ClientStatus::new(
         crate::clients::ClientEntry {
-            user: user.to_string(),
-            database: login.database.clone(),
-            application_name: get("application_name").map(str::to_string),
+            login: login.clone(),
             peer: peer.addr(),
             connect_time: std::time::SystemTime::now(),
         },
