@@ -94,6 +94,12 @@ impl std::ops::Deref for ClientEntry {
 }
 
 impl ClientEntry {
+    /// Where the client connected from.
+    pub(crate) fn peer(&self) -> crate::stream::Peer {
+        self.peer
+            .map_or(crate::stream::Peer::Unix, crate::stream::Peer::Tcp)
+    }
+
     /// The `application_name` the client gave at startup.
     pub(crate) fn application_name(&self) -> Option<&str> {
         self.login.asked.get("application_name")

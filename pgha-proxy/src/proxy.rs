@@ -84,12 +84,11 @@ impl Shared {
         (pid, rand::random::<i32>())
     }
 
-    /// Forgets the client's cancel key when the session ends.
-    pub(crate) fn client_guard(&self, pid: i32, secret: i32) -> ClientGuard<'_> {
-        ClientGuard {
-            shared: self,
-            key: (pid, secret),
-        }
+    /// Forgets a client whose session ends: its cancel key and its
+    /// console entry.
+    pub(crate) fn forget_client(&self, key: (i32, i32)) {
+        self.forget_cancel(key);
+        self.clients.remove(key.0);
     }
 
     /// Suspects `node` of not answering (a read unanswered past its
@@ -181,24 +180,6 @@ async fn forward_cancel(target: Arc<CancelTarget>, pid: i32, deadline: Duration)
         .unwrap_or_else(|_| Err(std::io::Error::other("timed out")))
     {
         tracing::warn!(pid, node = %target.node, error = %e, "could not forward a cancel request");
-    }
-}
-
-pub(crate) struct ClientGuard<'a> {
-    shared: &'a Shared,
-    key: (i32, i32),
-}
-
-impl Drop for ClientGuard<'_> {
-    fn drop(&mut self) {
-        let mut cancels = self
-            .shared
-            .cancels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        cancels.remove(&self.key);
-        drop(cancels);
-        self.shared.clients.remove(self.key.0);
     }
 }
 
@@ -374,7 +355,7 @@ impl Proxy {
                 () = &mut stalls => {}
                 accepted = crate::listener::accept(&listeners, &mut next), if open => match accepted {
                     Ok((stream, peer)) => {
-                        tokio::spawn(session::run(self.shared.clone(), stream, peer));
+                        tokio::spawn(session::run(self.shared.clone(), Box::new((stream, peer))));
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.

@@ -121,7 +121,18 @@ impl Logins {
     }
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
+/// A connection just accepted: boxed, because an async fn keeps its
+/// arguments for as long as it runs (besides the copies its body moves
+/// on), and the session task runs as long as the client stays.
+pub(crate) type Accepted = Box<(Stream, Peer)>;
+
+pub(crate) async fn run(shared: Arc<Shared>, accepted: Accepted) {
+    // Out of its box in a block of its own: moved out of in place, the box
+    // would be freed only when the task ends.
+    let (client, peer) = {
+        let accepted = accepted;
+        *accepted
+    };
     // Two phases, so that what startup, authentication and login need is
     // freed before the session settles: the task keeps only the relay.
     let Some(mut session) = Box::pin(open(&shared, client, peer)).await else {
@@ -136,13 +147,16 @@ struct Opened<'a> {
     shared: &'a Arc<Shared>,
     status: Arc<crate::clients::ClientStatus>,
     frames: FrameReader<crate::stream::ReadHalf>,
-    peer: Peer,
-    _count: ClientCount<'a>,
-    _gauge: crate::metrics::ClientGauge,
-    _registration: crate::proxy::ClientGuard<'a>,
+    /// Last: the client leaves the books after its relay is done.
+    _presence: Presence<'a>,
 }
 
 impl Opened<'_> {
+    /// Where the client connected from (kept once, in its console entry).
+    fn peer(&self) -> Peer {
+        self.status.entry().peer()
+    }
+
     /// Relays until the client leaves. By reference: the session's state
     /// is held once, in the task.
     ///
@@ -160,11 +174,14 @@ impl Opened<'_> {
             ended = self.relay.run(&mut self.frames) => Some(ended),
             () = drain.ends(&self.status) => None,
         };
-        match ended {
-            Some(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "session ended"),
+        // Moved whole into the match: left in its binding (the `None` arm
+        // moves nothing out), it would be kept in the task, as big as an
+        // `Error`, across the awaits below, for the session's whole life.
+        match std::convert::identity(ended) {
+            Some(Err(e)) => tracing::debug!(peer = %self.peer(), error = %e, "session ended"),
             Some(Ok(())) => {}
             None => {
-                tracing::info!(peer = %self.peer, in_transaction = !self.status.runs_no_transaction(), "session ended: the proxy is shutting down");
+                tracing::info!(peer = %self.peer(), in_transaction = !self.status.runs_no_transaction(), "session ended: the proxy is shutting down");
                 self.relay.fatal(&Error::AdminShutdown).await;
             }
         }
@@ -185,9 +202,8 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
         let _ = send_fatal(&mut client, &e).await;
         return None;
     }
-    let count = ClientCount::enter(shared);
-    let gauge = shared.metrics.client_connected();
-    if count.over_limit {
+    let (mut presence, over_limit) = Presence::enter(shared);
+    if over_limit {
         let e = Error::TooManyClients {
             max: live.max_client_conn,
         };
@@ -236,7 +252,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     }
     let login = Login::new(shared, &startup);
     let (pid, secret) = shared.register_client();
-    let registration = shared.client_guard(pid, secret);
+    presence.key = (pid, secret);
     if login.database == crate::admin::ADMIN_DATABASE {
         if let Err(e) = Box::pin(admin::serve(shared, client, &login.user, (pid, secret))).await {
             tracing::debug!(%peer, error = %e, "admin session ended");
@@ -275,10 +291,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
         status,
         frames: FrameReader::lean(client_read, shared.config.max_message)
             .streaming_over(crate::frame::CHUNK),
-        peer,
-        _count: count,
-        _gauge: gauge,
-        _registration: registration,
+        _presence: presence,
     })
 }
 
@@ -315,25 +328,40 @@ fn refused(
     );
 }
 
-/// Counts connected clients; the count drops when the session ends.
-struct ClientCount<'a> {
+/// A client in the proxy's books while it is connected: counted (and in
+/// the `pgha_clients` gauge) from its startup, and once it has a key, in
+/// the cancel registry and the console's list. One guard rather than one
+/// per book: every idle session holds it.
+struct Presence<'a> {
     shared: &'a Shared,
-    over_limit: bool,
+    /// The (pid, secret) the client was given; pid 0 until then (the
+    /// proxy's pids start at 1 << 24).
+    key: (i32, i32),
 }
 
-impl<'a> ClientCount<'a> {
-    fn enter(shared: &'a Shared) -> Self {
+impl<'a> Presence<'a> {
+    /// Counts the client in; true when that puts it over the limit.
+    fn enter(shared: &'a Shared) -> (Self, bool) {
         let before = shared.client_count.fetch_add(1, Ordering::Relaxed);
-        Self {
-            shared,
-            over_limit: before >= shared.live().max_client_conn,
-        }
+        shared.metrics.client_arrived();
+        let over_limit = before >= shared.live().max_client_conn;
+        (
+            Self {
+                shared,
+                key: (0, 0),
+            },
+            over_limit,
+        )
     }
 }
 
-impl Drop for ClientCount<'_> {
+impl Drop for Presence<'_> {
     fn drop(&mut self) {
         self.shared.client_count.fetch_sub(1, Ordering::Relaxed);
+        self.shared.metrics.client_left();
+        if self.key.0 != 0 {
+            self.shared.forget_client(self.key);
+        }
     }
 }
 
