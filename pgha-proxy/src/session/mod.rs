@@ -260,11 +260,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
         return None;
     }
     let status = Arc::new(crate::clients::ClientStatus::new(
-        crate::clients::ClientEntry {
-            login: login.clone(),
-            peer: peer.addr(),
-            connect_time: std::time::SystemTime::now(),
-        },
+        crate::clients::ClientEntry::new(login.clone(), peer.addr()),
     ));
     shared.clients.insert(pid, status.clone());
     let (client_read, client_write) = client.into_split();
@@ -391,4 +387,43 @@ pub(crate) fn greeting(
     messages::backend_key(out, key.0, key.1);
     out.extend_from_slice(notices);
     messages::ready(out, b'I');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(user: &str) -> LoginParts {
+        LoginParts {
+            user: user.into(),
+            database: "db".into(),
+            server_user: user.into(),
+            options: String::new(),
+            asked: Params::default(),
+        }
+    }
+
+    fn held(logins: &Logins) -> usize {
+        logins.0.lock().map(|s| s.logins.len()).unwrap_or(0)
+    }
+
+    #[test]
+    fn equal_logins_share_one_copy_and_unheld_ones_are_swept() {
+        let logins = Logins::default();
+        let a = logins.intern(parts("a"));
+        let b = logins.intern(parts("a"));
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        let kept = logins.intern(parts("kept"));
+        drop((a, b));
+        // 62 more that no session keeps: the set reaches 64, then the next
+        // insert sweeps all but the one still held.
+        for i in 0..62 {
+            drop(logins.intern(parts(&i.to_string())));
+        }
+        assert_eq!(held(&logins), 64);
+        let last = logins.intern(parts("last"));
+        assert_eq!(held(&logins), 2);
+        assert!(Arc::ptr_eq(&kept.0, &logins.intern(parts("kept")).0));
+        drop(last);
+    }
 }
