@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pgha_core::NodeId;
 
 use crate::admin::{ClientRow, ClientState};
+use crate::session::{Login, LoginParts};
 
 /// What a session updates as it goes (atomics: no lock per transaction
 /// except the node's, taken when the server connection changes; the
@@ -75,14 +76,57 @@ impl ClientStatus {
     }
 }
 
-/// Who one connected client is.
+/// Who one connected client is: its user and database are its login's
+/// (shared with the session and with every client of the same login).
 #[derive(Debug)]
 pub(crate) struct ClientEntry {
-    pub(crate) user: String,
-    pub(crate) database: String,
-    pub(crate) application_name: Option<String>,
+    pub(crate) login: Login,
     pub(crate) peer: Option<SocketAddr>,
-    pub(crate) connect_time: SystemTime,
+    /// When it connected, in nanoseconds since the Unix epoch: 8 bytes
+    /// where a `SystemTime` takes 16 (see the size check below).
+    connected_ns: u64,
+}
+
+// One status per client, in an Arc: with the Arc's counts 104 bytes, a
+// 112-byte chunk for glibc's malloc (8 bytes more would make it 128).
+const _: () = assert!(std::mem::size_of::<ClientStatus>() <= 88);
+
+impl std::ops::Deref for ClientEntry {
+    type Target = LoginParts;
+
+    fn deref(&self) -> &LoginParts {
+        &self.login
+    }
+}
+
+impl ClientEntry {
+    /// A client connecting now.
+    pub(crate) fn new(login: Login, peer: Option<SocketAddr>) -> Self {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            login,
+            peer,
+            connected_ns: u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// When the client connected.
+    pub(crate) fn connect_time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.connected_ns)
+    }
+
+    /// Where the client connected from.
+    pub(crate) fn peer(&self) -> crate::stream::Peer {
+        self.peer
+            .map_or(crate::stream::Peer::Unix, crate::stream::Peer::Tcp)
+    }
+
+    /// The `application_name` the client gave at startup.
+    pub(crate) fn application_name(&self) -> Option<&str> {
+        self.login.asked.get("application_name")
+    }
 }
 
 /// Every connected client, by the pid the proxy gave it. The map holds a
@@ -123,10 +167,10 @@ impl Clients {
                     pid,
                     user: c.user.clone(),
                     database: c.database.clone(),
-                    application_name: c.application_name.clone(),
+                    application_name: c.application_name().map(str::to_string),
                     state,
                     peer: c.peer,
-                    connect_time: c.connect_time,
+                    connect_time: c.connect_time(),
                     request_time: None,
                     node: status
                         .node

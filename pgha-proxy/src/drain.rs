@@ -196,8 +196,10 @@ impl Drain {
                 DrainPhase::Draining => {
                     // A transaction ends without telling anyone: look
                     // again soon, or at once if the phase moves on.
+                    // Boxed: the timer is needed only while the proxy
+                    // stops; inline, every idle session would hold it.
                     let wait = std::future::poll_fn(|cx| moved(DrainPhase::Draining, cx));
-                    if let Ok(now) = tokio::time::timeout(IDLE_CHECK, wait).await {
+                    if let Ok(now) = Box::pin(tokio::time::timeout(IDLE_CHECK, wait)).await {
                         phase = now;
                     }
                 }

@@ -15,15 +15,18 @@ const HEADER: usize = 5;
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
-    max_message: usize,
+    // The three lengths below fit in 32 bits (a message's length field
+    // has 32): kept so, a reader held by every idle client is 16 bytes
+    // smaller.
+    max_message: u32,
     /// Frees the buffer whenever it is drained and starts the next read
     /// small: a connection that sits idle costs bytes, not kilobytes.
     lean: bool,
     /// Messages longer than this are not held whole: [`Self::next_input`]
     /// gives their head and [`Self::chunk`] their body piece by piece.
-    stream_over: usize,
+    stream_over: u32,
     /// Body bytes of the streamed message not yet given out.
-    streaming: usize,
+    streaming: u32,
 }
 
 /// What a client sent next (see [`FrameReader::next_input`]).
@@ -57,9 +60,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Self {
             inner,
             buf: BytesMut::new(),
-            max_message,
+            max_message: u32::try_from(max_message).unwrap_or(u32::MAX),
             lean: false,
-            stream_over: usize::MAX,
+            stream_over: u32::MAX,
             streaming: 0,
         }
     }
@@ -67,7 +70,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Streams messages longer than `over` bytes instead of holding them
     /// (see [`Self::next_input`]).
     pub fn streaming_over(mut self, over: usize) -> Self {
-        self.stream_over = over;
+        self.stream_over = u32::try_from(over).unwrap_or(u32::MAX);
         self
     }
 
@@ -82,14 +85,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             // One look at each header (this runs for every batch both
             // ways): checked, then streamed, whole, or not all there yet.
             while let Some(declared) = declared(&self.buf[total..]) {
-                check(declared, self.max_message)?;
-                if declared > self.stream_over {
+                check(declared, self.max_message as usize)?;
+                if declared > self.stream_over as usize {
                     if total > 0 {
                         break;
                     }
                     let tag = self.buf[0];
                     self.buf.advance(HEADER);
-                    self.streaming = declared - 4;
+                    // At most max_message, a u32.
+                    self.streaming = (declared - 4) as u32;
                     return Ok(Some(Input::Large {
                         tag,
                         len: declared - 4,
@@ -123,8 +127,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 ));
             }
         }
-        let n = self.buf.len().min(self.streaming).min(max.max(1));
-        self.streaming -= n;
+        let n = self.buf.len().min(self.streaming as usize).min(max.max(1));
+        // n <= streaming, a u32.
+        self.streaming -= n as u32;
         let piece = self.buf.split_to(n);
         if self.lean && self.buf.is_empty() && self.streaming == 0 {
             self.buf = BytesMut::new();
@@ -145,7 +150,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// `None` at a clean end of stream between messages.
     pub async fn next(&mut self) -> Result<Option<BytesMut>, Error> {
         loop {
-            if let Some(total) = complete_length(&self.buf, self.max_message)? {
+            if let Some(total) = complete_length(&self.buf, self.max_message as usize)? {
                 return Ok(Some(self.buf.split_to(total)));
             }
             if !self.fill().await? {
@@ -161,7 +166,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn next_batch(&mut self) -> Result<Option<BytesMut>, Error> {
         loop {
             let mut total = 0;
-            while let Some(len) = complete_length(&self.buf[total..], self.max_message)? {
+            while let Some(len) = complete_length(&self.buf[total..], self.max_message as usize)? {
                 total += len;
             }
             if total > 0 {
@@ -206,7 +211,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if self.streaming > 0 {
             // A streamed body: one bounded piece at a time.
             if room == 0 {
-                self.buf.reserve(self.streaming.min(CHUNK));
+                self.buf.reserve((self.streaming as usize).min(CHUNK));
             }
         } else if self.lean && self.buf.is_empty() {
             // Waiting for the next batch (perhaps for hours): small. A

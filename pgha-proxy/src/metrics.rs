@@ -105,11 +105,23 @@ impl ProxyMetrics {
     /// A client connection was accepted: counts it and keeps it in
     /// `pgha_clients` until the returned guard is dropped.
     pub fn client_connected(&self) -> ClientGauge {
-        self.client_connections.inc();
-        self.clients.inc();
+        self.client_arrived();
         ClientGauge {
             clients: self.clients.clone(),
         }
+    }
+
+    /// [`Self::client_connected`] without the guard, for a caller whose
+    /// own guard calls [`Self::client_left`] (a guard here would be one
+    /// more pointer in every session).
+    pub(crate) fn client_arrived(&self) {
+        self.client_connections.inc();
+        self.clients.inc();
+    }
+
+    /// A client counted by [`Self::client_arrived`] left.
+    pub(crate) fn client_left(&self) {
+        self.clients.dec();
     }
 
     /// A client was turned away before its session began.

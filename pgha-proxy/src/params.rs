@@ -3,6 +3,8 @@
 //! Before a client's transaction runs on a server, the proxy `SET`s the
 //! ones that differ, so what the client was told stays true.
 
+use std::sync::Arc;
+
 /// The reported parameters pgha keeps consistent, in PostgreSQL's spelling.
 pub const TRACKED: [&str; 6] = [
     "client_encoding",
@@ -15,9 +17,29 @@ pub const TRACKED: [&str; 6] = [
 
 /// Values of the [`TRACKED`] parameters (`None`: unknown). Shared, not
 /// copied: every client's set starts as a clone of a server connection's,
-/// so thousands of idle clients hold references, not strings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params([Option<std::sync::Arc<str>>; TRACKED.len()]);
+/// so thousands of idle clients hold one pointer (copy on write), not six
+/// values each. `None` inside: all unknown.
+#[derive(Debug, Clone, Default)]
+pub struct Params(Option<Arc<Values>>);
+
+type Values = [Option<Arc<str>>; TRACKED.len()];
+
+/// What an empty set reads as.
+static UNKNOWN: Values = [const { None }; TRACKED.len()];
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Self) -> bool {
+        self.values() == other.values()
+    }
+}
+
+impl Eq for Params {}
+
+impl std::hash::Hash for Params {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.values().hash(state);
+    }
+}
 
 /// Index of a tracked parameter (names are case-insensitive, as in
 /// PostgreSQL).
@@ -30,8 +52,8 @@ impl Params {
     pub fn set(&mut self, name: &str, value: &str) -> bool {
         match tracked(name) {
             Some(i) => {
-                if self.0[i].as_deref() != Some(value) {
-                    self.0[i] = Some(value.into());
+                if self.values()[i].as_deref() != Some(value) {
+                    self.values_mut()[i] = Some(value.into());
                 }
                 true
             }
@@ -41,34 +63,55 @@ impl Params {
 
     /// The value of a tracked parameter.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0[tracked(name)?].as_deref()
+        self.values()[tracked(name)?].as_deref()
+    }
+
+    fn values(&self) -> &Values {
+        self.0.as_deref().unwrap_or(&UNKNOWN)
+    }
+
+    /// The values to change: this set's own copy from now on.
+    fn values_mut(&mut self) -> &mut Values {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default))
     }
 
     /// A `SET` query (NUL-terminated, for a Query message) making a server
     /// with `server`'s values match `self`, and the server's values updated
     /// as if it ran; `None` when nothing differs.
     pub fn sync_query(&self, server: &mut Params) -> Option<Vec<u8>> {
+        if let (Some(mine), Some(its)) = (&self.0, &server.0) {
+            // One set: the session's own connection, or one it used last.
+            if Arc::ptr_eq(mine, its) {
+                return None;
+            }
+        }
         let mut sql = String::new();
-        for (i, want) in self.0.iter().enumerate() {
-            let Some(want) = want else { continue };
-            match &server.0[i] {
-                // Clients' values are clones of servers' (see the type):
-                // usually the very same string.
-                Some(has) if std::sync::Arc::ptr_eq(has, want) => continue,
-                Some(has) if **has == **want => {
-                    // Equal, but each its own copy: share the client's, so
-                    // the next transaction's look is the pointer's.
-                    server.0[i] = Some(want.clone());
-                    continue;
-                }
+        // Whether the two sets are the same throughout (not only where
+        // this one knows a value): the server may then share this set.
+        let mut same = true;
+        for (i, want) in self.values().iter().enumerate() {
+            let has = &server.values()[i];
+            let Some(want) = want else {
+                same &= has.is_none();
+                continue;
+            };
+            match has {
+                // Values are clones of servers' (see the type): usually
+                // the very same string.
+                Some(has) if Arc::ptr_eq(has, want) || **has == **want => continue,
                 _ => {}
             }
+            same = false;
             sql.push_str("SET ");
             sql.push_str(TRACKED[i]);
             sql.push_str(" TO ");
             quote(&mut sql, want);
             sql.push(';');
-            server.0[i] = Some(want.clone());
+            server.values_mut()[i] = Some(want.clone());
+        }
+        if same {
+            // The next look, by this session, is a pointer's.
+            *server = self.clone();
         }
         if sql.is_empty() {
             return None;
@@ -82,7 +125,7 @@ impl Params {
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         TRACKED
             .iter()
-            .zip(&self.0)
+            .zip(self.values())
             .filter_map(|(name, value)| Some((*name, value.as_deref()?)))
     }
 }
@@ -129,6 +172,24 @@ mod tests {
         );
         assert_eq!(server, client, "the server now has the client's values");
         assert_eq!(client.sync_query(&mut server), None);
+    }
+
+    #[test]
+    fn a_copy_is_shared_until_written_and_compares_by_value() {
+        let mut server = Params::default();
+        assert_eq!(server, Params::default());
+        server.set("TimeZone", "UTC");
+        let mut client = server.clone();
+        assert!(matches!((&client.0, &server.0), (Some(c), Some(s)) if Arc::ptr_eq(c, s)));
+        // Setting what is already there copies nothing.
+        client.set("timezone", "UTC");
+        assert!(matches!((&client.0, &server.0), (Some(c), Some(s)) if Arc::ptr_eq(c, s)));
+        client.set("TimeZone", "Europe/Paris");
+        assert_eq!(server.get("TimeZone"), Some("UTC"));
+        assert_eq!(client.get("TimeZone"), Some("Europe/Paris"));
+        client.set("TimeZone", "UTC");
+        assert_eq!(client, server, "equal values, separate copies");
+        assert_eq!(std::mem::size_of::<Params>(), 8);
     }
 
     #[test]

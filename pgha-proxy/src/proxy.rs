@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) client_count: AtomicUsize,
     /// Who they are, for the admin console.
     pub(crate) clients: crate::clients::Clients,
+    /// Their logins, one copy of each.
+    pub(crate) logins: crate::session::Logins,
     pub(crate) metrics: Arc<crate::ProxyMetrics>,
     pub(crate) gate: Arc<crate::PauseGate>,
     /// Standbys' replay positions (read-your-writes by LSN).
@@ -82,12 +84,11 @@ impl Shared {
         (pid, rand::random::<i32>())
     }
 
-    /// Forgets the client's cancel key when the session ends.
-    pub(crate) fn client_guard(&self, pid: i32, secret: i32) -> ClientGuard<'_> {
-        ClientGuard {
-            shared: self,
-            key: (pid, secret),
-        }
+    /// Forgets a client whose session ends: its cancel key and its
+    /// console entry.
+    pub(crate) fn forget_client(&self, key: (i32, i32)) {
+        self.forget_cancel(key);
+        self.clients.remove(key.0);
     }
 
     /// Suspects `node` of not answering (a read unanswered past its
@@ -182,24 +183,6 @@ async fn forward_cancel(target: Arc<CancelTarget>, pid: i32, deadline: Duration)
     }
 }
 
-pub(crate) struct ClientGuard<'a> {
-    shared: &'a Shared,
-    key: (i32, i32),
-}
-
-impl Drop for ClientGuard<'_> {
-    fn drop(&mut self) {
-        let mut cancels = self
-            .shared
-            .cancels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        cancels.remove(&self.key);
-        drop(cancels);
-        self.shared.clients.remove(self.key.0);
-    }
-}
-
 /// A PostgreSQL wire-protocol proxy that sends every session to the
 /// primary of the current term, following the topology it is given.
 pub struct Proxy {
@@ -247,6 +230,7 @@ impl Proxy {
                 query_routes: crate::route_cache::RouteCache::new(config.classify.clone()),
                 client_count: AtomicUsize::new(0),
                 clients: crate::clients::Clients::default(),
+                logins: crate::session::Logins::default(),
                 metrics: Arc::new(crate::ProxyMetrics::new()),
                 gate: crate::PauseGate::new(std::time::Duration::from_secs(30)),
                 reload: Mutex::new(None),
@@ -389,7 +373,7 @@ impl Proxy {
                 () = &mut stalls => {}
                 accepted = crate::listener::accept(&listeners, &mut next), if open => match accepted {
                     Ok((stream, peer)) => {
-                        tokio::spawn(session::run(self.shared.clone(), stream, peer));
+                        tokio::spawn(session::run(self.shared.clone(), Box::new((stream, peer))));
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.

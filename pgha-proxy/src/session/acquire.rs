@@ -22,16 +22,23 @@ pub(crate) struct Attached {
 }
 
 /// The pools a session has used, so a transaction does not look them up
-/// in the proxy-wide map.
+/// in the proxy-wide map. Most sessions only ever use the primary's: that
+/// one is held without a vector (whose first push would allocate room for
+/// four), and in the space of one.
 #[derive(Debug, Default)]
-pub(crate) struct PoolCache {
-    pools: Vec<Arc<Pool>>,
-    /// The usable primary's pool, as [`idle_primary`] last found it in the
-    /// topology the session's receiver has seen; valid while that
+pub(crate) enum PoolCache {
+    #[default]
+    Empty,
+    One(Arc<Pool>),
+    /// One pool, the usable primary's as [`idle_primary`] found it in the
+    /// topology the session's receiver has seen: valid while that
     /// receiver sees no change. Whatever else marks the receiver seen
-    /// clears it ([`PoolCache::forget_primary`]).
-    primary: Option<Arc<Pool>>,
+    /// makes it `One` again ([`PoolCache::forget_primary`]).
+    Primary(Arc<Pool>),
+    Many(Vec<Arc<Pool>>),
 }
+
+const _: () = assert!(std::mem::size_of::<PoolCache>() == std::mem::size_of::<Vec<Arc<Pool>>>());
 
 impl PoolCache {
     fn get(
@@ -43,7 +50,7 @@ impl PoolCache {
         port: u16,
     ) -> Arc<Pool> {
         if let Some(pool) = self
-            .pools
+            .as_slice()
             .iter()
             .find(|p| &p.key.node == node && p.at(host, port))
         {
@@ -58,15 +65,48 @@ impl PoolCache {
         let pool = shared
             .pools
             .get(&key, host, port, shared.live().pool_size, &shared.metrics);
-        self.pools.retain(|p| &p.key.node != node);
-        self.pools.push(pool.clone());
+        let mut kept: Vec<Arc<Pool>> = match std::mem::take(self) {
+            PoolCache::Empty => Vec::new(),
+            PoolCache::One(p) | PoolCache::Primary(p) => vec![p],
+            PoolCache::Many(v) => v,
+        };
+        kept.retain(|p| &p.key.node != node);
+        *self = if kept.is_empty() {
+            PoolCache::One(pool.clone())
+        } else {
+            kept.push(pool.clone());
+            PoolCache::Many(kept)
+        };
         pool
+    }
+
+    fn as_slice(&self) -> &[Arc<Pool>] {
+        match self {
+            PoolCache::Empty => &[],
+            PoolCache::One(p) | PoolCache::Primary(p) => std::slice::from_ref(p),
+            PoolCache::Many(v) => v,
+        }
     }
 
     /// The receiver was marked seen by other code: the cached primary
     /// pool may belong to an older topology.
     pub(crate) fn forget_primary(&mut self) {
-        self.primary = None;
+        if matches!(self, PoolCache::Primary(_)) {
+            if let PoolCache::Primary(p) = std::mem::take(self) {
+                *self = PoolCache::One(p);
+            }
+        }
+    }
+
+    /// `pool`, just found as the usable primary's, is cached as such when
+    /// it is the session's only pool (with standby pools too, the
+    /// lookup stays).
+    fn mark_primary(&mut self, pool: &Arc<Pool>) {
+        if matches!(self, PoolCache::One(p) if Arc::ptr_eq(p, pool)) {
+            if let PoolCache::One(p) = std::mem::take(self) {
+                *self = PoolCache::Primary(p);
+            }
+        }
     }
 }
 
@@ -79,16 +119,16 @@ pub(crate) fn idle_primary(
     pools: &mut PoolCache,
     login: &Login,
 ) -> Option<Attached> {
-    let pool = match &pools.primary {
+    let pool = match pools {
         // The topology the pool was chosen in is still the latest: the
         // same primary (most transactions; no lookups by name).
-        Some(pool) if matches!(topology.has_changed(), Ok(false)) => pool.clone(),
+        PoolCache::Primary(pool) if matches!(topology.has_changed(), Ok(false)) => pool.clone(),
         _ => {
-            pools.primary = None;
+            pools.forget_primary();
             let t = topology.borrow_and_update();
             let p = t.usable_primary()?;
             let pool = pools.get(shared, login, &p.id, &p.host, p.port);
-            pools.primary = Some(pool.clone());
+            pools.mark_primary(&pool);
             pool
         }
     };

@@ -1,8 +1,9 @@
 //! One client session: startup, authentication, login, then the relay
 //! ([`relay`]) until the client leaves.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio::time::Instant;
@@ -23,8 +24,17 @@ mod relay;
 pub(crate) use relay::{Holdable, Written};
 
 /// Who the client is and what its server connections must look like.
+/// Immutable once built, and shared: the sessions of one login (the same
+/// user, database, options and parameters asked for; usually thousands of
+/// clients share a few) hold one copy (see [`Logins`]), which the admin
+/// console's entry points to as well. An idle client costs a pointer here,
+/// not its strings.
 #[derive(Debug, Clone)]
-pub(crate) struct Login {
+pub(crate) struct Login(Arc<LoginParts>);
+
+/// What a [`Login`] holds.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LoginParts {
     /// The client's user name.
     pub(crate) user: String,
     pub(crate) database: String,
@@ -35,6 +45,14 @@ pub(crate) struct Login {
     pub(crate) options: String,
     /// Tracked parameters the client asked for in its startup packet.
     pub(crate) asked: Params,
+}
+
+impl std::ops::Deref for Login {
+    type Target = LoginParts;
+
+    fn deref(&self) -> &LoginParts {
+        &self.0
+    }
 }
 
 impl Login {
@@ -61,17 +79,60 @@ impl Login {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         options.sort();
-        Self {
+        shared.logins.intern(LoginParts {
             user,
             database,
             server_user,
             options: options.join("\0"),
             asked,
-        }
+        })
     }
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, client: Stream, peer: Peer) {
+/// The logins of connected clients, one copy of each.
+#[derive(Debug, Default)]
+pub(crate) struct Logins(Mutex<LoginSet>);
+
+#[derive(Debug, Default)]
+struct LoginSet {
+    logins: HashSet<Arc<LoginParts>>,
+    /// Logins no session holds any more are dropped when the set reaches
+    /// this size: at most about twice the live ones are kept, and the
+    /// sweep is paid for by the inserts before it.
+    sweep_at: usize,
+}
+
+impl Logins {
+    /// The shared copy of `parts`.
+    fn intern(&self, parts: LoginParts) -> Login {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = set.logins.get(&parts) {
+            return Login(found.clone());
+        }
+        if set.logins.len() >= set.sweep_at {
+            // Only the set holds it: no session does, and none can clone
+            // it but through this lock.
+            set.logins.retain(|l| Arc::strong_count(l) > 1);
+            set.sweep_at = (2 * set.logins.len()).max(64);
+        }
+        let login = Arc::new(parts);
+        set.logins.insert(login.clone());
+        Login(login)
+    }
+}
+
+/// A connection just accepted: boxed, because an async fn keeps its
+/// arguments for as long as it runs (besides the copies its body moves
+/// on), and the session task runs as long as the client stays.
+pub(crate) type Accepted = Box<(Stream, Peer)>;
+
+pub(crate) async fn run(shared: Arc<Shared>, accepted: Accepted) {
+    // Out of its box in a block of its own: moved out of in place, the box
+    // would be freed only when the task ends.
+    let (client, peer) = {
+        let accepted = accepted;
+        *accepted
+    };
     // Two phases, so that what startup, authentication and login need is
     // freed before the session settles: the task keeps only the relay.
     let Some(mut session) = Box::pin(open(&shared, client, peer)).await else {
@@ -86,15 +147,16 @@ struct Opened<'a> {
     shared: &'a Arc<Shared>,
     status: Arc<crate::clients::ClientStatus>,
     frames: FrameReader<crate::stream::ReadHalf>,
-    peer: Peer,
-    /// The session's key at the sessions' bell (its client's pid).
-    pid: i32,
-    _count: ClientCount<'a>,
-    _gauge: crate::metrics::ClientGauge,
-    _registration: crate::proxy::ClientGuard<'a>,
+    /// Last: the client leaves the books after its relay is done.
+    presence: Presence<'a>,
 }
 
 impl Opened<'_> {
+    /// Where the client connected from (kept once, in its console entry).
+    fn peer(&self) -> Peer {
+        self.status.entry().peer()
+    }
+
     /// Relays until the client leaves. By reference: the session's state
     /// is held once, in the task.
     ///
@@ -110,13 +172,16 @@ impl Opened<'_> {
             // the client before the drain looks at the session.
             biased;
             ended = self.relay.run(&mut self.frames) => Some(ended),
-            () = drain.ends(&self.status, self.pid) => None,
+            () = drain.ends(&self.status, self.presence.key.0) => None,
         };
-        match ended {
-            Some(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "session ended"),
+        // Moved whole into the match: left in its binding (the `None` arm
+        // moves nothing out), it would be kept in the task, as big as an
+        // `Error`, across the awaits below, for the session's whole life.
+        match std::convert::identity(ended) {
+            Some(Err(e)) => tracing::debug!(peer = %self.peer(), error = %e, "session ended"),
             Some(Ok(())) => {}
             None => {
-                tracing::info!(peer = %self.peer, in_transaction = !self.status.runs_no_transaction(), "session ended: the proxy is shutting down");
+                tracing::info!(peer = %self.peer(), in_transaction = !self.status.runs_no_transaction(), "session ended: the proxy is shutting down");
                 self.relay.fatal(&Error::AdminShutdown).await;
             }
         }
@@ -137,9 +202,8 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
         let _ = send_fatal(&mut client, &e).await;
         return None;
     }
-    let count = ClientCount::enter(shared);
-    let gauge = shared.metrics.client_connected();
-    if count.over_limit {
+    let (mut presence, over_limit) = Presence::enter(shared);
+    if over_limit {
         let e = Error::TooManyClients {
             max: live.max_client_conn,
         };
@@ -188,28 +252,15 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
     }
     let login = Login::new(shared, &startup);
     let (pid, secret) = shared.register_client();
-    let registration = shared.client_guard(pid, secret);
-    let get = |key: &str| {
-        startup
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    let user = get("user").unwrap_or_default();
+    presence.key = (pid, secret);
     if login.database == crate::admin::ADMIN_DATABASE {
-        if let Err(e) = Box::pin(admin::serve(shared, client, user, (pid, secret))).await {
+        if let Err(e) = Box::pin(admin::serve(shared, client, &login.user, (pid, secret))).await {
             tracing::debug!(%peer, error = %e, "admin session ended");
         }
         return None;
     }
     let status = Arc::new(crate::clients::ClientStatus::new(
-        crate::clients::ClientEntry {
-            user: user.to_string(),
-            database: login.database.clone(),
-            application_name: get("application_name").map(str::to_string),
-            peer: peer.addr(),
-            connect_time: std::time::SystemTime::now(),
-        },
+        crate::clients::ClientEntry::new(login.clone(), peer.addr()),
     ));
     shared.clients.insert(pid, status.clone());
     let (client_read, client_write) = client.into_split();
@@ -236,11 +287,7 @@ async fn open(shared: &Arc<Shared>, client: Stream, peer: Peer) -> Option<Opened
         status,
         frames: FrameReader::lean(client_read, shared.config.max_message)
             .streaming_over(crate::frame::CHUNK),
-        peer,
-        pid,
-        _count: count,
-        _gauge: gauge,
-        _registration: registration,
+        presence,
     })
 }
 
@@ -277,25 +324,40 @@ fn refused(
     );
 }
 
-/// Counts connected clients; the count drops when the session ends.
-struct ClientCount<'a> {
+/// A client in the proxy's books while it is connected: counted (and in
+/// the `pgha_clients` gauge) from its startup, and once it has a key, in
+/// the cancel registry and the console's list. One guard rather than one
+/// per book: every idle session holds it.
+struct Presence<'a> {
     shared: &'a Shared,
-    over_limit: bool,
+    /// The (pid, secret) the client was given; pid 0 until then (the
+    /// proxy's pids start at 1 << 24).
+    key: (i32, i32),
 }
 
-impl<'a> ClientCount<'a> {
-    fn enter(shared: &'a Shared) -> Self {
+impl<'a> Presence<'a> {
+    /// Counts the client in; true when that puts it over the limit.
+    fn enter(shared: &'a Shared) -> (Self, bool) {
         let before = shared.client_count.fetch_add(1, Ordering::Relaxed);
-        Self {
-            shared,
-            over_limit: before >= shared.live().max_client_conn,
-        }
+        shared.metrics.client_arrived();
+        let over_limit = before >= shared.live().max_client_conn;
+        (
+            Self {
+                shared,
+                key: (0, 0),
+            },
+            over_limit,
+        )
     }
 }
 
-impl Drop for ClientCount<'_> {
+impl Drop for Presence<'_> {
     fn drop(&mut self) {
         self.shared.client_count.fetch_sub(1, Ordering::Relaxed);
+        self.shared.metrics.client_left();
+        if self.key.0 != 0 {
+            self.shared.forget_client(self.key);
+        }
     }
 }
 
@@ -325,4 +387,43 @@ pub(crate) fn greeting(
     messages::backend_key(out, key.0, key.1);
     out.extend_from_slice(notices);
     messages::ready(out, b'I');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(user: &str) -> LoginParts {
+        LoginParts {
+            user: user.into(),
+            database: "db".into(),
+            server_user: user.into(),
+            options: String::new(),
+            asked: Params::default(),
+        }
+    }
+
+    fn held(logins: &Logins) -> usize {
+        logins.0.lock().map(|s| s.logins.len()).unwrap_or(0)
+    }
+
+    #[test]
+    fn equal_logins_share_one_copy_and_unheld_ones_are_swept() {
+        let logins = Logins::default();
+        let a = logins.intern(parts("a"));
+        let b = logins.intern(parts("a"));
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        let kept = logins.intern(parts("kept"));
+        drop((a, b));
+        // 62 more that no session keeps: the set reaches 64, then the next
+        // insert sweeps all but the one still held.
+        for i in 0..62 {
+            drop(logins.intern(parts(&i.to_string())));
+        }
+        assert_eq!(held(&logins), 64);
+        let last = logins.intern(parts("last"));
+        assert_eq!(held(&logins), 2);
+        assert!(Arc::ptr_eq(&kept.0, &logins.intern(parts("kept")).0));
+        drop(last);
+    }
 }
