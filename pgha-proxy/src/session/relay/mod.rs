@@ -42,8 +42,8 @@ pub(crate) struct Relay<'a> {
     shared: &'a Arc<Shared>,
     client: WriteHalf,
     key: (i32, i32),
-    /// Out of line: read at routing and login only.
-    login: Box<Login>,
+    /// A shared handle (see [`Login`]).
+    login: Login,
     /// The tracked parameters as the client was told they are.
     params: Params,
     statements: ClientStatements,
@@ -103,7 +103,7 @@ impl<'a> Relay<'a> {
             client,
             key,
             params: login.asked.clone(),
-            login: Box::new(login),
+            login,
             statements: ClientStatements::new(),
             topology: shared.topology.clone(),
             pools: PoolCache::default(),
