@@ -77,8 +77,10 @@ impl Params {
 
     /// A `SET` query (NUL-terminated, for a Query message) making a server
     /// with `server`'s values match `self`, and the server's values updated
-    /// as if it ran; `None` when nothing differs.
-    pub fn sync_query(&self, server: &mut Params) -> Option<Vec<u8>> {
+    /// as if it ran; `None` when nothing differs. When the two sets are the
+    /// same throughout, this one becomes a handle to the server's (one set
+    /// per connection, not one per session; the next look is a pointer's).
+    pub fn sync_query(&mut self, server: &mut Params) -> Option<Vec<u8>> {
         if let (Some(mine), Some(its)) = (&self.0, &server.0) {
             // One set: the session's own connection, or one it used last.
             if Arc::ptr_eq(mine, its) {
@@ -87,7 +89,7 @@ impl Params {
         }
         let mut sql = String::new();
         // Whether the two sets are the same throughout (not only where
-        // this one knows a value): the server may then share this set.
+        // this one knows a value).
         let mut same = true;
         for (i, want) in self.values().iter().enumerate() {
             let has = &server.values()[i];
@@ -110,8 +112,7 @@ impl Params {
             server.values_mut()[i] = Some(want.clone());
         }
         if same {
-            // The next look, by this session, is a pointer's.
-            *server = self.clone();
+            *self = server.clone();
         }
         if sql.is_empty() {
             return None;
@@ -172,6 +173,23 @@ mod tests {
         );
         assert_eq!(server, client, "the server now has the client's values");
         assert_eq!(client.sync_query(&mut server), None);
+    }
+
+    #[test]
+    fn a_session_whose_values_equal_the_servers_shares_the_servers_set() {
+        let mut server = Params::default();
+        server.set("TimeZone", "UTC");
+        let mut client = Params::default();
+        client.set("timezone", "UTC");
+        assert_eq!(client.sync_query(&mut server), None);
+        let (Some(mine), Some(its)) = (&client.0, &server.0) else {
+            panic!("both sets hold values");
+        };
+        assert!(Arc::ptr_eq(mine, its), "one set, not a copy per session");
+        // Different sets stay apart.
+        client.set("application_name", "app");
+        assert!(client.sync_query(&mut server).is_some());
+        assert_eq!(server.get("application_name"), Some("app"));
     }
 
     #[test]

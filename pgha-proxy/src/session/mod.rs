@@ -427,3 +427,21 @@ mod tests {
         drop(last);
     }
 }
+
+#[cfg(test)]
+mod size {
+    fn size_of_future<A, B, F: std::future::Future>(_: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every idle client holds its session's task: the future plus about
+    /// 100 bytes of tokio's, in a cell rounded up to 128 bytes. At most
+    /// 768 bytes of future keep the cell at 896 (benches/README.md,
+    /// "memory per idle client"); a field added to `Relay` or `Opened`
+    /// that pushes it over costs every idle client 128 bytes.
+    #[test]
+    fn an_idle_sessions_task_stays_in_its_size_class() {
+        let future = size_of_future(super::run);
+        assert!(future <= 768, "the session future is {future} bytes");
+    }
+}
