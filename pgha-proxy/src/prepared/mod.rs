@@ -122,19 +122,20 @@ fn cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&body[..end], &body[end + 1..]))
 }
 
-/// A client's named statements, by its own names; its unnamed statement
-/// (the last unnamed `Parse` since its last simple query) under the empty
-/// name. A map only once one is stored: every session holds this, most
-/// idle ones with nothing in it, and an empty `HashMap` is 48 bytes
-/// inline where this is 8. Reads see an empty map until then; `insert`
-/// (through `DerefMut`) makes it, `remove` and `clear` never do.
+/// A client's named statements, by its own names, and its unnamed
+/// statement (the last unnamed `Parse` since its last simple query): the
+/// empty name. The unnamed one is held apart, not hashed: a driver using
+/// the extended protocol without names looks it up on every transaction.
+/// The named ones get a map only once one is stored: every session holds
+/// this, most idle ones with nothing in it, and an empty `HashMap` is 48
+/// bytes inline where its box is 8.
 #[derive(Debug, Default)]
-pub struct ClientStatements(Option<Box<StatementMap>>);
+pub struct ClientStatements {
+    unnamed: Option<Arc<Statement>>,
+    named: Option<Box<StatementMap>>,
+}
 
 type StatementMap = HashMap<Box<[u8]>, Arc<Statement>>;
-
-/// What a client that never stored a statement reads.
-static NO_STATEMENTS: std::sync::LazyLock<StatementMap> = std::sync::LazyLock::new(HashMap::new);
 
 impl ClientStatements {
     /// None yet.
@@ -142,30 +143,48 @@ impl ClientStatements {
         Self::default()
     }
 
+    /// The statement called `name` (empty: the unnamed one).
+    pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
+        if name.is_empty() {
+            return self.unnamed.as_ref();
+        }
+        self.named.as_ref()?.get(name)
+    }
+
+    /// Whether a statement is called `name`.
+    pub fn contains_key(&self, name: &[u8]) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Stores `statement` as `name`; returns the one it replaces.
+    pub fn insert(&mut self, name: Box<[u8]>, statement: Arc<Statement>) -> Option<Arc<Statement>> {
+        if name.is_empty() {
+            return self.unnamed.replace(statement);
+        }
+        self.named
+            .get_or_insert_with(Box::default)
+            .insert(name, statement)
+    }
+
     /// Forgets `name`'s statement, if any.
     pub fn remove(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
-        self.0.as_mut()?.remove(name)
+        if name.is_empty() {
+            return self.unnamed.take();
+        }
+        self.named.as_mut()?.remove(name)
     }
 
     /// Forgets every statement (keeping the map's room, as before).
     pub fn clear(&mut self) {
-        if let Some(map) = &mut self.0 {
+        self.unnamed = None;
+        if let Some(map) = &mut self.named {
             map.clear();
         }
     }
-}
 
-impl std::ops::Deref for ClientStatements {
-    type Target = StatementMap;
-
-    fn deref(&self) -> &StatementMap {
-        self.0.as_deref().unwrap_or(&NO_STATEMENTS)
-    }
-}
-
-impl std::ops::DerefMut for ClientStatements {
-    fn deref_mut(&mut self) -> &mut StatementMap {
-        self.0.get_or_insert_with(Box::default)
+    /// Whether no statement is stored.
+    pub fn is_empty(&self) -> bool {
+        self.unnamed.is_none() && self.named.as_ref().is_none_or(|m| m.is_empty())
     }
 }
 
