@@ -50,6 +50,21 @@ async fn terminate(cluster: &PgCluster, query: &str) -> R {
     Ok(())
 }
 
+/// Waits until the primary runs `sql` (a client sent it through pgha).
+async fn running_on_primary(cluster: &PgCluster, sql: &str) -> R {
+    let active = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE query = '{}' AND state = 'active'",
+        sql.replace('\'', "''")
+    );
+    let mut waited = 0;
+    while cluster.primary().query_one_text(&active).await?.as_deref() != Some("1") {
+        waited += 1;
+        assert!(waited < 100, "the statement never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// After a FATAL the client sees its connection close, never a
 /// ReadyForQuery (a protocol violation) and never a fresh backend in its
 /// place.
@@ -386,15 +401,7 @@ async fn a_statement_running_on_a_primary_detached_without_a_successor_finishes(
     let mut c = Wire::connect(proxy.port).await?;
     let sql = "INSERT INTO d SELECT 1 FROM pg_sleep(2)";
     c.query(sql).await?;
-    let active = format!(
-        "SELECT count(*)::text FROM pg_stat_activity WHERE query = '{sql}' AND state = 'active'"
-    );
-    let mut waited = 0;
-    while cluster.primary().query_one_text(&active).await?.as_deref() != Some("1") {
-        waited += 1;
-        assert!(waited < 100, "the statement never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    running_on_primary(&cluster, sql).await?;
     let detached = pgha_core::Topology::new(before.nodes().iter().cloned().map(|n| {
         if before.primary_id() == Some(&n.id) {
             n.with_status(pgha_core::Status::Detached)
@@ -432,15 +439,7 @@ async fn a_statement_running_on_a_replaced_primary_is_told_outcome_unknown_at_on
     let mut c = Wire::connect(proxy.port).await?;
     let sql = "/* pgha:primary */ SELECT pg_sleep(120)";
     c.query(sql).await?;
-    let active = format!(
-        "SELECT count(*)::text FROM pg_stat_activity WHERE query = '{sql}' AND state = 'active'"
-    );
-    let mut waited = 0;
-    while cluster.primary().query_one_text(&active).await?.as_deref() != Some("1") {
-        waited += 1;
-        assert!(waited < 100, "the statement never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    running_on_primary(&cluster, sql).await?;
     let standby = pgha_core::NodeId::new(cluster.nodes()[1].name());
     let replaced = before.clone().restored(before.term() + 1, Some(&standby));
     assert_eq!(replaced.primary_id(), Some(&standby));
