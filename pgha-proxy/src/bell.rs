@@ -15,7 +15,9 @@ use std::sync::Mutex;
 use std::task::{Context, Waker};
 
 /// Every session's waker, by the session's key (its client's backend pid,
-/// unique per proxy).
+/// unique per proxy until the pid counter wraps after 2^31 sessions; two
+/// sessions sharing a key would share one entry, and the first to end
+/// would take the other's place at the bell with it).
 #[derive(Debug, Default)]
 pub(crate) struct Bell {
     wakers: Mutex<HashMap<i32, Waker>>,
