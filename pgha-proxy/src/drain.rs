@@ -111,17 +111,13 @@ impl Drain {
         &self.bell
     }
 
-    fn phase_now(&self) -> DrainPhase {
+    /// The phase now (read without a lock: sessions look on every poll).
+    pub fn phase(&self) -> DrainPhase {
         match self.now.load(Ordering::SeqCst) {
             p if p == DrainPhase::Serving as u8 => DrainPhase::Serving,
             p if p == DrainPhase::Draining as u8 => DrainPhase::Draining,
             _ => DrainPhase::Terminating,
         }
-    }
-
-    /// The phase now.
-    pub fn phase(&self) -> DrainPhase {
-        *self.phase.borrow()
     }
 
     /// Client sessions (past login, admin console excluded) still open.
@@ -180,7 +176,7 @@ impl Drain {
         let mut listener = Listener::new(&self.bell, key);
         let mut moved = |from: DrainPhase, cx: &mut std::task::Context<'_>| {
             listener.listen(cx);
-            let now = self.phase_now();
+            let now = self.phase();
             if now == from {
                 Poll::Pending
             } else {

@@ -91,10 +91,8 @@ impl PoolCache {
     /// The receiver was marked seen by other code: the cached primary
     /// pool may belong to an older topology.
     pub(crate) fn forget_primary(&mut self) {
-        if matches!(self, PoolCache::Primary(_)) {
-            if let PoolCache::Primary(p) = std::mem::take(self) {
-                *self = PoolCache::One(p);
-            }
+        if let PoolCache::Primary(p) = self {
+            *self = PoolCache::One(p.clone());
         }
     }
 
@@ -103,9 +101,7 @@ impl PoolCache {
     /// lookup stays).
     fn mark_primary(&mut self, pool: &Arc<Pool>) {
         if matches!(self, PoolCache::One(p) if Arc::ptr_eq(p, pool)) {
-            if let PoolCache::One(p) = std::mem::take(self) {
-                *self = PoolCache::Primary(p);
-            }
+            *self = PoolCache::Primary(pool.clone());
         }
     }
 }

@@ -7,9 +7,9 @@ use super::*;
 
 impl Relay<'_> {
     pub(super) async fn on_topology(&mut self) -> Result<(), Error> {
-        let t = self.topology.borrow_and_update().clone();
+        let holdable = Holdable::of(&self.topology.borrow_and_update());
         self.pools.forget_primary();
-        let usable = |s: &Attached| still_usable(&t, s);
+        let usable = |s: &Attached| holdable.allows(s);
         if self.parked.as_ref().is_some_and(|s| !usable(s)) {
             self.parked = None;
             if self.shared.config.pool_mode == PoolMode::Session {
@@ -31,45 +31,42 @@ impl Relay<'_> {
 }
 
 /// What of a topology decides whether held connections stay usable
-/// ([`still_usable`]): the upkeep rings the sessions' bell when it
-/// changes, and only then (a probe publishes a new topology every round).
+/// ([`Holdable::allows`]), and nothing else: the upkeep rings the
+/// sessions' bell when it changes, and only then (a probe publishes a new
+/// topology every round). One definition for both, so the ring cannot
+/// miss a change the check would act on.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Holdable {
+    /// The primary of the term, unless it is down.
     primary: Option<NodeId>,
-    down: Vec<NodeId>,
     readable: Vec<NodeId>,
 }
 
 impl Holdable {
     pub(crate) fn of(t: &Topology) -> Self {
         Self {
-            primary: t.primary_id().cloned(),
-            down: t
-                .nodes()
-                .iter()
-                .filter(|n| n.status == Status::Down)
-                .map(|n| n.id.clone())
-                .collect(),
+            primary: t
+                .primary_id()
+                .filter(|id| t.node(id).is_some_and(|n| n.status != Status::Down))
+                .cloned(),
             readable: t.readable_nodes().map(|n| n.id.clone()).collect(),
         }
     }
-}
 
-/// Whether a connection the session holds may still be used under `t`.
-fn still_usable(t: &Topology, s: &Attached) -> bool {
-    if s.primary {
-        // Still the primary of the term and not down: what it commits
-        // stays, so a running statement may finish there even while new
-        // writes are held or it is detached (a monitor whose probes timed
-        // out on an overloaded primary with no standby to promote detaches
-        // it: that must not cost its clients their statements). Another
-        // primary, or none: it is being fenced.
-        t.primary_id() == Some(&s.conn.node)
-            && t.node(&s.conn.node)
-                .is_some_and(|n| n.status != Status::Down)
-    } else {
-        // A read may finish on a standby just promoted: it still answers
-        // from the same data.
-        t.readable_nodes().any(|n| n.id == s.conn.node)
+    /// Whether a connection the session holds may still be used.
+    fn allows(&self, s: &Attached) -> bool {
+        if s.primary {
+            // Still the primary of the term and not down: what it commits
+            // stays, so a running statement may finish there even while
+            // new writes are held or it is detached (a monitor whose probes
+            // timed out on an overloaded primary with no standby to promote
+            // detaches it: that must not cost its clients their
+            // statements). Another primary, or none: it is being fenced.
+            self.primary.as_ref() == Some(&s.conn.node)
+        } else {
+            // A read may finish on a standby just promoted: it still
+            // answers from the same data.
+            self.readable.contains(&s.conn.node)
+        }
     }
 }
