@@ -425,29 +425,57 @@ async fn a_statement_running_on_a_primary_detached_without_a_successor_finishes(
     Ok(())
 }
 
-/// A statement running on the primary when another node is named primary
-/// (the old one hung, say, and is being fenced): the client is told at
-/// once that the outcome is unknown (08007), not when — if ever — the old
-/// primary answers. Nothing but the new topology tells the session: its
-/// server says nothing.
+/// A statement running on the primary when another node is promoted and
+/// named primary (the old one hung, say, and is being fenced): the client
+/// is told at once that the outcome is unknown (08007), not when the old
+/// primary answers; nothing but the new topology tells the session, its
+/// server says nothing. Then, in the databases: the statement ran once, on
+/// the old primary (so "unknown" was the truth), and never on the new one.
 #[tokio::test]
 async fn a_statement_running_on_a_replaced_primary_is_told_outcome_unknown_at_once() -> R {
     let cluster = PgCluster::builder().standbys(1).start().await?;
+    cluster.wait_streaming().await?;
+    cluster.primary().execute("CREATE TABLE r (v int)").await?;
+    let old = &cluster.nodes()[0];
+    let new = &cluster.nodes()[1];
+    let exists = "SELECT (to_regclass('r') IS NOT NULL)::text";
+    let mut waited = 0;
+    while new.query_one_text(exists).await?.as_deref() != Some("true") {
+        waited += 1;
+        assert!(waited < 250, "the table never reached the standby");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = cluster.topology();
     let (tx, topology) = watch::channel(Arc::new(before.clone()));
     let proxy = start_proxy(config(PoolMode::Transaction), topology).await;
     let mut c = Wire::connect(proxy.port).await?;
-    let sql = "/* pgha:primary */ SELECT pg_sleep(120)";
+    let sql = "/* pgha:primary */ INSERT INTO r SELECT 1 FROM pg_sleep(3)";
     c.query(sql).await?;
     running_on_primary(&cluster, sql).await?;
-    let standby = pgha_core::NodeId::new(cluster.nodes()[1].name());
+    new.execute("SELECT pg_promote()").await?;
+    let standby = pgha_core::NodeId::new(new.name());
     let replaced = before.clone().restored(before.term() + 1, Some(&standby));
     assert_eq!(replaced.primary_id(), Some(&standby));
     tx.send_replace(Arc::new(replaced));
-    // Well before the statement could end on its own.
     let got = until_ready(&mut c).await?;
     let tags: Vec<u8> = got.iter().map(|m| m.0).collect();
     assert_eq!(tags, [b'E'], "an error, then the end of the stream");
     assert_eq!(error_field(&got[0].1, b'C').as_deref(), Some("08007"));
+    // The old primary finishes the statement on its own.
+    let count = "SELECT count(*)::text FROM r";
+    let mut waited = 0;
+    while old.query_one_text(count).await?.as_deref() != Some("1") {
+        waited += 1;
+        assert!(
+            waited < 500,
+            "the statement never finished on the old primary"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        new.query_one_text(count).await?.as_deref(),
+        Some("0"),
+        "never sent to the new primary"
+    );
     Ok(())
 }
